@@ -1,0 +1,174 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+listen: {http: 127.0.0.1:8080, dns: 127.0.0.1:5353}
+checks:
+  ready: {type: http, path: /healthz, expect: [200, "300-302"], interval: 2s, timeout: 1s}
+pools:
+  web-eu:
+    region: eu
+    endpoints: [127.0.0.1:9101, {address: 127.0.0.1:9102, weight: 3}]
+    check: ready
+  web-us: {region: us, endpoints: [127.0.0.1:9103]}
+services:
+  web: {policy: geo, pools: [web-eu, web-us]}
+routes:
+  - name: www
+    match: {host: www.example.com, path_prefix: /, headers: {X-A: "1", X-B: {present: true}, X-C: {regex: "^a+$"}}}
+    service: web
+    mirror: {service: web, percent: 10, max_body: 1MiB}
+zones:
+  - origin: example.com.
+    soa: {ns: ns1.example.com., mbox: hostmaster.example.com.}
+    ns: [ns1.example.com.]
+    records:
+      - {name: www, type: A, service: web, ttl: 30}
+      - {name: "@", type: MX, values: ["10 mail.example.com."]}
+      - {name: txt, type: TXT, values: [hello world]}
+`
+
+func TestParseGood(t *testing.T) {
+	c, err := Parse("good.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Pools["web-eu"].Endpoints; len(got) != 2 || got[0].Weight != 1 || got[1].Weight != 3 {
+		t.Errorf("endpoints = %+v, want weights 1 and 3", got)
+	}
+	if got := c.Checks["ready"].Expect; len(got) != 2 || got[1] != (StatusRange{300, 302}) {
+		t.Errorf("expect = %+v", got)
+	}
+	if c.Checks["ready"].Interval.D() != 2*time.Second {
+		t.Errorf("interval = %v", c.Checks["ready"].Interval.D())
+	}
+	if c.Routes[0].Mirror.MaxBody != 1<<20 {
+		t.Errorf("max_body = %d", c.Routes[0].Mirror.MaxBody)
+	}
+	h := c.Routes[0].Match.Headers
+	if h["X-A"].Exact != "1" || h["X-B"].Present == nil || !*h["X-B"].Present || h["X-C"].Regex != "^a+$" {
+		t.Errorf("headers = %+v", h)
+	}
+	if c.Listen.Admin != DefaultAdminAddr || c.Zones[0].Records[0].MaxAnswers != DefaultMaxAnswers {
+		t.Errorf("defaults not applied: admin %q max_answers %d", c.Listen.Admin, c.Zones[0].Records[0].MaxAnswers)
+	}
+}
+
+// TestParseProblems checks that each mistake is reported with its line and
+// path, and that all of them come out of one run.
+func TestParseProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want []string // substrings, each of which must appear
+	}{
+		{"unknown key", func(s string) string {
+			return strings.Replace(s, "    check: ready\n", "    check: ready\n    chek: ready\n", 1)
+		}, []string{`bad.yaml:10: pools.web-eu.chek: unknown key "chek"`}},
+		{"bad duration", func(s string) string { return strings.Replace(s, "interval: 2s", "interval: 2 seconds", 1) },
+			[]string{`bad.yaml:4: checks.ready.interval: invalid duration "2 seconds"`}},
+		{"wrong type", func(s string) string { return strings.Replace(s, "weight: 3", "weight: heavy", 1) },
+			[]string{`bad.yaml:8: pools.web-eu.endpoints[1].weight: cannot use str "heavy"`}},
+		{"dangling service", func(s string) string { return strings.Replace(s, "    service: web\n", "    service: wbe\n", 1) },
+			[]string{`bad.yaml:16: routes[0].service: unknown service "wbe"`}},
+		{"dangling pool and check", func(s string) string {
+			s = strings.Replace(s, "[web-eu, web-us]", "[web-eu, web-as]", 1)
+			return strings.Replace(s, "check: ready", "check: redy", 1)
+		}, []string{`pools.web-eu.check: unknown check "redy"`, `services.web.pools[1]: unknown pool "web-as"`}},
+		{"negative and zero weights", func(s string) string {
+			return strings.Replace(s, "{region: us, endpoints: [127.0.0.1:9103]}", "{region: us, endpoints: [{address: 127.0.0.1:9103, weight: -1}]}", 1)
+		}, []string{`pools.web-us.endpoints[0].weight: weight must not be negative`, `pools.web-us.endpoints: all weights are zero`}},
+		{"bad CIDR in match", func(s string) string {
+			return strings.Replace(s, "path_prefix: /,", "path_prefix: /, client_cidr: [10.0.0.0/40],", 1)
+		}, []string{`routes[0].match.client_cidr[0]: invalid CIDR "10.0.0.0/40"`}},
+		{"record outside origin", func(s string) string { return strings.Replace(s, "name: txt,", "name: txt.example.org.,", 1) },
+			[]string{`zones[0].records[2].name: name "txt.example.org." is outside the zone example.com.`}},
+		{"listener collision", func(s string) string { return strings.Replace(s, "dns: 127.0.0.1:5353", "dns: 127.0.0.1:8080", 1) },
+			[]string{`bad.yaml:2: listen.dns: address 127.0.0.1:8080 collides with listen.http`}},
+		{"duplicate key", func(s string) string { return strings.Replace(s, "  web-us: {", "  web-eu: {", 1) },
+			[]string{`bad.yaml:10:`, `already defined`}},
+		{"bad regex", func(s string) string { return strings.Replace(s, `^a+$`, `^(a+$`, 1) },
+			[]string{`routes[0].match.headers.X-C.regex: error parsing regexp`}},
+		{"syntax error", func(s string) string { return s + "\n  - : : [\n" }, []string{`bad.yaml:`}},
+		{"empty file", func(string) string { return "" }, []string{`bad.yaml: file is empty`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tt.edit(good)))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseListsEveryProblem(t *testing.T) {
+	s := strings.Replace(good, "interval: 2s", "interval: 2x", 1)
+	s = strings.Replace(s, "    service: web\n", "    service: wbe\n", 1)
+	s = strings.Replace(s, "name: txt,", "name: txt.example.org.,", 1)
+	_, err := Parse("bad.yaml", []byte(s))
+	var e *Error
+	if err == nil || !asError(err, &e) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	if len(e.Problems) != 3 {
+		t.Fatalf("got %d problems, want 3:\n%v", len(e.Problems), err)
+	}
+	for i := 1; i < len(e.Problems); i++ {
+		if e.Problems[i].Line < e.Problems[i-1].Line {
+			t.Errorf("problems not sorted by line:\n%v", err)
+		}
+	}
+}
+
+func asError(err error, target **Error) bool {
+	e, ok := err.(*Error)
+	*target = e
+	return ok
+}
+
+// TestExamples checks the shipped examples parse; routing's tests compile them.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, _, err := Load(f); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("pools: {a: {endpoints: [x]}}"))
+	f.Add([]byte("routes: [{match: {host: [a, b]}, split: [{weight: 0}]}]"))
+	f.Add([]byte("zones: [{origin: ., records: [{name: '*', type: TXT, values: [x]}]}]"))
+	files, _ := filepath.Glob("../examples/*.yaml")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && c != nil {
+			t.Fatal("config returned with an error")
+		}
+	})
+}

@@ -1,0 +1,223 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults used by SetDefaults. They live here, in one place, so the README's
+// config reference and the code cannot disagree.
+const (
+	DefaultAdminAddr           = "127.0.0.1:9090"
+	DefaultGrace               = 15 * time.Second
+	DefaultCheckInterval       = 5 * time.Second
+	DefaultCheckTimeout        = 2 * time.Second
+	DefaultRise                = 2
+	DefaultFall                = 2
+	DefaultJitter              = 0.1
+	DefaultMaxAnswers          = 4
+	DefaultUDPSize             = 1232
+	DefaultDegradedTTL         = 10
+	DefaultRecordTTL           = 300
+	DefaultSOATTL              = 3600
+	DefaultSOAMinimum          = 300
+	DefaultOutlierFailures     = 5
+	DefaultOutlierEjection     = 30 * time.Second
+	DefaultOutlierMaxEjection  = 300 * time.Second
+	DefaultOutlierMaxEjectPct  = 50
+	DefaultMirrorMaxBody       = 64 << 10
+	DefaultMirrorTimeout       = 5 * time.Second
+	DefaultMirrorInFlight      = 64
+	DefaultRetryBudgetPercent  = 20
+	DefaultMaxRetryBody        = 64 << 10
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultMaxHeaderBytes      = 64 << 10
+	DefaultMaxConns            = 10000
+	DefaultMaxIdleConnsPerHost = 64
+	DefaultHealthInFlight      = 256
+)
+
+// SetDefaults fills every unset field that has a default. Parse calls it
+// before Validate; tests that build a Config by hand call it too.
+func (c *Config) SetDefaults() {
+	def(&c.Listen.Admin, DefaultAdminAddr)
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "json")
+	def(&c.TLS.MinVersion, "1.2")
+	def(&c.TLS.UnknownSNI, "default")
+	if c.Shutdown.Grace == 0 {
+		c.Shutdown.Grace = Duration(DefaultGrace)
+	}
+	if c.Consul != nil {
+		def(&c.Consul.Address, "127.0.0.1:8500")
+		if r := c.Consul.Register; r != nil {
+			def(&r.Name, "meridian")
+			if r.CheckInterval == 0 {
+				r.CheckInterval = Duration(10 * time.Second)
+			}
+		}
+	}
+	if c.Geo.ECS == nil {
+		t := true
+		c.Geo.ECS = &t
+	}
+
+	h := &c.HTTP
+	defDur(&h.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defDur(&h.IdleTimeout, DefaultIdleTimeout)
+	if h.MaxHeaderBytes == 0 {
+		h.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	defInt(&h.MaxConns, DefaultMaxConns)
+	defInt(&h.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+
+	d := &c.DNS
+	defInt(&d.UDPSize, DefaultUDPSize)
+	defInt(&d.MaxAnswers, DefaultMaxAnswers)
+	defDur(&d.TCPIdle, 10*time.Second)
+	defDur(&d.TCPRead, 2*time.Second)
+	defInt(&d.TCPMaxConns, 1000)
+	if d.DegradedTTL == 0 {
+		d.DegradedTTL = DefaultDegradedTTL
+	}
+	defDur(&d.NotifyPeriod, 10*time.Second)
+	if r := d.RRL; r != nil {
+		defInt(&r.ResponsesPerSecond, 10)
+		defInt(&r.Slip, 2)
+		defDur(&r.Window, 15*time.Second)
+		defInt(&r.IPv4Prefix, 24)
+		defInt(&r.IPv6Prefix, 56)
+	}
+	defInt(&c.Health.MaxInFlight, DefaultHealthInFlight)
+
+	for _, ch := range c.Checks {
+		if ch == nil {
+			continue
+		}
+		defDur(&ch.Interval, DefaultCheckInterval)
+		if ch.Timeout == 0 {
+			ch.Timeout = Duration(min(DefaultCheckTimeout, ch.Interval.D()/2))
+		}
+		defInt(&ch.Rise, DefaultRise)
+		defInt(&ch.Fall, DefaultFall)
+		if ch.Jitter == 0 {
+			ch.Jitter = DefaultJitter
+		}
+		def(&ch.Initial, "down")
+		switch ch.Type {
+		case "http", "https":
+			def(&ch.Method, "GET")
+			def(&ch.Path, "/")
+			if len(ch.Expect) == 0 {
+				ch.Expect = []StatusRange{{200, 399}}
+			}
+		case "dns":
+			def(&ch.QType, "A")
+			def(&ch.RCode, "NOERROR")
+		}
+	}
+	for _, p := range c.Pools {
+		if p == nil {
+			continue
+		}
+		def(&p.Balance, "round_robin")
+		def(&p.OnAllDown, "fail_open")
+		for i := range p.Endpoints {
+			if p.Endpoints[i].Weight == 0 {
+				p.Endpoints[i].Weight = 1
+			}
+		}
+		if o := p.Outlier; o != nil {
+			defInt(&o.ConsecutiveFailures, DefaultOutlierFailures)
+			defDur(&o.Ejection, DefaultOutlierEjection)
+			defDur(&o.MaxEjection, max(DefaultOutlierMaxEjection, o.Ejection.D()))
+			defInt(&o.MaxEjectedPercent, DefaultOutlierMaxEjectPct)
+		}
+		if p.Consul != nil {
+			def(&p.Consul.Health, "passing")
+		}
+	}
+	for _, s := range c.Services {
+		if s != nil {
+			def(&s.Policy, "failover")
+		}
+	}
+	for i, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		def(&r.Name, fmt.Sprintf("route-%d", i))
+		if m := r.Mirror; m != nil {
+			if m.MaxBody == 0 {
+				m.MaxBody = DefaultMirrorMaxBody
+			}
+			defDur(&m.Timeout, DefaultMirrorTimeout)
+			defInt(&m.MaxInFlight, DefaultMirrorInFlight)
+		}
+		if rt := r.Retry; rt != nil {
+			if len(rt.On) == 0 {
+				rt.On = StringList{"connect_failure", "reset"}
+			}
+			if rt.BudgetPercent == 0 {
+				rt.BudgetPercent = DefaultRetryBudgetPercent
+			}
+			if rt.MaxRetryBody == 0 {
+				rt.MaxRetryBody = DefaultMaxRetryBody
+			}
+		}
+		for _, e := range r.Split {
+			if e != nil && e.When == nil && e.Weight == nil {
+				one := 1
+				e.Weight = &one
+			}
+		}
+	}
+	for _, z := range c.Zones {
+		if z == nil {
+			continue
+		}
+		if z.SOA.TTL == 0 {
+			z.SOA.TTL = DefaultSOATTL
+		}
+		if z.SOA.Minimum == 0 {
+			z.SOA.Minimum = DefaultSOAMinimum
+		}
+		defDur(&z.SOA.Refresh, time.Hour)
+		defDur(&z.SOA.Retry, 15*time.Minute)
+		defDur(&z.SOA.Expire, 7*24*time.Hour)
+		if z.DegradedTTL == 0 {
+			z.DegradedTTL = c.DNS.DegradedTTL
+		}
+		for _, r := range z.Records {
+			if r == nil {
+				continue
+			}
+			if r.TTL == 0 {
+				r.TTL = DefaultRecordTTL
+			}
+			if r.Service != "" {
+				defInt(&r.MaxAnswers, c.DNS.MaxAnswers)
+				def(&r.OnAllDown, "fail_open")
+			}
+		}
+	}
+}
+
+func def(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+func defInt(i *int, v int) {
+	if *i == 0 {
+		*i = v
+	}
+}
+
+func defDur(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
+	}
+}

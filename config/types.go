@@ -1,0 +1,406 @@
+package config
+
+import "net/netip"
+
+// Config is the whole routing configuration as the operator wrote it, after
+// defaults were applied. It is the input to routing.Compile and is never
+// mutated once Load returns it.
+type Config struct {
+	Listen   Listen              `yaml:"listen,omitempty"`
+	Log      Log                 `yaml:"log,omitempty"`
+	Admin    Admin               `yaml:"admin,omitempty"`
+	TLS      TLS                 `yaml:"tls,omitempty"`
+	Consul   *Consul             `yaml:"consul,omitempty"`
+	Geo      Geo                 `yaml:"geo,omitempty"`
+	HTTP     HTTP                `yaml:"http,omitempty"`
+	DNS      DNS                 `yaml:"dns,omitempty"`
+	Health   Health              `yaml:"health,omitempty"`
+	Shutdown Shutdown            `yaml:"shutdown,omitempty"`
+	Checks   map[string]*Check   `yaml:"checks,omitempty"`
+	Pools    map[string]*Pool    `yaml:"pools,omitempty"`
+	Services map[string]*Service `yaml:"services,omitempty"`
+	Routes   []*Route            `yaml:"routes,omitempty"`
+	Zones    []*Zone             `yaml:"zones,omitempty"`
+}
+
+// Listen holds the addresses Meridian binds. An empty address disables that
+// listener, except admin which defaults to loopback.
+type Listen struct {
+	HTTP  string `yaml:"http,omitempty"`
+	HTTPS string `yaml:"https,omitempty"`
+	DNS   string `yaml:"dns,omitempty"`
+	Admin string `yaml:"admin,omitempty"`
+}
+
+// Log selects the zap logger's level and encoding; both change on reload.
+type Log struct {
+	Level  string `yaml:"level,omitempty"`  // debug | info | warn | error
+	Format string `yaml:"format,omitempty"` // json | console
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	// TokenFile, when set, holds the bearer token every /api/ call must present.
+	TokenFile string `yaml:"token_file,omitempty"`
+}
+
+// TLS configures termination on listen.https.
+type TLS struct {
+	Certificates []CertPair `yaml:"certificates,omitempty"`
+	MinVersion   string     `yaml:"min_version,omitempty"` // "1.2" (default) | "1.3"
+	// UnknownSNI says what a handshake for a name no certificate covers gets:
+	// "default" (the first certificate) or "fail".
+	UnknownSNI string `yaml:"unknown_sni,omitempty"`
+	ACME       *ACME  `yaml:"acme,omitempty"`
+}
+
+// CertPair names a PEM certificate chain and its key.
+type CertPair struct {
+	Cert string `yaml:"cert,omitempty"`
+	Key  string `yaml:"key,omitempty"`
+}
+
+// ACME configures automatic certificates.
+type ACME struct {
+	Directory string   `yaml:"directory,omitempty"`
+	Email     string   `yaml:"email,omitempty"`
+	Domains   []string `yaml:"domains,omitempty"`
+	Storage   string   `yaml:"storage,omitempty"`
+	CA        string   `yaml:"ca,omitempty"` // PEM file trusted for the directory (test CAs)
+}
+
+// Consul configures the catalog and KV client.
+type Consul struct {
+	Address    string    `yaml:"address,omitempty"` // host:port, or an http(s):// URL
+	Datacenter string    `yaml:"datacenter,omitempty"`
+	TokenFile  string    `yaml:"token_file,omitempty"`
+	CAFile     string    `yaml:"ca_file,omitempty"`
+	CertFile   string    `yaml:"cert_file,omitempty"`
+	KeyFile    string    `yaml:"key_file,omitempty"`
+	Namespace  string    `yaml:"namespace,omitempty"`
+	Partition  string    `yaml:"partition,omitempty"`
+	Stale      bool      `yaml:"stale,omitempty"`
+	Register   *Register `yaml:"register,omitempty"`
+}
+
+// Register makes Meridian register itself with the local Consul agent.
+type Register struct {
+	Name          string   `yaml:"name,omitempty"`
+	Tags          []string `yaml:"tags,omitempty"`
+	CheckInterval Duration `yaml:"check_interval,omitempty"`
+}
+
+// Geo maps client addresses to regions.
+type Geo struct {
+	MMDB          string            `yaml:"mmdb,omitempty"`
+	Nets          map[string]string `yaml:"nets,omitempty"` // CIDR → region
+	Regions       map[string]Region `yaml:"regions,omitempty"`
+	DefaultRegion string            `yaml:"default_region,omitempty"`
+	// ECS, when false, makes DNS ignore EDNS Client Subnet options.
+	ECS *bool `yaml:"ecs,omitempty"`
+}
+
+// Region lists where a region's clients are, in GeoIP terms.
+type Region struct {
+	Continents []string `yaml:"continents,omitempty"`
+	Countries  []string `yaml:"countries,omitempty"`
+}
+
+// HTTP holds listener-wide settings of the proxy.
+type HTTP struct {
+	TrustedProxies    []string `yaml:"trusted_proxies,omitempty"`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout,omitempty"`
+	ReadTimeout       Duration `yaml:"read_timeout,omitempty"`
+	IdleTimeout       Duration `yaml:"idle_timeout,omitempty"`
+	MaxHeaderBytes    Size     `yaml:"max_header_bytes,omitempty"`
+	MaxConns          int      `yaml:"max_conns,omitempty"`
+	// AllowAmbiguousPaths turns off the 400 for %2e%2e, encoded slashes,
+	// backslashes and NUL in the path.
+	AllowAmbiguousPaths bool `yaml:"allow_ambiguous_paths,omitempty"`
+	AccessLog           bool `yaml:"access_log,omitempty"`
+	// MaxIdleConnsPerHost bounds the idle upstream connections per endpoint.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host,omitempty"`
+}
+
+// DNS holds server-wide settings of the DNS layer.
+type DNS struct {
+	UDPSize      int      `yaml:"udp_size,omitempty"` // advertised EDNS buffer
+	MaxAnswers   int      `yaml:"max_answers,omitempty"`
+	TCPIdle      Duration `yaml:"tcp_idle_timeout,omitempty"`
+	TCPRead      Duration `yaml:"tcp_read_timeout,omitempty"`
+	TCPMaxConns  int      `yaml:"tcp_max_conns,omitempty"`
+	Listeners    int      `yaml:"listeners,omitempty"` // SO_REUSEPORT UDP sockets
+	RRL          *RRL     `yaml:"rrl,omitempty"`
+	QueryLog     float64  `yaml:"query_log,omitempty"` // share of queries logged, 0..1
+	DegradedTTL  uint32   `yaml:"degraded_ttl,omitempty"`
+	NotifyPeriod Duration `yaml:"notify_retry,omitempty"`
+}
+
+// RRL configures response rate limiting per client network.
+type RRL struct {
+	ResponsesPerSecond int      `yaml:"responses_per_second,omitempty"`
+	Slip               int      `yaml:"slip,omitempty"`
+	Window             Duration `yaml:"window,omitempty"`
+	IPv4Prefix         int      `yaml:"ipv4_prefix,omitempty"`
+	IPv6Prefix         int      `yaml:"ipv6_prefix,omitempty"`
+}
+
+// Health holds engine-wide settings.
+type Health struct {
+	MaxInFlight int    `yaml:"max_in_flight,omitempty"`
+	StateFile   string `yaml:"state_file,omitempty"` // gdnsd-style admin overrides
+}
+
+// Shutdown bounds the drain on SIGTERM.
+type Shutdown struct {
+	Grace Duration `yaml:"grace,omitempty"`
+}
+
+// Check says how to probe an endpoint.
+type Check struct {
+	Type     string   `yaml:"type,omitempty"` // http | https | tcp | dns
+	Interval Duration `yaml:"interval,omitempty"`
+	Timeout  Duration `yaml:"timeout,omitempty"`
+	Jitter   float64  `yaml:"jitter,omitempty"` // share of interval, 0..1
+	Rise     int      `yaml:"rise,omitempty"`
+	Fall     int      `yaml:"fall,omitempty"`
+	Initial  string   `yaml:"initial,omitempty"` // up | down: state before the first probe completes
+
+	// http and https
+	Method     string            `yaml:"method,omitempty"`
+	Path       string            `yaml:"path,omitempty"`
+	Host       string            `yaml:"host,omitempty"`
+	Expect     []StatusRange     `yaml:"expect,omitempty"`
+	Body       string            `yaml:"body,omitempty"` // substring the response body must contain
+	ServerName string            `yaml:"server_name,omitempty"`
+	SkipVerify bool              `yaml:"insecure_skip_verify,omitempty"`
+	Headers    map[string]string `yaml:"headers,omitempty"`
+
+	// tcp
+	Send    string `yaml:"send,omitempty"`
+	Receive string `yaml:"receive,omitempty"`
+
+	// dns
+	QName string `yaml:"qname,omitempty"`
+	QType string `yaml:"qtype,omitempty"`
+	RCode string `yaml:"rcode,omitempty"`
+}
+
+// StatusRange is an inclusive HTTP status range; `200` and `"200-299"` both
+// decode into it.
+type StatusRange struct{ Lo, Hi int }
+
+// Pool is a set of endpoints in one place that share a check and a balancer.
+type Pool struct {
+	Region    string        `yaml:"region,omitempty"`
+	Endpoints []Endpoint    `yaml:"endpoints,omitempty"`
+	Check     string        `yaml:"check,omitempty"`
+	Balance   string        `yaml:"balance,omitempty"` // round_robin | least_request | random | ring_hash | maglev
+	HashOn    *HashOn       `yaml:"hash_on,omitempty"`
+	Outlier   *Outlier      `yaml:"outlier,omitempty"`
+	OnAllDown string        `yaml:"on_all_down,omitempty"` // fail_open (default) | fail
+	Consul    *ConsulSelect `yaml:"consul,omitempty"`
+	TLS       *UpstreamTLS  `yaml:"tls,omitempty"`
+}
+
+// Endpoint is one upstream address; `"127.0.0.1:9101"` and
+// `{address: ..., weight: 3}` both decode into it.
+type Endpoint struct {
+	Address string `yaml:"address,omitempty"`
+	Weight  int    `yaml:"weight,omitempty"`
+}
+
+// HashOn names the key ring_hash and maglev hash: one of header, cookie or
+// client_ip.
+type HashOn struct {
+	Header   string `yaml:"header,omitempty"`
+	Cookie   string `yaml:"cookie,omitempty"`
+	ClientIP bool   `yaml:"client_ip,omitempty"`
+}
+
+// Outlier configures passive ejection from observed upstream failures.
+type Outlier struct {
+	ConsecutiveFailures int      `yaml:"consecutive_failures,omitempty"`
+	Ejection            Duration `yaml:"ejection,omitempty"`
+	MaxEjection         Duration `yaml:"max_ejection,omitempty"`
+	MaxEjectedPercent   int      `yaml:"max_ejected_percent,omitempty"`
+	On5xx               bool     `yaml:"on_5xx,omitempty"`
+}
+
+// ConsulSelect selects a pool's endpoints from the Consul catalog.
+type ConsulSelect struct {
+	Service    string            `yaml:"service,omitempty"`
+	Tags       []string          `yaml:"tags,omitempty"`
+	Datacenter string            `yaml:"datacenter,omitempty"`
+	Near       string            `yaml:"near,omitempty"`
+	Health     string            `yaml:"health,omitempty"` // passing (default) | warning | any
+	Meta       map[string]string `yaml:"meta,omitempty"`
+}
+
+// UpstreamTLS makes a pool speak HTTPS to its endpoints.
+type UpstreamTLS struct {
+	CA                 string `yaml:"ca,omitempty"`
+	ServerName         string `yaml:"server_name,omitempty"`
+	Cert               string `yaml:"cert,omitempty"`
+	Key                string `yaml:"key,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
+}
+
+// Service steers across pools; HTTP routes and DNS records both name services.
+type Service struct {
+	Policy  string   `yaml:"policy,omitempty"` // failover (default) | weighted | geo
+	Pools   []string `yaml:"pools,omitempty"`
+	Weights []int    `yaml:"weights,omitempty"`
+}
+
+// Route matches HTTP requests and sends them to a service or a split.
+type Route struct {
+	Name            string            `yaml:"name,omitempty"`
+	Match           Match             `yaml:"match,omitempty"`
+	Service         string            `yaml:"service,omitempty"`
+	Split           []*SplitEntry     `yaml:"split,omitempty"`
+	Sticky          *Sticky           `yaml:"sticky,omitempty"`
+	Mirror          *Mirror           `yaml:"mirror,omitempty"`
+	Retry           *Retry            `yaml:"retry,omitempty"`
+	Timeout         Duration          `yaml:"timeout,omitempty"`
+	PerTryTimeout   Duration          `yaml:"per_try_timeout,omitempty"`
+	HostRewrite     string            `yaml:"host_rewrite,omitempty"`
+	StripPrefix     string            `yaml:"strip_prefix,omitempty"`
+	AddHeaders      map[string]string `yaml:"add_headers,omitempty"`
+	RemoveHeaders   []string          `yaml:"remove_headers,omitempty"`
+	ResponseHeaders *HeaderOps        `yaml:"response_headers,omitempty"`
+	TLS             *RouteTLS         `yaml:"tls,omitempty"`
+	HSTS            string            `yaml:"hsts,omitempty"` // Strict-Transport-Security value
+	RedirectHTTPS   bool              `yaml:"redirect_https,omitempty"`
+}
+
+// HeaderOps adds and removes response headers.
+type HeaderOps struct {
+	Add    map[string]string `yaml:"add,omitempty"`
+	Remove []string          `yaml:"remove,omitempty"`
+}
+
+// RouteTLS requires client certificates on a route.
+type RouteTLS struct {
+	ClientAuth string `yaml:"client_auth,omitempty"` // require | none
+	ClientCA   string `yaml:"client_ca,omitempty"`
+}
+
+// Match is the conjunction of a route's conditions; empty fields match all.
+type Match struct {
+	Host       StringList             `yaml:"host,omitempty"`
+	Path       string                 `yaml:"path,omitempty"`
+	PathPrefix string                 `yaml:"path_prefix,omitempty"`
+	PathRegex  string                 `yaml:"path_regex,omitempty"`
+	Method     StringList             `yaml:"method,omitempty"`
+	Headers    map[string]StringMatch `yaml:"headers,omitempty"`
+	Query      map[string]StringMatch `yaml:"query,omitempty"`
+	Cookies    map[string]StringMatch `yaml:"cookies,omitempty"`
+	ClientCIDR StringList             `yaml:"client_cidr,omitempty"`
+}
+
+// StringMatch matches one value: a plain scalar means exact; a mapping may say
+// {exact}, {prefix}, {regex} or {present: true|false}.
+type StringMatch struct {
+	Exact   string `yaml:"exact,omitempty"`
+	Prefix  string `yaml:"prefix,omitempty"`
+	Regex   string `yaml:"regex,omitempty"`
+	Present *bool  `yaml:"present,omitempty"`
+}
+
+// SplitEntry is one arm of a split: a rule when When is set, else a weight.
+type SplitEntry struct {
+	When    *When  `yaml:"when,omitempty"`
+	Service string `yaml:"service,omitempty"`
+	Weight  *int   `yaml:"weight,omitempty"`
+}
+
+// When is a split rule's condition.
+type When struct {
+	Header map[string]StringMatch `yaml:"header,omitempty"`
+	Cookie map[string]StringMatch `yaml:"cookie,omitempty"`
+	Query  map[string]StringMatch `yaml:"query,omitempty"`
+}
+
+// Sticky keeps a user on one split arm.
+type Sticky struct {
+	Cookie string `yaml:"cookie,omitempty"`
+	Header string `yaml:"header,omitempty"`
+	// Set, with Cookie, sets the cookie when the request has none.
+	Set bool `yaml:"set,omitempty"`
+}
+
+// Mirror copies a sampled share of a route's requests to another service.
+type Mirror struct {
+	Service string   `yaml:"service,omitempty"`
+	Percent float64  `yaml:"percent,omitempty"`
+	MaxBody Size     `yaml:"max_body,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// MaxInFlight bounds concurrent mirrored requests; extra ones are dropped.
+	MaxInFlight int `yaml:"max_in_flight,omitempty"`
+}
+
+// Retry bounds re-sending a failed request to another endpoint.
+type Retry struct {
+	Attempts      int        `yaml:"attempts,omitempty"`
+	On            StringList `yaml:"on,omitempty"` // connect_failure | reset | 502 | 503 | 504
+	BudgetPercent float64    `yaml:"budget_percent,omitempty"`
+	MaxRetryBody  Size       `yaml:"max_retry_body,omitempty"`
+}
+
+// Zone is a DNS zone Meridian is authoritative for.
+type Zone struct {
+	Origin      string    `yaml:"origin,omitempty"`
+	SOA         SOA       `yaml:"soa,omitempty"`
+	NS          []string  `yaml:"ns,omitempty"`
+	Records     []*Record `yaml:"records,omitempty"`
+	Transfer    *Transfer `yaml:"transfer,omitempty"`
+	DegradedTTL uint32    `yaml:"degraded_ttl,omitempty"`
+}
+
+// SOA holds the zone's start-of-authority fields; the serial is computed.
+type SOA struct {
+	NS      string   `yaml:"ns,omitempty"`
+	MBox    string   `yaml:"mbox,omitempty"`
+	TTL     uint32   `yaml:"ttl,omitempty"`
+	Refresh Duration `yaml:"refresh,omitempty"`
+	Retry   Duration `yaml:"retry,omitempty"`
+	Expire  Duration `yaml:"expire,omitempty"`
+	Minimum uint32   `yaml:"minimum,omitempty"` // negative-caching TTL
+}
+
+// Record is a zone record: static (Values) or steered (Service).
+type Record struct {
+	Name       string     `yaml:"name,omitempty"` // relative to the origin; "@" is the apex
+	Type       string     `yaml:"type,omitempty"`
+	TTL        uint32     `yaml:"ttl,omitempty"`
+	Values     StringList `yaml:"values,omitempty"`
+	Service    string     `yaml:"service,omitempty"`
+	MaxAnswers int        `yaml:"max_answers,omitempty"`
+	OnAllDown  string     `yaml:"on_all_down,omitempty"` // fail_open (default) | nodata | fallback
+	Fallback   *Fallback  `yaml:"fallback,omitempty"`
+}
+
+// Fallback is what a steered record answers when nothing is available.
+type Fallback struct {
+	Type   string     `yaml:"type,omitempty"`
+	Values StringList `yaml:"values,omitempty"`
+}
+
+// Transfer allows AXFR and sends NOTIFY.
+type Transfer struct {
+	Allow  StringList `yaml:"allow,omitempty"`  // CIDRs
+	Notify StringList `yaml:"notify,omitempty"` // host:port of secondaries
+}
+
+// ParsePrefix parses a CIDR, or a bare address as a host prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,745 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+)
+
+// validator collects problems; each check appends and moves on, so one run
+// reports everything that is wrong.
+type validator struct {
+	c     *Config
+	probs []Problem
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.probs = append(v.probs, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks a defaulted config and returns every problem found, with
+// paths but no lines (Parse fills the lines from the file).
+func (c *Config) Validate() []Problem { return c.validate() }
+
+func (c *Config) validate() []Problem {
+	v := &validator{c: c}
+	v.listen()
+	v.logAndAdmin()
+	v.tls()
+	v.consul()
+	v.geo()
+	v.http()
+	v.dns()
+	for _, name := range sortedKeys(c.Checks) {
+		v.check("checks."+name, c.Checks[name])
+	}
+	for _, name := range sortedKeys(c.Pools) {
+		v.pool("pools."+name, c.Pools[name])
+	}
+	for _, name := range sortedKeys(c.Services) {
+		v.service("services."+name, c.Services[name])
+	}
+	names := map[string]int{}
+	for i, r := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			v.add(p, "empty route")
+			continue
+		}
+		if j, dup := names[r.Name]; dup {
+			v.add(p+".name", "duplicate route name %q (also routes[%d])", r.Name, j)
+		}
+		names[r.Name] = i
+		v.route(p, r)
+	}
+	origins := map[string]int{}
+	for i, z := range c.Zones {
+		p := fmt.Sprintf("zones[%d]", i)
+		if z == nil {
+			v.add(p, "empty zone")
+			continue
+		}
+		o := strings.ToLower(mdns.Fqdn(z.Origin))
+		if j, dup := origins[o]; dup {
+			v.add(p+".origin", "duplicate zone %q (also zones[%d])", z.Origin, j)
+		}
+		origins[o] = i
+		v.zone(p, z)
+	}
+	return v.probs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (v *validator) listen() {
+	l := v.c.Listen
+	type bind struct{ path, addr string }
+	seen := map[string]string{}
+	for _, b := range []bind{{"listen.http", l.HTTP}, {"listen.https", l.HTTPS}, {"listen.dns", l.DNS}, {"listen.admin", l.Admin}} {
+		if b.addr == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(b.addr)
+		if err != nil {
+			v.add(b.path, "invalid address %q: want host:port", b.addr)
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			v.add(b.path, "invalid port %q", port)
+			continue
+		}
+		if port == "0" {
+			continue // the kernel picks: never collides
+		}
+		key := canonicalHost(host) + ":" + port
+		if other, dup := seen[key]; dup {
+			v.add(b.path, "address %s collides with %s", b.addr, other)
+		}
+		seen[key] = b.path
+	}
+	if l.HTTPS != "" && len(v.c.TLS.Certificates) == 0 && v.c.TLS.ACME == nil {
+		v.add("listen.https", "needs tls.certificates or tls.acme")
+	}
+}
+
+// canonicalHost makes "localhost", "127.0.0.1" and "" comparable enough to
+// catch the collisions operators actually write.
+func canonicalHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.IsUnspecified() {
+			return ""
+		}
+		return a.Unmap().String()
+	}
+	if h == "localhost" {
+		return "127.0.0.1"
+	}
+	return strings.ToLower(h)
+}
+
+func (v *validator) logAndAdmin() {
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, v.c.Log.Level) {
+		v.add("log.level", "unknown level %q: want debug, info, warn or error", v.c.Log.Level)
+	}
+	if !slices.Contains([]string{"json", "console"}, v.c.Log.Format) {
+		v.add("log.format", "unknown format %q: want json or console", v.c.Log.Format)
+	}
+}
+
+func (v *validator) tls() {
+	t := v.c.TLS
+	for i, c := range t.Certificates {
+		p := fmt.Sprintf("tls.certificates[%d]", i)
+		if c.Cert == "" {
+			v.add(p+".cert", "missing certificate file")
+		}
+		if c.Key == "" {
+			v.add(p+".key", "missing key file")
+		}
+	}
+	if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+		v.add("tls.min_version", "unsupported version %q: want 1.2 or 1.3", t.MinVersion)
+	}
+	if t.UnknownSNI != "default" && t.UnknownSNI != "fail" {
+		v.add("tls.unknown_sni", "want default or fail, not %q", t.UnknownSNI)
+	}
+	if a := t.ACME; a != nil {
+		if a.Directory == "" {
+			v.add("tls.acme.directory", "missing ACME directory URL")
+		}
+		if len(a.Domains) == 0 {
+			v.add("tls.acme.domains", "at least one domain is needed")
+		}
+		if a.Storage == "" {
+			v.add("tls.acme.storage", "missing storage directory")
+		}
+	}
+}
+
+func (v *validator) consul() {
+	c := v.c.Consul
+	if c == nil {
+		return
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		v.add("consul.cert_file", "cert_file and key_file go together")
+	}
+}
+
+var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+func (v *validator) geo() {
+	g := v.c.Geo
+	for _, cidr := range sortedKeys(g.Nets) {
+		p := "geo.nets." + cidr
+		if _, err := ParsePrefix(cidr); err != nil {
+			v.add(p, "invalid CIDR %q", cidr)
+		}
+		if g.Nets[cidr] == "" {
+			v.add(p, "empty region")
+		}
+	}
+	for _, name := range sortedKeys(g.Regions) {
+		r := g.Regions[name]
+		for i, c := range r.Continents {
+			if !slices.Contains(continents, c) {
+				v.add(fmt.Sprintf("geo.regions.%s.continents[%d]", name, i), "unknown continent code %q: want one of %s", c, strings.Join(continents, " "))
+			}
+		}
+		for i, c := range r.Countries {
+			if len(c) != 2 || strings.ToUpper(c) != c {
+				v.add(fmt.Sprintf("geo.regions.%s.countries[%d]", name, i), "want an ISO 3166 two-letter code in capitals, not %q", c)
+			}
+		}
+	}
+}
+
+func (v *validator) http() {
+	for i, c := range v.c.HTTP.TrustedProxies {
+		if _, err := ParsePrefix(c); err != nil {
+			v.add(fmt.Sprintf("http.trusted_proxies[%d]", i), "invalid CIDR %q", c)
+		}
+	}
+	if v.c.HTTP.MaxConns < 0 {
+		v.add("http.max_conns", "must not be negative")
+	}
+}
+
+func (v *validator) dns() {
+	d := v.c.DNS
+	if d.UDPSize < 512 || d.UDPSize > 65535 {
+		v.add("dns.udp_size", "must be between 512 and 65535, not %d", d.UDPSize)
+	}
+	if d.MaxAnswers < 1 {
+		v.add("dns.max_answers", "must be at least 1")
+	}
+	if d.QueryLog < 0 || d.QueryLog > 1 {
+		v.add("dns.query_log", "is a share between 0 and 1, not %g", d.QueryLog)
+	}
+	if r := d.RRL; r != nil {
+		if r.ResponsesPerSecond < 1 {
+			v.add("dns.rrl.responses_per_second", "must be at least 1")
+		}
+		if r.Slip < 0 {
+			v.add("dns.rrl.slip", "must not be negative")
+		}
+		if r.IPv4Prefix < 1 || r.IPv4Prefix > 32 {
+			v.add("dns.rrl.ipv4_prefix", "must be 1-32")
+		}
+		if r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+			v.add("dns.rrl.ipv6_prefix", "must be 1-128")
+		}
+	}
+}
+
+var (
+	checkTypes = []string{"http", "https", "tcp", "dns"}
+	balancers  = []string{"round_robin", "least_request", "random", "ring_hash", "maglev"}
+	policies   = []string{"failover", "weighted", "geo"}
+	retryOn    = []string{"connect_failure", "reset", "timeout", "502", "503", "504"}
+	tokenRE    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
+
+func (v *validator) check(p string, c *Check) {
+	if c == nil {
+		v.add(p, "empty check")
+		return
+	}
+	if !slices.Contains(checkTypes, c.Type) {
+		v.add(p+".type", "unknown check type %q: want http, https, tcp or dns", c.Type)
+	}
+	if c.Timeout >= c.Interval {
+		v.add(p+".timeout", "timeout %s must be below the interval %s", c.Timeout.D(), c.Interval.D())
+	}
+	if c.Rise < 1 {
+		v.add(p+".rise", "must be at least 1")
+	}
+	if c.Fall < 1 {
+		v.add(p+".fall", "must be at least 1")
+	}
+	if c.Jitter < 0 || c.Jitter > 1 {
+		v.add(p+".jitter", "is a share of the interval between 0 and 1, not %g", c.Jitter)
+	}
+	if c.Initial != "up" && c.Initial != "down" {
+		v.add(p+".initial", "want up or down, not %q", c.Initial)
+	}
+	switch c.Type {
+	case "http", "https":
+		if !strings.HasPrefix(c.Path, "/") {
+			v.add(p+".path", "must start with /")
+		}
+		if !tokenRE.MatchString(c.Method) {
+			v.add(p+".method", "invalid method %q", c.Method)
+		}
+	case "dns":
+		if c.QName == "" {
+			v.add(p+".qname", "a dns check needs the name to query")
+		}
+		if _, ok := mdns.StringToType[strings.ToUpper(c.QType)]; !ok {
+			v.add(p+".qtype", "unknown type %q", c.QType)
+		}
+		if _, ok := mdns.StringToRcode[strings.ToUpper(c.RCode)]; !ok {
+			v.add(p+".rcode", "unknown rcode %q", c.RCode)
+		}
+	}
+}
+
+func (v *validator) pool(p string, pl *Pool) {
+	if pl == nil {
+		v.add(p, "empty pool")
+		return
+	}
+	if len(pl.Endpoints) == 0 && pl.Consul == nil {
+		v.add(p, "needs endpoints or a consul selection")
+	}
+	seen := map[string]bool{}
+	total := 0
+	for i, e := range pl.Endpoints {
+		ep := fmt.Sprintf("%s.endpoints[%d]", p, i)
+		if err := checkHostPort(e.Address); err != nil {
+			v.add(ep, "%v", err)
+		}
+		if seen[e.Address] {
+			v.add(ep, "duplicate endpoint %s", e.Address)
+		}
+		seen[e.Address] = true
+		if e.Weight < 0 {
+			v.add(ep+".weight", "weight must not be negative")
+		}
+		total += max(e.Weight, 0)
+	}
+	if len(pl.Endpoints) > 0 && total == 0 {
+		v.add(p+".endpoints", "all weights are zero")
+	}
+	if pl.Check != "" {
+		if _, ok := v.c.Checks[pl.Check]; !ok {
+			v.add(p+".check", "unknown check %q", pl.Check)
+		}
+	}
+	if !slices.Contains(balancers, pl.Balance) {
+		v.add(p+".balance", "unknown balancer %q: want %s", pl.Balance, strings.Join(balancers, ", "))
+	}
+	if h := pl.HashOn; h != nil {
+		n := 0
+		for _, set := range []bool{h.Header != "", h.Cookie != "", h.ClientIP} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			v.add(p+".hash_on", "set exactly one of header, cookie or client_ip")
+		}
+		if pl.Balance != "ring_hash" && pl.Balance != "maglev" {
+			v.add(p+".hash_on", "only ring_hash and maglev hash; balance is %q", pl.Balance)
+		}
+	}
+	if o := pl.Outlier; o != nil {
+		if o.ConsecutiveFailures < 1 {
+			v.add(p+".outlier.consecutive_failures", "must be at least 1")
+		}
+		if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+			v.add(p+".outlier.max_ejected_percent", "must be 0-100")
+		}
+		if o.MaxEjection < o.Ejection {
+			v.add(p+".outlier.max_ejection", "must not be below ejection")
+		}
+	}
+	if pl.OnAllDown != "fail_open" && pl.OnAllDown != "fail" {
+		v.add(p+".on_all_down", "want fail_open or fail, not %q", pl.OnAllDown)
+	}
+	if cs := pl.Consul; cs != nil {
+		if v.c.Consul == nil {
+			v.add(p+".consul", "the pool selects from Consul but there is no top-level consul: section")
+		}
+		if cs.Service == "" {
+			v.add(p+".consul.service", "missing service name")
+		}
+		if !slices.Contains([]string{"passing", "warning", "any"}, cs.Health) {
+			v.add(p+".consul.health", "want passing, warning or any, not %q", cs.Health)
+		}
+	}
+}
+
+// checkHostPort accepts host:port where host is an IP or a DNS name.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: want host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid port in %q", addr)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if _, ok := mdns.IsDomainName(host); !ok || host == "" {
+		return fmt.Errorf("invalid host in %q", addr)
+	}
+	return nil
+}
+
+func (v *validator) service(p string, s *Service) {
+	if s == nil {
+		v.add(p, "empty service")
+		return
+	}
+	if !slices.Contains(policies, s.Policy) {
+		v.add(p+".policy", "unknown policy %q: want geo, weighted or failover", s.Policy)
+	}
+	if len(s.Pools) == 0 {
+		v.add(p+".pools", "needs at least one pool")
+	}
+	seen := map[string]bool{}
+	for i, name := range s.Pools {
+		pp := fmt.Sprintf("%s.pools[%d]", p, i)
+		pl, ok := v.c.Pools[name]
+		switch {
+		case !ok:
+			v.add(pp, "unknown pool %q", name)
+		case seen[name]:
+			v.add(pp, "pool %q listed twice", name)
+		case s.Policy == "geo" && pl != nil && pl.Region == "" && pl.Consul == nil:
+			v.add(pp, "pool %q has no region, which a geo service needs", name)
+		}
+		seen[name] = true
+	}
+	if s.Policy == "weighted" {
+		if len(s.Weights) != len(s.Pools) {
+			v.add(p+".weights", "%d weights for %d pools", len(s.Weights), len(s.Pools))
+		}
+		v.weights(p+".weights", s.Weights)
+	} else if len(s.Weights) > 0 {
+		v.add(p+".weights", "weights only apply to policy weighted")
+	}
+}
+
+func (v *validator) weights(p string, ws []int) {
+	total := 0
+	for i, w := range ws {
+		if w < 0 {
+			v.add(fmt.Sprintf("%s[%d]", p, i), "weight must not be negative")
+		}
+		total += max(w, 0)
+	}
+	if len(ws) > 0 && total == 0 {
+		v.add(p, "all weights are zero")
+	}
+}
+
+func (v *validator) serviceRef(p, name string) {
+	if name == "" {
+		v.add(p, "missing service")
+	} else if _, ok := v.c.Services[name]; !ok {
+		v.add(p, "unknown service %q", name)
+	}
+}
+
+func (v *validator) route(p string, r *Route) {
+	v.match(p+".match", &r.Match)
+	switch {
+	case r.Service != "" && len(r.Split) > 0:
+		v.add(p, "set service or split, not both")
+	case r.Service != "":
+		v.serviceRef(p+".service", r.Service)
+	case len(r.Split) == 0:
+		v.add(p, "needs a service or a split")
+	}
+	weighted := 0
+	for i, e := range r.Split {
+		sp := fmt.Sprintf("%s.split[%d]", p, i)
+		if e == nil {
+			v.add(sp, "empty split entry")
+			continue
+		}
+		v.serviceRef(sp+".service", e.Service)
+		if e.When != nil {
+			if e.Weight != nil {
+				v.add(sp+".weight", "a rule with when: takes no weight")
+			}
+			v.matchers(sp+".when.header", e.When.Header)
+			v.matchers(sp+".when.cookie", e.When.Cookie)
+			v.matchers(sp+".when.query", e.When.Query)
+			continue
+		}
+		if *e.Weight < 0 {
+			v.add(sp+".weight", "weight must not be negative")
+		}
+		weighted += max(*e.Weight, 0)
+	}
+	if len(r.Split) > 0 && weighted == 0 {
+		v.add(p+".split", "needs at least one entry with a positive weight (requests no rule matches go there)")
+	}
+	if s := r.Sticky; s != nil {
+		if (s.Cookie == "") == (s.Header == "") {
+			v.add(p+".sticky", "set exactly one of cookie or header")
+		}
+		if s.Set && s.Cookie == "" {
+			v.add(p+".sticky.set", "only a cookie can be set")
+		}
+	}
+	if m := r.Mirror; m != nil {
+		v.serviceRef(p+".mirror.service", m.Service)
+		if m.Percent < 0 || m.Percent > 100 {
+			v.add(p+".mirror.percent", "must be 0-100")
+		}
+	}
+	if rt := r.Retry; rt != nil {
+		if rt.Attempts < 0 {
+			v.add(p+".retry.attempts", "must not be negative")
+		}
+		for i, on := range rt.On {
+			if !slices.Contains(retryOn, on) {
+				v.add(fmt.Sprintf("%s.retry.on[%d]", p, i), "unknown condition %q: want %s", on, strings.Join(retryOn, ", "))
+			}
+		}
+		if rt.BudgetPercent < 0 || rt.BudgetPercent > 100 {
+			v.add(p+".retry.budget_percent", "must be 0-100")
+		}
+	}
+	if r.PerTryTimeout > 0 && r.Timeout > 0 && r.PerTryTimeout > r.Timeout {
+		v.add(p+".per_try_timeout", "longer than the route timeout")
+	}
+	if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
+		v.add(p+".strip_prefix", "must start with /")
+	}
+	for name := range r.AddHeaders {
+		if !tokenRE.MatchString(name) {
+			v.add(p+".add_headers."+name, "invalid header name")
+		}
+	}
+	if t := r.TLS; t != nil {
+		switch t.ClientAuth {
+		case "require":
+			if t.ClientCA == "" {
+				v.add(p+".tls.client_ca", "client_auth: require needs a client_ca file")
+			}
+		case "", "none":
+		default:
+			v.add(p+".tls.client_auth", "want require or none, not %q", t.ClientAuth)
+		}
+	}
+}
+
+func (v *validator) match(p string, m *Match) {
+	for i, h := range m.Host {
+		hp := fmt.Sprintf("%s.host[%d]", p, i)
+		if len(m.Host) == 1 {
+			hp = p + ".host"
+		}
+		name := strings.TrimPrefix(h, "*.")
+		if _, ok := mdns.IsDomainName(name); !ok || name == "" || strings.Contains(name, "*") {
+			v.add(hp, "invalid host %q", h)
+		}
+	}
+	n := 0
+	for _, s := range []string{m.Path, m.PathPrefix, m.PathRegex} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		v.add(p, "set only one of path, path_prefix and path_regex")
+	}
+	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
+		v.add(p+".path", "must start with /")
+	}
+	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+		v.add(p+".path_prefix", "must start with /")
+	}
+	if m.PathRegex != "" {
+		if _, err := regexp.Compile(m.PathRegex); err != nil {
+			v.add(p+".path_regex", "%v", err)
+		}
+	}
+	for i, meth := range m.Method {
+		if !tokenRE.MatchString(meth) || strings.ToUpper(meth) != meth {
+			v.add(fmt.Sprintf("%s.method[%d]", p, i), "invalid method %q (methods are upper case)", meth)
+		}
+	}
+	v.matchers(p+".headers", m.Headers)
+	v.matchers(p+".query", m.Query)
+	v.matchers(p+".cookies", m.Cookies)
+	for i, c := range m.ClientCIDR {
+		if _, err := ParsePrefix(c); err != nil {
+			v.add(fmt.Sprintf("%s.client_cidr[%d]", p, i), "invalid CIDR %q", c)
+		}
+	}
+}
+
+func (v *validator) matchers(p string, ms map[string]StringMatch) {
+	for _, k := range sortedKeys(ms) {
+		m := ms[k]
+		n := 0
+		for _, set := range []bool{m.Exact != "", m.Prefix != "", m.Regex != "", m.Present != nil} {
+			if set {
+				n++
+			}
+		}
+		if n > 1 {
+			v.add(p+"."+k, "set only one of exact, prefix, regex and present")
+		}
+		if m.Regex != "" {
+			if _, err := regexp.Compile(m.Regex); err != nil {
+				v.add(p+"."+k+".regex", "%v", err)
+			}
+		}
+	}
+}
+
+var (
+	staticTypes  = []string{"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS", "PTR"}
+	onAllDownDNS = []string{"fail_open", "nodata", "fallback"}
+)
+
+func (v *validator) zone(p string, z *Zone) {
+	if _, ok := mdns.IsDomainName(z.Origin); !ok || z.Origin == "" {
+		v.add(p+".origin", "invalid zone name %q", z.Origin)
+		return
+	}
+	origin := strings.ToLower(mdns.Fqdn(z.Origin))
+	if z.SOA.NS == "" {
+		v.add(p+".soa.ns", "missing primary name server")
+	}
+	if z.SOA.MBox == "" {
+		v.add(p+".soa.mbox", "missing hostmaster mailbox")
+	}
+	if len(z.NS) == 0 {
+		v.add(p+".ns", "at least one NS is needed")
+	}
+	for i, ns := range z.NS {
+		if _, ok := mdns.IsDomainName(ns); !ok {
+			v.add(fmt.Sprintf("%s.ns[%d]", p, i), "invalid name %q", ns)
+		}
+	}
+	seenCNAME := map[string]int{}
+	seenOther := map[string]int{}
+	for i, r := range z.Records {
+		rp := fmt.Sprintf("%s.records[%d]", p, i)
+		if r == nil {
+			v.add(rp, "empty record")
+			continue
+		}
+		owner, err := RecordOwner(r.Name, origin)
+		if err != nil {
+			v.add(rp+".name", "%v", err)
+			continue
+		}
+		typ := strings.ToUpper(r.Type)
+		if typ == "CNAME" {
+			if _, dup := seenOther[owner]; dup {
+				v.add(rp, "CNAME at %s, which has other records", owner)
+			}
+			seenCNAME[owner] = i
+		} else {
+			if _, dup := seenCNAME[owner]; dup {
+				v.add(rp, "%s record at %s, which has a CNAME", typ, owner)
+			}
+			seenOther[owner] = i
+		}
+		if r.Service != "" {
+			if typ != "A" && typ != "AAAA" {
+				v.add(rp+".type", "steered records are A or AAAA, not %q", r.Type)
+			}
+			if len(r.Values) > 0 {
+				v.add(rp+".values", "a steered record takes service or values, not both")
+			}
+			v.serviceRef(rp+".service", r.Service)
+			if !slices.Contains(onAllDownDNS, r.OnAllDown) {
+				v.add(rp+".on_all_down", "want fail_open, nodata or fallback, not %q", r.OnAllDown)
+			}
+			if r.OnAllDown == "fallback" && r.Fallback == nil {
+				v.add(rp+".fallback", "on_all_down: fallback needs a fallback record")
+			}
+			if f := r.Fallback; f != nil {
+				v.rdata(rp+".fallback", owner, f.Type, f.Values)
+			}
+			if r.MaxAnswers < 1 {
+				v.add(rp+".max_answers", "must be at least 1")
+			}
+			continue
+		}
+		if !slices.Contains(staticTypes, typ) {
+			v.add(rp+".type", "unsupported type %q: want one of %s", r.Type, strings.Join(staticTypes, " "))
+			continue
+		}
+		if len(r.Values) == 0 {
+			v.add(rp+".values", "a static record needs values (or a service to steer)")
+		}
+		v.rdata(rp, owner, typ, r.Values)
+	}
+	if t := z.Transfer; t != nil {
+		for i, c := range t.Allow {
+			if _, err := ParsePrefix(c); err != nil {
+				v.add(fmt.Sprintf("%s.transfer.allow[%d]", p, i), "invalid CIDR %q", c)
+			}
+		}
+		for i, a := range t.Notify {
+			if _, err := netip.ParseAddrPort(a); err != nil {
+				v.add(fmt.Sprintf("%s.transfer.notify[%d]", p, i), "want ip:port, not %q", a)
+			}
+		}
+	}
+}
+
+// rdata checks each value by parsing it as the zone-file text of its type.
+func (v *validator) rdata(p, owner, typ string, values []string) {
+	for i, val := range values {
+		if _, err := ParseRR(owner, 60, typ, val); err != nil {
+			v.add(fmt.Sprintf("%s.values[%d]", p, i), "%v", err)
+		}
+	}
+}
+
+// RecordOwner turns a record name relative to origin ("www", "@", "*.app")
+// or a fully qualified one into a lower-case owner name, or says why the name
+// is not inside the zone.
+func RecordOwner(name, origin string) (string, error) {
+	origin = strings.ToLower(mdns.Fqdn(origin))
+	var owner string
+	switch {
+	case name == "" || name == "@":
+		owner = origin
+	case strings.HasSuffix(name, "."):
+		owner = strings.ToLower(name)
+	default:
+		owner = strings.ToLower(name) + "." + origin
+	}
+	if _, ok := mdns.IsDomainName(owner); !ok {
+		return "", fmt.Errorf("invalid name %q", name)
+	}
+	if !mdns.IsSubDomain(origin, owner) {
+		return "", fmt.Errorf("name %q is outside the zone %s", name, origin)
+	}
+	if strings.Contains(strings.TrimPrefix(owner, "*."), "*") {
+		return "", fmt.Errorf("a wildcard is only allowed as the leftmost label: %q", name)
+	}
+	return owner, nil
+}
+
+// ParseRR parses one record from its zone-file text, with a message that
+// names the type and the value.
+func ParseRR(owner string, ttl uint32, typ, value string) (mdns.RR, error) {
+	typ = strings.ToUpper(typ)
+	if typ == "TXT" && !strings.HasPrefix(value, `"`) {
+		value = strconv.Quote(value)
+	}
+	rr, err := mdns.NewRR(fmt.Sprintf("%s %d IN %s %s", owner, ttl, typ, value))
+	if err != nil || rr == nil {
+		return nil, fmt.Errorf("invalid %s value %q", typ, value)
+	}
+	return rr, nil
+}

@@ -1,0 +1,92 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// DefaultDebounce coalesces the bursts of events one save produces (an
+// editor's write-temp-then-rename, cp's truncate then write).
+const DefaultDebounce = 100 * time.Millisecond
+
+// Watcher tells its caller when a file may have changed. It watches the
+// file's directory, not the file: editors and Kubernetes replace files by
+// rename or symlink swap, which a watch on the file itself loses. It also
+// watches the directory the file resolves to through symlinks. Every event
+// there (create, write, rename, remove, chmod) counts; the caller re-reads
+// the real path and skips content it has already seen, so spurious pokes
+// cost one read.
+type Watcher struct {
+	Paths    []string
+	Debounce time.Duration
+	Logger   *zap.Logger
+}
+
+// Run watches until ctx is done, calling poke (which must not block) once
+// per burst of events.
+func (w *Watcher) Run(ctx context.Context, poke func()) error {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %v: %w", w.Paths, err)
+	}
+	defer fw.Close()
+	debounce := w.Debounce
+	if debounce <= 0 {
+		debounce = DefaultDebounce
+	}
+	watched := map[string]bool{}
+	rewatch := func() {
+		for _, p := range w.Paths {
+			dirs := []string{filepath.Dir(p)}
+			if real, err := filepath.EvalSymlinks(p); err == nil {
+				dirs = append(dirs, filepath.Dir(real))
+			}
+			for _, d := range dirs {
+				if watched[d] {
+					continue
+				}
+				if err := fw.Add(d); err != nil {
+					w.Logger.Warn("cannot watch directory", zap.String("dir", d), zap.Error(err))
+					continue
+				}
+				watched[d] = true
+			}
+		}
+	}
+	rewatch()
+	if len(watched) == 0 {
+		return fmt.Errorf("watch %v: no directory could be watched", w.Paths)
+	}
+
+	timer := time.NewTimer(0)
+	if !timer.Stop() {
+		<-timer.C
+	}
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-fw.Events:
+			if !ok {
+				return nil
+			}
+			w.Logger.Debug("file event", zap.String("name", ev.Name), zap.String("op", ev.Op.String()))
+			timer.Reset(debounce)
+		case err, ok := <-fw.Errors:
+			if !ok {
+				return nil
+			}
+			w.Logger.Warn("file watcher error", zap.Error(err))
+			timer.Reset(debounce)
+		case <-timer.C:
+			rewatch() // a symlink swap may point somewhere new
+			poke()
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package app
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// overrider applies admin drain/down/enable to a health member.
+type overrider interface {
+	Override(pool, address string, a health.Action) error
+	Status(pool, address string) (health.Status, bool)
+}
+
+// admin serves the admin API: health, readiness, metrics, the live table and
+// endpoint overrides.
+type admin struct {
+	live     *routing.Live
+	health   overrider
+	reload   func() ReloadStatus
+	gatherer prometheus.Gatherer
+	logger   *zap.Logger
+	draining *atomic.Bool
+	token    *atomic.Pointer[string] // nil or empty: no token required
+	explain  http.Handler            // may be nil until DNS/proxy provide one
+	extra    func() []string         // reasons /readyz is not ready, besides draining
+}
+
+func (a *admin) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /api/v1/table", a.auth(http.HandlerFunc(a.table)))
+	mux.Handle("POST /api/v1/endpoints/{pool}/{address}/{action}", a.auth(http.HandlerFunc(a.override)))
+	if a.explain != nil {
+		mux.Handle("GET /api/v1/explain", a.auth(a.explain))
+	}
+	mux.HandleFunc("GET /{$}", a.dashboard)
+	return mux
+}
+
+func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
+	var why []string
+	if a.draining.Load() {
+		why = append(why, "draining: shutting down")
+	}
+	if a.live.Load() == nil {
+		why = append(why, "no routing table yet")
+	}
+	if a.extra != nil {
+		why = append(why, a.extra()...)
+	}
+	if len(why) > 0 {
+		http.Error(w, strings.Join(why, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// auth requires the bearer token on /api/ when one is configured.
+func (a *admin) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := a.token.Load(); tok != nil && *tok != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(*tok)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="meridian"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *admin) override(w http.ResponseWriter, r *http.Request) {
+	pool, addr, action := r.PathValue("pool"), r.PathValue("address"), r.PathValue("action")
+	if err := a.health.Override(pool, addr, health.Action(action)); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	a.logger.Info("admin override", zap.String("pool", pool), zap.String("endpoint", addr), zap.String("action", action), zap.String("remote", r.RemoteAddr))
+	st, _ := a.health.Status(pool, addr)
+	writeJSON(w, st)
+}
+
+// tableJSON is the /api/v1/table document.
+type tableJSON struct {
+	Version    string                 `json:"version"`
+	Built      time.Time              `json:"built"`
+	LastReload ReloadStatus           `json:"last_reload"`
+	Routes     []routeJSON            `json:"routes"`
+	Services   map[string]serviceJSON `json:"services"`
+	Pools      map[string]poolJSON    `json:"pools"`
+	Zones      []zoneJSON             `json:"zones"`
+	Pending    []string               `json:"pending,omitempty"`
+	Dump       string                 `json:"dump"`
+}
+
+type routeJSON struct {
+	Name    string `json:"name"`
+	Service string `json:"service,omitempty"`
+	Detail  any    `json:"config"`
+}
+
+type serviceJSON struct {
+	Policy  string   `json:"policy"`
+	Pools   []string `json:"pools"`
+	Weights []int    `json:"weights,omitempty"`
+}
+
+type poolJSON struct {
+	Region    string         `json:"region,omitempty"`
+	Balance   string         `json:"balance"`
+	Check     string         `json:"check,omitempty"`
+	FailOpen  bool           `json:"fail_open"`
+	Panic     bool           `json:"panic"`
+	Endpoints []endpointJSON `json:"endpoints"`
+}
+
+type endpointJSON struct {
+	Address   string         `json:"address"`
+	Weight    int            `json:"weight"`
+	Region    string         `json:"region,omitempty"`
+	Source    string         `json:"source"`
+	Available bool           `json:"available"`
+	Health    *health.Status `json:"health,omitempty"`
+}
+
+type zoneJSON struct {
+	Origin string `json:"origin"`
+	Detail any    `json:"config"`
+}
+
+func (a *admin) table(w http.ResponseWriter, r *http.Request) {
+	t := a.live.Load()
+	doc := tableJSON{LastReload: a.reload(), Services: map[string]serviceJSON{}, Pools: map[string]poolJSON{}}
+	if t == nil {
+		writeJSON(w, doc)
+		return
+	}
+	doc.Version, doc.Built, doc.Pending, doc.Dump = t.Version, t.Built, t.Pending, t.String()
+	for _, rt := range t.Routes {
+		rj := routeJSON{Name: rt.Name, Detail: yamlDoc(rt.Config)}
+		if rt.Service != nil {
+			rj.Service = rt.Service.Name
+		}
+		doc.Routes = append(doc.Routes, rj)
+	}
+	for name, s := range t.Services {
+		sj := serviceJSON{Policy: s.Policy, Weights: s.Weights}
+		for _, p := range s.Pools {
+			sj.Pools = append(sj.Pools, p.Name)
+		}
+		doc.Services[name] = sj
+	}
+	for name, p := range t.Pools {
+		_, panic := p.Usable()
+		pj := poolJSON{Region: p.Region, Balance: p.Balance, Check: p.CheckName, FailOpen: p.FailOpen, Panic: panic, Endpoints: []endpointJSON{}}
+		for _, e := range p.Endpoints {
+			ej := endpointJSON{Address: e.Address, Weight: e.Weight, Region: e.Region, Source: e.Source, Available: e.Available()}
+			if st, ok := a.health.Status(name, e.Address); ok {
+				ej.Health = &st
+			}
+			pj.Endpoints = append(pj.Endpoints, ej)
+		}
+		doc.Pools[name] = pj
+	}
+	for _, z := range t.Zones {
+		doc.Zones = append(doc.Zones, zoneJSON{Origin: z.Origin, Detail: yamlDoc(z.Config)})
+	}
+	writeJSON(w, doc)
+}
+
+// yamlDoc renders a config section with its YAML keys, as the operator
+// wrote them, for the JSON API.
+func yamlDoc(v any) any {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil
+	}
+	return doc
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

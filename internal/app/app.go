@@ -1,0 +1,263 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/geo"
+	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// Options configure an App. Only ConfigPath is required.
+type Options struct {
+	// ConfigPath is the YAML file to serve and watch.
+	ConfigPath string
+	// Logger, when set, is used as is (tests); otherwise one is built from
+	// the config's log section.
+	Logger *zap.Logger
+	// Registry receives every metric; nil makes a fresh one.
+	Registry *prometheus.Registry
+}
+
+// Addrs are the addresses the App's listeners are bound to.
+type Addrs struct {
+	HTTP, HTTPS, Admin, DNS string
+}
+
+// App is one Meridian instance: config source, rebuild loop, health engine,
+// servers and admin API. Several can run in one process.
+type App struct {
+	opts     Options
+	logger   *zap.Logger
+	level    zap.AtomicLevel
+	reg      *prometheus.Registry
+	live     routing.Live
+	rebuild  *rebuilder
+	health   *health.Engine
+	geoDB    *geo.DB
+	draining atomic.Bool
+	token    atomic.Pointer[string]
+
+	ready     chan struct{}
+	addrsMu   sync.Mutex
+	addrs     Addrs
+	startCfg  *config.Config
+}
+
+// New loads the config and builds an App. A config that does not load is an
+// error here: there is no last good table to fall back to at start.
+func New(opts Options) (*App, error) {
+	cfg, _, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{opts: opts, reg: opts.Registry, ready: make(chan struct{}), startCfg: cfg}
+	if a.reg == nil {
+		a.reg = prometheus.NewRegistry()
+		a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	a.level = zap.NewAtomicLevel()
+	if opts.Logger != nil {
+		a.logger = opts.Logger
+	} else {
+		a.logger, err = newLogger(cfg.Log, a.level)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Geo.MMDB != "" {
+		a.geoDB, err = geo.OpenDB(cfg.Geo.MMDB, a.logger.Named("geo"), a.reg)
+		if err != nil {
+			return nil, fmt.Errorf("geo.mmdb: %w", err)
+		}
+	}
+	a.health = health.New(health.Options{
+		Logger:      a.logger.Named("health"),
+		Registerer:  a.reg,
+		MaxInFlight: cfg.Health.MaxInFlight,
+		StateFile:   cfg.Health.StateFile,
+	})
+	a.rebuild = newRebuilder(fileSource(opts.ConfigPath), a.logger.Named("config"), a.reg, &a.live)
+	a.rebuild.compile = func(cfg *config.Config) (*routing.Table, error) {
+		return routing.Compile(cfg, routing.Inputs{GeoDB: a.geoDB})
+	}
+	a.rebuild.apply = a.apply
+	if err := a.rebuild.rebuild(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// apply runs in the rebuild loop between compile and publication.
+func (a *App) apply(cfg *config.Config, t *routing.Table) {
+	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
+		a.level.SetLevel(lvl)
+	}
+	a.loadToken(cfg.Admin.TokenFile)
+	a.health.Sync(t.HealthSpecs())
+	t.BindHealth(a.health)
+	if a.startCfg != nil && cfg.Listen != a.startCfg.Listen {
+		a.logger.Warn("listen addresses changed; they apply at the next restart",
+			zap.Any("running", a.startCfg.Listen), zap.Any("configured", cfg.Listen))
+	}
+}
+
+func (a *App) loadToken(path string) {
+	if path == "" {
+		empty := ""
+		a.token.Store(&empty)
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// Fail closed: a token file that cannot be read locks the API.
+		a.logger.Error("admin.token_file unreadable; /api/ refuses every call until it is fixed", zap.Error(err))
+		locked := "\x00unreadable"
+		a.token.Store(&locked)
+		return
+	}
+	tok := strings.TrimSpace(string(b))
+	a.token.Store(&tok)
+}
+
+// Logger returns the App's logger.
+func (a *App) Logger() *zap.Logger { return a.logger }
+
+// Live returns the published table holder.
+func (a *App) Live() *routing.Live { return &a.live }
+
+// Health returns the health engine.
+func (a *App) Health() *health.Engine { return a.health }
+
+// Reload asks the rebuild loop to re-read the config (SIGHUP).
+func (a *App) Reload() { a.rebuild.Poke() }
+
+// ReloadStatus reports the last reload outcome.
+func (a *App) ReloadStatus() ReloadStatus { return a.rebuild.Status() }
+
+// Ready is closed once every listener is bound.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Addrs returns the bound addresses; valid after Ready.
+func (a *App) Addrs() Addrs {
+	a.addrsMu.Lock()
+	defer a.addrsMu.Unlock()
+	return a.addrs
+}
+
+// Run serves until ctx is done, then drains: /readyz turns 503, listeners
+// stop accepting, in-flight work gets up to shutdown.grace, and Run returns.
+func (a *App) Run(ctx context.Context) error {
+	cfg := a.startCfg
+	grace := cfg.Shutdown.Grace.D()
+
+	adminLn, err := net.Listen("tcp", cfg.Listen.Admin)
+	if err != nil {
+		return fmt.Errorf("listen.admin %s: %w", cfg.Listen.Admin, err)
+	}
+	a.setAddr(func(ad *Addrs) { ad.Admin = adminLn.Addr().String() })
+	adm := &admin{
+		live: &a.live, health: a.health, reload: a.rebuild.Status, gatherer: a.reg,
+		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token,
+		extra: func() []string {
+			if t := a.live.Load(); t != nil {
+				return t.Pending
+			}
+			return nil
+		},
+	}
+	adminSrv := &http.Server{Handler: adm.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(a.logger.Named("admin"))}
+
+	// Serving context: cancelled when ctx is done, after /readyz flips.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	g, gctx := errgroup.WithContext(serveCtx)
+	g.Go(func() error { return a.health.Run(gctx) })
+	g.Go(func() error { return a.rebuild.Run(gctx) })
+	if a.geoDB != nil {
+		g.Go(func() error { return a.geoDB.Run(gctx) })
+	}
+	g.Go(func() error {
+		w := &config.Watcher{Paths: []string{a.opts.ConfigPath}, Logger: a.logger.Named("watch")}
+		return w.Run(gctx, a.rebuild.Poke)
+	})
+	g.Go(func() error {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	close(a.ready)
+	a.logger.Info("meridian started", zap.String("admin", a.Addrs().Admin), zap.String("config", a.opts.ConfigPath))
+
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done():
+	}
+	a.draining.Store(true)
+	a.logger.Info("shutting down", zap.Duration("grace", grace))
+	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	_ = adminSrv.Shutdown(shutCtx)
+	stopServing()
+	err = g.Wait()
+	if a.geoDB != nil {
+		_ = a.geoDB.Close()
+	}
+	_ = a.logger.Sync()
+	return err
+}
+
+func (a *App) setAddr(f func(*Addrs)) {
+	a.addrsMu.Lock()
+	defer a.addrsMu.Unlock()
+	f(&a.addrs)
+}
+
+// fileSource reads the config file at its real path on every call.
+type fileSource string
+
+func (f fileSource) Read() ([]byte, error) {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", string(f), err)
+	}
+	return b, nil
+}
+
+func (f fileSource) Name() string { return string(f) }
+
+// newLogger builds the zap logger the config asks for; its level follows
+// level, which reloads change.
+func newLogger(c config.Log, level zap.AtomicLevel) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	level.SetLevel(lvl)
+	zc := zap.NewProductionConfig()
+	if c.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+	}
+	zc.Level = level
+	zc.Sampling = nil
+	zc.OutputPaths = []string{"stderr"}
+	return zc.Build()
+}

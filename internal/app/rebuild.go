@@ -1,0 +1,186 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// source yields the current config bytes: a file, or a Consul KV key.
+type source interface {
+	Read() ([]byte, error)
+	Name() string
+}
+
+// ReloadStatus is the outcome of the last attempt to apply the config, shown
+// by /api/v1/table.
+type ReloadStatus struct {
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// rebuilder owns compilation. Every input (the file watcher, SIGHUP, Consul,
+// the GeoIP reloader) only pokes it; one goroutine reads the inputs, compiles,
+// syncs health and publishes. That single writer is why nothing else locks.
+type rebuilder struct {
+	src     source
+	logger  *zap.Logger
+	live    *routing.Live
+	poke    chan struct{}
+	compile func(cfg *config.Config) (*routing.Table, error)
+	// apply runs after a successful compile and before publication: health
+	// sync and binding, catalog wants, log level.
+	apply func(cfg *config.Config, t *routing.Table)
+
+	mu     sync.Mutex // guards status, for the admin API
+	status ReloadStatus
+
+	// Owned by the Run goroutine.
+	lastHash [32]byte       // of the last bytes read, good or bad
+	badFile  bool           // the last bytes read were rejected
+	next     *config.Config // the last config that parsed
+	cfg      *config.Config // the config of the live table
+
+	reloads     *prometheus.CounterVec
+	lastOK      prometheus.Gauge
+	lastSuccess prometheus.Gauge
+	tableInfo   *prometheus.GaugeVec
+}
+
+func newRebuilder(src source, logger *zap.Logger, reg prometheus.Registerer, live *routing.Live) *rebuilder {
+	r := &rebuilder{
+		src:    src,
+		logger: logger,
+		live:   live,
+		poke:   make(chan struct{}, 1),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_config_reloads_total",
+			Help: "Config reload attempts by result (success, failure).",
+		}, []string{"result"}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meridian_config_last_reload_successful",
+			Help: "1 when the last config reload attempt was applied, 0 when it was rejected.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meridian_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last applied config.",
+		}),
+		tableInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meridian_table_info",
+			Help: "The live routing table's version (value is always 1).",
+		}, []string{"version"}),
+	}
+	reg.MustRegister(r.reloads, r.lastOK, r.lastSuccess, r.tableInfo)
+	r.reloads.WithLabelValues("success")
+	r.reloads.WithLabelValues("failure")
+	return r
+}
+
+// Poke asks for a rebuild. It never blocks: a pending poke already covers
+// this one.
+func (r *rebuilder) Poke() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the last reload outcome.
+func (r *rebuilder) Status() ReloadStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Run rebuilds on every poke until ctx is done.
+func (r *rebuilder) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.poke:
+			r.rebuild()
+		}
+	}
+}
+
+// rebuild reads the source and, when it changed (or inputs other than the
+// file poked), compiles and publishes. It returns the error that kept the
+// last good table, if any.
+func (r *rebuilder) rebuild() error {
+	data, err := r.src.Read()
+	if err != nil {
+		return r.fail(err)
+	}
+	if sum := sha256.Sum256(data); sum != r.lastHash || r.cfg == nil {
+		r.lastHash = sum // a bad file is logged once, not on every poke
+		cfg, err := config.Parse(r.src.Name(), data)
+		if err != nil {
+			r.badFile = true
+			return r.fail(err)
+		}
+		r.badFile, r.next = false, cfg
+	}
+	cfg := r.next
+	t, err := r.compile(cfg)
+	if err != nil {
+		r.badFile = true
+		return r.fail(err)
+	}
+	if old := r.live.Load(); old != nil && old.Version == t.Version && cfg == r.cfg {
+		return nil // nothing changed: keep the table and its balancer state
+	}
+	r.apply(cfg, t)
+	t.Built = time.Now()
+	r.live.Store(t)
+	r.cfg = cfg
+	r.tableInfo.Reset()
+	r.tableInfo.WithLabelValues(t.Version).Set(1)
+	r.logger.Info("routing table published", zap.String("version", t.Version), zap.String("source", r.src.Name()),
+		zap.Int("routes", len(t.Routes)), zap.Int("pools", len(t.Pools)), zap.Int("zones", len(t.Zones)))
+	if r.badFile {
+		// A catalog or GeoIP change rebuilt the last good config; the file's
+		// error still stands.
+		return nil
+	}
+	r.mu.Lock()
+	r.status = ReloadStatus{OK: true, At: t.Built}
+	r.mu.Unlock()
+	r.reloads.WithLabelValues("success").Inc()
+	r.lastOK.Set(1)
+	r.lastSuccess.SetToCurrentTime()
+	return nil
+}
+
+func (r *rebuilder) fail(err error) error {
+	r.mu.Lock()
+	r.status = ReloadStatus{OK: false, Error: err.Error(), At: time.Now()}
+	r.mu.Unlock()
+	r.reloads.WithLabelValues("failure").Inc()
+	r.lastOK.Set(0)
+	fields := []zap.Field{zap.String("source", r.src.Name())}
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		probs := make([]string, len(ce.Problems))
+		for i, p := range ce.Problems {
+			probs[i] = p.String()
+		}
+		fields = append(fields, zap.Strings("problems", probs))
+	} else {
+		fields = append(fields, zap.Error(err))
+	}
+	if cur := r.live.Load(); cur != nil {
+		fields = append(fields, zap.String("serving_version", cur.Version))
+	}
+	r.logger.Error("config rejected; the last good table keeps serving", fields...)
+	return err
+}

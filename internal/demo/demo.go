@@ -1,0 +1,151 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Upstream is one demo backend: it answers every request with its name, and
+// /healthz with 200, until it is stopped.
+type Upstream struct {
+	Name string
+	Addr string
+
+	mu  sync.Mutex
+	srv *http.Server
+}
+
+// Start binds the upstream's address and serves in the background.
+func (u *Upstream) Start() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.srv != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", u.Addr)
+	if err != nil {
+		return fmt.Errorf("demo upstream %s: %w", u.Name, err)
+	}
+	u.Addr = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", u.Name)
+		fmt.Fprintf(w, "hello from %s (%s) path=%s\n", u.Name, u.Addr, r.URL.Path)
+	})
+	u.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func(s *http.Server) { _ = s.Serve(ln) }(u.srv)
+	return nil
+}
+
+// Stop closes the listener and every connection, as a crashed server would.
+func (u *Upstream) Stop() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.srv != nil {
+		_ = u.srv.Close()
+		u.srv = nil
+	}
+}
+
+// Running reports whether the upstream is serving.
+func (u *Upstream) Running() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.srv != nil
+}
+
+// Set is the demo's upstreams by name.
+type Set map[string]*Upstream
+
+// Default returns the three upstreams examples/quickstart.yaml points at:
+// two regions and a canary.
+func Default() Set {
+	return Set{
+		"eu":     {Name: "eu", Addr: "127.0.0.1:9101"},
+		"us":     {Name: "us", Addr: "127.0.0.1:9102"},
+		"canary": {Name: "canary", Addr: "127.0.0.1:9103"},
+	}
+}
+
+// StartAll starts every upstream, stopping those already started on error.
+func (s Set) StartAll() error {
+	for _, name := range s.names() {
+		if err := s[name].Start(); err != nil {
+			s.StopAll()
+			return err
+		}
+	}
+	return nil
+}
+
+// StopAll stops every upstream.
+func (s Set) StopAll() {
+	for _, u := range s {
+		u.Stop()
+	}
+}
+
+func (s Set) names() []string {
+	names := make([]string, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Handler is the control API: GET / lists upstreams; POST /upstreams/{name}/stop
+// and /upstreams/{name}/start stop and start one.
+func (s Set) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		for _, n := range s.names() {
+			state := "stopped"
+			if s[n].Running() {
+				state = "running"
+			}
+			fmt.Fprintf(w, "%s %s %s\n", n, s[n].Addr, state)
+		}
+	})
+	mux.HandleFunc("POST /upstreams/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		u, ok := s[r.PathValue("name")]
+		if !ok {
+			http.Error(w, "no such upstream", http.StatusNotFound)
+			return
+		}
+		switch r.PathValue("action") {
+		case "stop":
+			u.Stop()
+		case "start":
+			if err := u.Start(); err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+		default:
+			http.Error(w, "action is stop or start", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%s %s\n", u.Name, r.PathValue("action"))
+	})
+	return mux
+}
+
+// ServeControl serves the control API on addr until ctx is done.
+func (s Set) ServeControl(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

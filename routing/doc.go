@@ -1,0 +1,10 @@
+// Package routing compiles a validated config and the current catalog into
+// an immutable *Table: pools with their endpoints, services that order pools
+// by policy (failover, weighted, geo), HTTP routes with compiled matchers and
+// splits, and DNS zones. Compile is pure and deterministic; Table.String is
+// its canonical text form, compared by golden tests.
+//
+// Concurrency: a published Table is read by many goroutines without locks.
+// Compile and BindHealth run in the rebuild loop before publication; after
+// it, only atomics inside balancers and weighted schedules change.
+package routing

@@ -1,0 +1,94 @@
+package routing
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/geo"
+	"github.com/meridian-lb/meridian/health"
+)
+
+// Table is one compiled, immutable routing state. The proxy and the DNS
+// server load it once per request and never lock it. Only the counters of
+// balancers inside change after publication, and those are atomics.
+type Table struct {
+	// Version is a hash of every input that shaped the table, so equal inputs
+	// give equal versions on every instance of a fleet.
+	Version string
+	// Built is when the rebuild loop published the table; not part of String.
+	Built time.Time
+
+	Config   *config.Config
+	Pools    map[string]*Pool
+	Services map[string]*Service
+	Routes   []*Route
+	Zones    []*Zone
+	// Geo maps a client address to its region; never nil.
+	Geo *geo.Locator
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// Pending names Consul selections that have not answered yet.
+	Pending []string
+}
+
+// Pool is a set of endpoints in one place, balanced by one policy.
+type Pool struct {
+	Name      string
+	Region    string
+	Endpoints []*Endpoint
+	Balance   string
+	HashOn    *config.HashOn
+	// FailOpen is Envoy's panic mode: when no endpoint is available, use all.
+	FailOpen  bool
+	CheckName string
+	Check     *config.Check
+	Outlier   *config.Outlier
+	TLS       *config.UpstreamTLS
+
+	picker picker
+}
+
+// Endpoint is one upstream address of a pool.
+type Endpoint struct {
+	Address string // host:port as configured or from Consul
+	Weight  int
+	Region  string
+	Source  string // "static" | "consul"
+	// IP is the parsed host when it is an address; invalid for host names,
+	// which DNS answers skip.
+	IP netip.Addr
+	// Health is the live overlay; nil (tests, unsynced tables) means up.
+	Health *health.Member
+
+	// inflight counts requests on this endpoint for least_request.
+	inflight atomic.Int64
+}
+
+// Available reports whether the endpoint may get new traffic right now.
+func (e *Endpoint) Available() bool { return e.Health == nil || e.Health.Available() }
+
+// Service steers across pools by policy; routes and DNS records name it.
+type Service struct {
+	Name    string
+	Policy  string // failover | weighted | geo
+	Pools   []*Pool
+	Weights []int // for weighted; same length as Pools
+
+	wrr *wrrState
+}
+
+// LocationDependent reports whether the service's answer depends on the
+// client's region, which decides the DNS ECS scope.
+func (s *Service) LocationDependent() bool { return s.Policy == "geo" && len(s.Pools) > 1 }
+
+// Live holds the published table. The rebuild loop stores; the proxy, DNS
+// and admin load once per request.
+type Live struct{ p atomic.Pointer[Table] }
+
+// Load returns the live table, or nil before the first one.
+func (l *Live) Load() *Table { return l.p.Load() }
+
+// Store publishes t.
+func (l *Live) Store(t *Table) { l.p.Store(t) }
