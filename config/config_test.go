@@ -139,18 +139,6 @@ func asError(err error, target **Error) bool {
 	return ok
 }
 
-// TestExamples checks the shipped examples parse; routing's tests compile them.
-func TestExamples(t *testing.T) {
-	files, _ := filepath.Glob("../examples/*.yaml")
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			if _, _, err := Load(f); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("pools: {a: {endpoints: [x]}}"))

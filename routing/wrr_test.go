@@ -1,0 +1,159 @@
+package routing
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/health"
+)
+
+func TestWRRExact(t *testing.T) {
+	tests := []struct {
+		name    string
+		weights []int
+	}{
+		{"90/10", []int{90, 10}},
+		{"1/2/3", []int{1, 2, 3}},
+		{"zero weight", []int{5, 0, 5}},
+		{"single", []int{7}},
+		{"large sums scaled", []int{1 << 20, 3 << 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWRR(tt.weights)
+			norm := normalise(tt.weights)
+			cycle := 0
+			for _, x := range norm {
+				cycle += x
+			}
+			counts := make([]int, len(tt.weights))
+			for range cycle * 3 {
+				counts[w.pick()]++
+			}
+			for i, x := range norm {
+				if counts[i] != 3*x {
+					t.Errorf("index %d chosen %d times over 3 cycles, want %d", i, counts[i], 3*x)
+				}
+			}
+		})
+	}
+}
+
+func TestWRREmpty(t *testing.T) {
+	if got := newWRR([]int{0, 0}).pick(); got != -1 {
+		t.Errorf("pick on all-zero weights = %d, want -1", got)
+	}
+}
+
+func TestServiceOrder(t *testing.T) {
+	eu := &Pool{Name: "eu", Region: "eu"}
+	us := &Pool{Name: "us", Region: "us"}
+	ap := &Pool{Name: "ap", Region: "ap"}
+	names := func(ps []*Pool) string {
+		s := ""
+		for _, p := range ps {
+			s += p.Name + " "
+		}
+		return s
+	}
+	tests := []struct {
+		name   string
+		svc    *Service
+		region string
+		want   string
+	}{
+		{"failover keeps order", &Service{Policy: "failover", Pools: []*Pool{us, eu, ap}}, "eu", "us eu ap "},
+		{"geo puts the region first", &Service{Policy: "geo", Pools: []*Pool{us, eu, ap}}, "eu", "eu us ap "},
+		{"geo unknown region keeps order", &Service{Policy: "geo", Pools: []*Pool{us, eu, ap}}, "mars", "us eu ap "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := names(tt.svc.Order(nil, tt.region)); got != tt.want {
+				t.Errorf("Order = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("weighted first pick follows weights, rest fail over", func(t *testing.T) {
+		s := &Service{Policy: "weighted", Pools: []*Pool{eu, us}, Weights: []int{3, 1}, wrr: newWRR([]int{3, 1})}
+		firsts := map[string]int{}
+		for range 400 {
+			o := s.Order(nil, "")
+			if len(o) != 2 || o[0] == o[1] {
+				t.Fatalf("order %v", names(o))
+			}
+			firsts[o[0].Name]++
+		}
+		if firsts["eu"] != 300 || firsts["us"] != 100 {
+			t.Errorf("first picks = %v, want eu 300 us 100", firsts)
+		}
+	})
+}
+
+func TestPoolUsablePanicMode(t *testing.T) {
+	down := &Endpoint{Address: "a"}
+	p := &Pool{Endpoints: []*Endpoint{down}, FailOpen: true}
+	if ok, panic := p.Usable(); !ok || panic {
+		t.Errorf("all up (no health): ok=%v panic=%v", ok, panic)
+	}
+	eps, degraded := p.AppendAvailable(nil)
+	if len(eps) != 1 || degraded {
+		t.Errorf("AppendAvailable = %d, %v", len(eps), degraded)
+	}
+}
+
+// TestPanicModeWithHealth binds a real health engine and forces endpoints
+// down: a fail-open pool uses all of them, a fail pool none.
+func TestPanicModeWithHealth(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`
+pools:
+  open: {endpoints: [127.0.0.1:1, 127.0.0.1:2]}
+  closed: {endpoints: [127.0.0.1:3], on_all_down: fail}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := Compile(cfg, Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := health.New(health.Options{Logger: zap.NewNop(), Registerer: prometheus.NewRegistry()})
+	eng.Sync(tbl.HealthSpecs())
+	tbl.BindHealth(eng)
+
+	open, closed := tbl.Pools["open"], tbl.Pools["closed"]
+	if ok, panic := open.Usable(); !ok || panic {
+		t.Fatalf("healthy pool: ok=%v panic=%v", ok, panic)
+	}
+	mustOverride(t, eng, "open", "127.0.0.1:1", health.ActionDown)
+	if eps, degraded := open.AppendAvailable(nil); len(eps) != 1 || eps[0].Address != "127.0.0.1:2" || degraded {
+		t.Errorf("one down: AppendAvailable = %v degraded=%v", eps, degraded)
+	}
+	mustOverride(t, eng, "open", "127.0.0.1:2", health.ActionDrain)
+	if ok, panic := open.Usable(); !ok || !panic {
+		t.Errorf("all down, fail_open: ok=%v panic=%v, want panic mode", ok, panic)
+	}
+	if eps, degraded := open.AppendAvailable(nil); len(eps) != 2 || !degraded {
+		t.Errorf("all down, fail_open: AppendAvailable = %d endpoints degraded=%v, want all 2, degraded", len(eps), degraded)
+	}
+	mustOverride(t, eng, "closed", "127.0.0.1:3", health.ActionDown)
+	if ok, _ := closed.Usable(); ok {
+		t.Error("all down, on_all_down fail: pool still usable")
+	}
+	if eps, _ := closed.AppendAvailable(nil); len(eps) != 0 {
+		t.Errorf("all down, on_all_down fail: AppendAvailable = %v", eps)
+	}
+	mustOverride(t, eng, "open", "127.0.0.1:1", health.ActionEnable)
+	if ok, panic := open.Usable(); !ok || panic {
+		t.Errorf("after enable: ok=%v panic=%v", ok, panic)
+	}
+}
+
+func mustOverride(t *testing.T, e *health.Engine, pool, addr string, a health.Action) {
+	t.Helper()
+	if err := e.Override(pool, addr, a); err != nil {
+		t.Fatal(err)
+	}
+}
