@@ -98,6 +98,7 @@ func TestParseProblems(t *testing.T) {
 			[]string{`routes[0].match.headers.X-C.regex: error parsing regexp`}},
 		{"syntax error", func(s string) string { return s + "\n  - : : [\n" }, []string{`bad.yaml:`}},
 		{"empty file", func(string) string { return "" }, []string{`bad.yaml: file is empty`}},
+		{"alias bomb", func(string) string { return aliasBomb }, []string{`bad.yaml:1: a: unknown key "a"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +114,16 @@ func TestParseProblems(t *testing.T) {
 		})
 	}
 }
+
+// aliasBomb expands to 9^7 nodes if aliases are followed naively.
+const aliasBomb = `a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+`
 
 func TestParseListsEveryProblem(t *testing.T) {
 	s := strings.Replace(good, "interval: 2s", "interval: 2x", 1)
@@ -141,6 +152,7 @@ func asError(err error, target **Error) bool {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
+	f.Add([]byte(aliasBomb))
 	f.Add([]byte("pools: {a: {endpoints: [x]}}"))
 	f.Add([]byte("routes: [{match: {host: [a, b]}, split: [{weight: 0}]}]"))
 	f.Add([]byte("zones: [{origin: ., records: [{name: '*', type: TXT, values: [x]}]}]"))

@@ -193,11 +193,9 @@ func indexLines(n *yaml.Node) lineIndex {
 				li.add(entry{path: p, value: c.Value, line: c.Line, col: c.Column}, c)
 				walk(c, p)
 			}
-		case yaml.AliasNode:
-			if n.Alias != nil {
-				walk(n.Alias, path)
-			}
 		}
+		// Aliases are not followed: their target is indexed under its anchor's
+		// path, and following them would let an alias bomb blow up the index.
 	}
 	walk(n, "")
 	return li

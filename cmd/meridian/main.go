@@ -88,14 +88,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs, path := newFlags("run", "Serve the config file: HTTP proxy, DNS and admin API on the listen: addresses.\n"+
 		"The file is reloaded when it changes and on SIGHUP; a bad file never replaces a good one.\n"+
 		"SIGTERM or SIGINT drain gracefully (shutdown.grace); a second signal exits at once.", stderr)
+	watch := fs.Bool("watch", true, "reload when the file changes; with -watch=false only SIGHUP reloads")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return serve(*path, stderr)
+	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch}, stderr)
 }
 
-func serve(path string, stderr io.Writer) int {
-	a, err := app.New(app.Options{ConfigPath: path})
+func serve(opts app.Options, stderr io.Writer) int {
+	a, err := app.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "meridian: %v\n", err)
 		return 1
@@ -190,7 +191,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
   try:       curl http://127.0.0.1:8080/          curl -H 'X-Canary: 1' http://127.0.0.1:8080/
              dig @127.0.0.1 -p 5353 www.example.test  curl http://127.0.0.1:9090/api/v1/table
 `, cfgPath, ups["eu"].Addr, ups["us"].Addr, ups["canary"].Addr, ln.Addr())
-	return serve(cfgPath, stderr)
+	return serve(app.Options{ConfigPath: cfgPath}, stderr)
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

@@ -33,6 +33,8 @@ type Options struct {
 	Logger *zap.Logger
 	// Registry receives every metric; nil makes a fresh one.
 	Registry *prometheus.Registry
+	// NoWatch turns the file watcher off: only Reload (SIGHUP) re-reads.
+	NoWatch bool
 }
 
 // Addrs are the addresses the App's listeners are bound to.
@@ -193,10 +195,12 @@ func (a *App) Run(ctx context.Context) error {
 	if a.geoDB != nil {
 		g.Go(func() error { return a.geoDB.Run(gctx) })
 	}
-	g.Go(func() error {
-		w := &config.Watcher{Paths: []string{a.opts.ConfigPath}, Logger: a.logger.Named("watch")}
-		return w.Run(gctx, a.rebuild.Poke)
-	})
+	if !a.opts.NoWatch {
+		g.Go(func() error {
+			w := &config.Watcher{Paths: []string{a.opts.ConfigPath}, Logger: a.logger.Named("watch")}
+			return w.Run(gctx, a.rebuild.Poke)
+		})
+	}
 	g.Go(func() error {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin server: %w", err)
