@@ -1,0 +1,329 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/meridian-lb/meridian/config"
+)
+
+const (
+	// maxProbeBody bounds what an HTTP probe reads of a response body, and
+	// what a TCP probe reads while looking for its Receive string.
+	maxProbeBody = 64 << 10
+	// tlsReload is how long an https target keeps its loaded CA and client
+	// certificate before reading the files again, so rotated certificates
+	// are picked up without a reload.
+	tlsReload = time.Minute
+	userAgent = "meridian-health/1"
+)
+
+// NetProber is the real Prober: HTTP and HTTPS requests, TCP connects with an
+// optional send/expect exchange, and DNS queries over UDP. The zero value is
+// ready to use and safe for concurrent use.
+//
+// HTTP probes never reuse connections (DisableKeepAlives), so every probe
+// dials the server afresh and a dead server cannot hide behind a pooled
+// connection; each reads at most 64 KiB of the body.
+type NetProber struct {
+	plainOnce sync.Once
+	plain     *http.Client
+}
+
+// Probe runs t's check once; ctx carries the timeout.
+func (p *NetProber) Probe(ctx context.Context, t Target) error {
+	if t.Check == nil {
+		return errors.New("no check")
+	}
+	switch t.Check.Type {
+	case "http", "https":
+		return p.probeHTTP(ctx, t)
+	case "tcp":
+		return probeTCP(ctx, t.Address, t.Check)
+	case "dns":
+		return probeDNS(ctx, t.Address, t.Check)
+	}
+	return fmt.Errorf("unknown check type %q", t.Check.Type)
+}
+
+// probeCache is per-target state the NetProber reuses between probes: the
+// https client, rebuilt every tlsReload so certificate files can rotate.
+type probeCache struct {
+	mu     sync.Mutex
+	client *http.Client
+	built  time.Time
+}
+
+func newTransport(tc *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                  nil, // probes go to the endpoint itself, never through HTTP_PROXY
+		DialContext:            (&net.Dialer{}).DialContext,
+		TLSClientConfig:        tc,
+		DisableKeepAlives:      true,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxProbeBody,
+	}
+}
+
+func newClient(tr *http.Transport) *http.Client {
+	return &http.Client{
+		Transport: tr,
+		// A redirect is an answer; Expect decides whether it is healthy.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func (p *NetProber) client(t Target) (*http.Client, error) {
+	if t.Check.Type == "http" {
+		p.plainOnce.Do(func() { p.plain = newClient(newTransport(nil)) })
+		return p.plain, nil
+	}
+	c := t.cache
+	if c == nil {
+		return tlsClient(t)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != nil && time.Since(c.built) < tlsReload {
+		return c.client, nil
+	}
+	cl, err := tlsClient(t)
+	if err != nil {
+		return nil, err
+	}
+	c.client, c.built = cl, time.Now()
+	return cl, nil
+}
+
+// tlsClient builds the https client for t from the check's and the pool's
+// TLS settings. The server name is the check's server_name, else the pool's,
+// else the check's Host header; skip-verify is set by either.
+func tlsClient(t Target) (*http.Client, error) {
+	c := t.Check
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	tc.ServerName = c.ServerName
+	tc.InsecureSkipVerify = c.SkipVerify
+	if u := t.TLS; u != nil {
+		tc.InsecureSkipVerify = tc.InsecureSkipVerify || u.InsecureSkipVerify
+		if tc.ServerName == "" {
+			tc.ServerName = u.ServerName
+		}
+		if u.CA != "" {
+			pem, err := os.ReadFile(u.CA)
+			if err != nil {
+				return nil, fmt.Errorf("reading CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA %s: no PEM certificates", u.CA)
+			}
+			tc.RootCAs = pool
+		}
+		if u.Cert != "" || u.Key != "" {
+			cert, err := tls.LoadX509KeyPair(u.Cert, u.Key)
+			if err != nil {
+				return nil, fmt.Errorf("loading client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if tc.ServerName == "" && c.Host != "" {
+		host := c.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		tc.ServerName = host
+	}
+	return newClient(newTransport(tc)), nil
+}
+
+func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
+	c := t.Check
+	cl, err := p.client(t)
+	if err != nil {
+		return err
+	}
+	path := c.Path
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	method := c.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	url := c.Type + "://" + t.Address + path
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	for k, v := range c.Headers {
+		if strings.EqualFold(k, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	if c.Host != "" {
+		req.Host = c.Host
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
+	if !statusOK(resp.StatusCode, c.Expect) {
+		return fmt.Errorf("%s %s: status %d, want %s", method, url, resp.StatusCode, expectString(c.Expect))
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: reading body: %w", method, url, err)
+	}
+	if c.Body != "" && !bytes.Contains(body, []byte(c.Body)) {
+		return fmt.Errorf("%s %s: body does not contain %q", method, url, c.Body)
+	}
+	return nil
+}
+
+// defaultExpect is what an HTTP check expects when it lists nothing.
+var defaultExpect = []config.StatusRange{{Lo: 200, Hi: 399}}
+
+func statusOK(code int, expect []config.StatusRange) bool {
+	if len(expect) == 0 {
+		expect = defaultExpect
+	}
+	for _, r := range expect {
+		if r.Contains(code) {
+			return true
+		}
+	}
+	return false
+}
+
+func expectString(expect []config.StatusRange) string {
+	if len(expect) == 0 {
+		expect = defaultExpect
+	}
+	parts := make([]string, len(expect))
+	for i, r := range expect {
+		if r.Lo == r.Hi {
+			parts[i] = strconv.Itoa(r.Lo)
+		} else {
+			parts[i] = fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// closeOnCancel makes conn's pending I/O fail once ctx is done (the deadline
+// covers timeouts; this covers cancellation when a target goes away).
+func closeOnCancel(ctx context.Context, conn net.Conn) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// probeTCP connects; with Send it writes those bytes, and with Receive it
+// reads until that substring arrives (at most 64 KiB).
+func probeTCP(ctx context.Context, addr string, c *config.Check) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	defer closeOnCancel(ctx, conn)()
+	if c.Send != "" {
+		if _, err := io.WriteString(conn, c.Send); err != nil {
+			return fmt.Errorf("tcp %s: send: %w", addr, err)
+		}
+	}
+	if c.Receive == "" {
+		return nil
+	}
+	want := []byte(c.Receive)
+	var got []byte
+	chunk := make([]byte, 4096)
+	for {
+		n, err := conn.Read(chunk)
+		got = append(got, chunk[:n]...)
+		if bytes.Contains(got, want) {
+			return nil
+		}
+		if len(got) >= maxProbeBody {
+			return fmt.Errorf("tcp %s: %q not in the first %d bytes", addr, c.Receive, len(got))
+		}
+		if err != nil {
+			return fmt.Errorf("tcp %s: waiting for %q (got %q): %w", addr, c.Receive, truncate(got, 64), err)
+		}
+	}
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// probeDNS sends one non-recursive query over UDP and compares the rcode.
+func probeDNS(ctx context.Context, addr string, c *config.Check) error {
+	qtype := strings.ToUpper(c.QType)
+	if qtype == "" {
+		qtype = "A"
+	}
+	qt, ok := mdns.StringToType[qtype]
+	if !ok {
+		return fmt.Errorf("unknown qtype %q", c.QType)
+	}
+	rname := strings.ToUpper(c.RCode)
+	if rname == "" {
+		rname = "NOERROR"
+	}
+	rc, ok := mdns.StringToRcode[rname]
+	if !ok {
+		return fmt.Errorf("unknown rcode %q", c.RCode)
+	}
+	qname := c.QName
+	if qname == "" {
+		qname = "."
+	}
+	qname = mdns.Fqdn(qname)
+	m := new(mdns.Msg)
+	m.SetQuestion(qname, qt)
+	m.RecursionDesired = false
+
+	cl := &mdns.Client{Net: "udp"}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 0 {
+		cl.Timeout = time.Until(dl)
+	}
+	conn, err := cl.DialContext(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("dns %s: %w", addr, err)
+	}
+	defer conn.Close()
+	defer closeOnCancel(ctx, conn)()
+	r, _, err := cl.ExchangeWithConnContext(ctx, m, conn)
+	if err != nil {
+		return fmt.Errorf("dns %s %s %s: %w", addr, qname, qtype, err)
+	}
+	if r.Rcode != rc {
+		return fmt.Errorf("dns %s %s %s: rcode %s, want %s", addr, qname, qtype, mdns.RcodeToString[r.Rcode], rname)
+	}
+	return nil
+}
