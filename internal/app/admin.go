@@ -89,7 +89,12 @@ func (a *admin) auth(next http.Handler) http.Handler {
 
 func (a *admin) override(w http.ResponseWriter, r *http.Request) {
 	pool, addr, action := r.PathValue("pool"), r.PathValue("address"), r.PathValue("action")
-	if err := a.health.Override(pool, addr, health.Action(action)); err != nil {
+	act, err := health.ParseAction(action)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := a.health.Override(pool, addr, act); err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}

@@ -345,3 +345,68 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatalf("New = %v, want the problem with its line", err)
 	}
 }
+
+func (h *harness) post(path string, header ...string) (int, string) {
+	h.t.Helper()
+	req, _ := http.NewRequest("POST", h.admin+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestEndpointOverrides drives drain/down/enable through the admin API and
+// checks that an override survives a reload.
+func TestEndpointOverrides(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "meridian.yaml")
+	tokenFile := filepath.Join(dir, "token")
+	write(t, tokenFile, "tok")
+	tokenCfg := "admin: {token_file: " + tokenFile + "}\n"
+	write(t, path, configText(1)+tokenCfg)
+	h := start(t, path)
+	auth := []string{"Authorization", "Bearer tok"}
+	endpoint := func() endpointJSON {
+		_, body := h.get("/api/v1/table", auth...)
+		var doc tableJSON
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Pools["p"].Endpoints[0]
+	}
+	if code, _ := h.post("/api/v1/endpoints/p/127.0.0.1:9/drain"); code != 401 {
+		t.Errorf("override without token = %d, want 401", code)
+	}
+	if code, body := h.post("/api/v1/endpoints/p/127.0.0.1:9/drain", auth...); code != 200 || !strings.Contains(body, `"draining"`) {
+		t.Fatalf("drain = %d %s", code, body)
+	}
+	if e := endpoint(); e.Available || e.Health == nil || e.Health.State != "draining" {
+		t.Errorf("after drain: %+v", e)
+	}
+	write(t, path, configText(2)+tokenCfg)
+	h.waitFor("reload", func() bool {
+		_, body := h.get("/api/v1/table", auth...)
+		return strings.Contains(body, `"r2"`)
+	})
+	if e := endpoint(); e.Available || e.Health.State != "draining" {
+		t.Errorf("drain did not survive the reload: %+v", e)
+	}
+	if code, _ := h.post("/api/v1/endpoints/p/127.0.0.1:9/enable", auth...); code != 200 {
+		t.Errorf("enable = %d", code)
+	}
+	if e := endpoint(); !e.Available {
+		t.Errorf("after enable: %+v", e)
+	}
+	if code, _ := h.post("/api/v1/endpoints/nope/127.0.0.1:9/down", auth...); code != 404 {
+		t.Errorf("unknown pool = %d, want 404", code)
+	}
+	if code, _ := h.post("/api/v1/endpoints/p/127.0.0.1:9/explode", auth...); code != 400 {
+		t.Errorf("unknown action = %d, want 400", code)
+	}
+}
