@@ -178,6 +178,9 @@ func (v *validator) consul() {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		v.add("consul.cert_file", "cert_file and key_file go together")
 	}
+	if c.Register != nil && v.c.Listen.HTTP == "" && v.c.Listen.HTTPS == "" {
+		v.add("consul.register", "registering needs listen.http or listen.https to announce")
+	}
 }
 
 var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
@@ -360,6 +363,19 @@ func (v *validator) pool(p string, pl *Pool) {
 	}
 	if pl.OnAllDown != "fail_open" && pl.OnAllDown != "fail" {
 		v.add(p+".on_all_down", "want fail_open or fail, not %q", pl.OnAllDown)
+	}
+	switch pl.Protocol {
+	case "http1":
+	case "h2c":
+		if pl.TLS != nil {
+			v.add(p+".protocol", "h2c is HTTP/2 without TLS; with tls: use h2")
+		}
+	case "h2":
+		if pl.TLS == nil {
+			v.add(p+".protocol", "h2 needs tls:; without TLS use h2c")
+		}
+	default:
+		v.add(p+".protocol", "want http1, h2c or h2, not %q", pl.Protocol)
 	}
 	if cs := pl.Consul; cs != nil {
 		if v.c.Consul == nil {

@@ -139,7 +139,8 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 }
 
 // version hashes the config as decoded (so comments and key order do not
-// count) and the resolved endpoints (so a catalog change does).
+// count), the resolved endpoints and the pending selections (so a catalog
+// change does).
 func version(cfg *config.Config, t *Table) string {
 	h := sha256.New()
 	b, err := yaml.Marshal(cfg)
@@ -152,6 +153,9 @@ func version(cfg *config.Config, t *Table) string {
 		for _, e := range t.Pools[name].Endpoints {
 			h.Write([]byte(name + "\x00" + e.Address + "\x00" + strconv.Itoa(e.Weight) + "\x00" + e.Region + "\n"))
 		}
+	}
+	for _, p := range t.Pending {
+		h.Write([]byte("pending\x00" + p + "\n"))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

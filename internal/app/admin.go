@@ -36,6 +36,7 @@ type admin struct {
 	token    *atomic.Pointer[string] // nil or empty: no token required
 	explain  http.Handler            // may be nil until DNS/proxy provide one
 	extra    func() []string         // reasons /readyz is not ready, besides draining
+	consul   func() any              // Consul selections' status; nil without Consul
 }
 
 func (a *admin) handler() http.Handler {
@@ -113,6 +114,7 @@ type tableJSON struct {
 	Pools      map[string]poolJSON    `json:"pools"`
 	Zones      []zoneJSON             `json:"zones"`
 	Pending    []string               `json:"pending,omitempty"`
+	Consul     any                    `json:"consul,omitempty"`
 	Dump       string                 `json:"dump"`
 }
 
@@ -159,6 +161,9 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc.Version, doc.Built, doc.Pending, doc.Dump = t.Version, t.Built, t.Pending, t.String()
+	if a.consul != nil {
+		doc.Consul = a.consul()
+	}
 	for _, rt := range t.Routes {
 		rj := routeJSON{Name: rt.Name, Detail: yamlDoc(rt.Config)}
 		if rt.Service != nil {

@@ -12,12 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meridian-lb/meridian/catalog"
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
@@ -35,6 +37,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// NoWatch turns the file watcher off: only Reload (SIGHUP) re-reads.
 	NoWatch bool
+	// ConsulAddr is the agent a consul://KEY ConfigPath is read from; empty
+	// means CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
+	ConsulAddr string
 }
 
 // Addrs are the addresses the App's listeners are bound to.
@@ -53,6 +58,9 @@ type App struct {
 	rebuild  *rebuilder
 	health   *health.Engine
 	geoDB    *geo.DB
+	consul   *api.Client
+	watcher  *catalog.Watcher // nil without a consul: section
+	kv       *kvSource        // nil unless the config lives in Consul KV
 	draining atomic.Bool
 	token    atomic.Pointer[string]
 
@@ -65,23 +73,40 @@ type App struct {
 // New loads the config and builds an App. A config that does not load is an
 // error here: there is no last good table to fall back to at start.
 func New(opts Options) (*App, error) {
-	cfg, _, err := config.Load(opts.ConfigPath)
-	if err != nil {
-		return nil, err
-	}
-	a := &App{opts: opts, reg: opts.Registry, ready: make(chan struct{}), startCfg: cfg}
+	a := &App{opts: opts, reg: opts.Registry, ready: make(chan struct{})}
 	if a.reg == nil {
 		a.reg = prometheus.NewRegistry()
 		a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	a.level = zap.NewAtomicLevel()
-	if opts.Logger != nil {
-		a.logger = opts.Logger
-	} else {
-		a.logger, err = newLogger(cfg.Log, a.level)
-		if err != nil {
+	bootLog := opts.Logger
+	if bootLog == nil {
+		bootLog = zap.NewNop()
+	}
+	var src source = fileSource(opts.ConfigPath)
+	ref, isKV, err := catalog.ParseKVRef(opts.ConfigPath, opts.ConsulAddr)
+	if err != nil {
+		return nil, err
+	}
+	if isKV {
+		if a.kv, err = newKVSource(ref, bootLog.Named("config")); err != nil {
 			return nil, err
 		}
+		src = a.kv
+	}
+	data, err := src.Read()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Parse(src.Name(), data)
+	if err != nil {
+		return nil, err
+	}
+	a.startCfg = cfg
+	if opts.Logger != nil {
+		a.logger = opts.Logger
+	} else if a.logger, err = newLogger(cfg.Log, a.level); err != nil {
+		return nil, err
 	}
 	if cfg.Geo.MMDB != "" {
 		a.geoDB, err = geo.OpenDB(cfg.Geo.MMDB, a.logger.Named("geo"), a.reg)
@@ -95,15 +120,42 @@ func New(opts Options) (*App, error) {
 		MaxInFlight: cfg.Health.MaxInFlight,
 		StateFile:   cfg.Health.StateFile,
 	})
-	a.rebuild = newRebuilder(fileSource(opts.ConfigPath), a.logger.Named("config"), a.reg, &a.live)
-	a.rebuild.compile = func(cfg *config.Config) (*routing.Table, error) {
-		return routing.Compile(cfg, routing.Inputs{GeoDB: a.geoDB})
+	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
+	if a.consul, err = consulClient(cfg); err != nil {
+		return nil, err
 	}
+	if a.consul != nil {
+		a.watcher, err = catalog.NewWatcher(a.consul, catalog.WatcherOptions{
+			Logger:     a.logger.Named("consul"),
+			Registerer: a.reg,
+			Poke:       a.rebuild.Poke,
+			Stale:      cfg.Consul.Stale,
+			Datacenter: cfg.Consul.Datacenter,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	a.rebuild.compile = a.compile
 	a.rebuild.apply = a.apply
 	if err := a.rebuild.rebuild(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// compile feeds the current catalog to routing.Compile, first telling the
+// Consul watcher which selections this config needs (new ones start
+// watching and poke the loop when they answer; unused ones stop).
+func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
+	in := routing.Inputs{GeoDB: a.geoDB}
+	if a.watcher != nil {
+		a.watcher.Want(catalog.KeysOf(consulSelections(cfg)))
+		in.Catalog = catalogView{a.watcher.Snapshot()}
+	} else if len(consulSelections(cfg)) > 0 {
+		return nil, fmt.Errorf("pools select from Consul, but Meridian started without a consul: section; restart to apply it")
+	}
+	return routing.Compile(cfg, in)
 }
 
 // apply runs in the rebuild loop between compile and publication.
@@ -184,6 +236,9 @@ func (a *App) Run(ctx context.Context) error {
 			return nil
 		},
 	}
+	if a.watcher != nil {
+		adm.consul = func() any { return a.watcher.Status() }
+	}
 	adminSrv := &http.Server{Handler: adm.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(a.logger.Named("admin"))}
 
 	// Serving context: cancelled when ctx is done, after /readyz flips.
@@ -195,7 +250,12 @@ func (a *App) Run(ctx context.Context) error {
 	if a.geoDB != nil {
 		g.Go(func() error { return a.geoDB.Run(gctx) })
 	}
-	if !a.opts.NoWatch {
+	if a.watcher != nil {
+		g.Go(func() error { return a.watcher.Run(gctx) })
+	}
+	if a.kv != nil {
+		g.Go(func() error { return a.kv.run(gctx, a.rebuild.Poke) })
+	} else if !a.opts.NoWatch {
 		g.Go(func() error {
 			w := &config.Watcher{Paths: []string{a.opts.ConfigPath}, Logger: a.logger.Named("watch")}
 			return w.Run(gctx, a.rebuild.Poke)
@@ -207,6 +267,10 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	var dereg atomic.Pointer[func(context.Context) error]
+	if a.consul != nil && cfg.Consul.Register != nil {
+		g.Go(func() error { a.register(gctx, *cfg.Consul.Register, &dereg); return nil })
+	}
 	close(a.ready)
 	a.logger.Info("meridian started", zap.String("admin", a.Addrs().Admin), zap.String("config", a.opts.ConfigPath))
 
@@ -218,6 +282,11 @@ func (a *App) Run(ctx context.Context) error {
 	a.logger.Info("shutting down", zap.Duration("grace", grace))
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if d := dereg.Load(); d != nil {
+		if err := (*d)(shutCtx); err != nil {
+			a.logger.Warn("consul deregistration failed", zap.Error(err))
+		}
+	}
 	_ = adminSrv.Shutdown(shutCtx)
 	stopServing()
 	err = g.Wait()
@@ -226,6 +295,28 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	_ = a.logger.Sync()
 	return err
+}
+
+// register announces this instance to the local Consul agent, retrying with
+// backoff until it succeeds or ctx ends, and stores how to deregister.
+func (a *App) register(ctx context.Context, reg config.Register, dereg *atomic.Pointer[func(context.Context) error]) {
+	host, _ := os.Hostname()
+	addrs := a.Addrs()
+	self := catalog.Self{HTTP: addrs.HTTP, HTTPS: addrs.HTTPS, DNS: addrs.DNS, Admin: addrs.Admin, Hostname: host}
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		d, err := catalog.Register(ctx, a.consul, reg, self)
+		if err == nil {
+			dereg.Store(&d)
+			a.logger.Info("registered with consul", zap.String("name", reg.Name))
+			return
+		}
+		a.logger.Warn("consul registration failed; retrying", zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (a *App) setAddr(f func(*Addrs)) {
