@@ -31,8 +31,8 @@ type CatalogEndpoint struct {
 
 // Inputs are what shapes a table besides the config file.
 type Inputs struct {
-	Catalog Catalog  // nil: no Consul
-	GeoDB   *geo.DB  // nil: no GeoIP database
+	Catalog Catalog // nil: no Consul
+	GeoDB   *geo.DB // nil: no GeoIP database
 }
 
 // Compile turns a validated config and the current inputs into a table. It

@@ -64,10 +64,10 @@ type App struct {
 	draining atomic.Bool
 	token    atomic.Pointer[string]
 
-	ready     chan struct{}
-	addrsMu   sync.Mutex
-	addrs     Addrs
-	startCfg  *config.Config
+	ready    chan struct{}
+	addrsMu  sync.Mutex
+	addrs    Addrs
+	startCfg *config.Config
 }
 
 // New loads the config and builds an App. A config that does not load is an

@@ -127,7 +127,9 @@ func TestConsulTokenNeverLogged(t *testing.T) {
 		t.Errorf("token not sent in the header: %+v", c)
 	}
 	srv.Fail(consultest.Fault{Code: 403, EchoToken: true})
-	h.waitFor("an outage log line", func() bool { return logs.FilterLevelExact(zapcore.WarnLevel).Len()+logs.FilterLevelExact(zapcore.ErrorLevel).Len() > 0 })
+	h.waitFor("an outage log line", func() bool {
+		return logs.FilterLevelExact(zapcore.WarnLevel).Len()+logs.FilterLevelExact(zapcore.ErrorLevel).Len() > 0
+	})
 	srv.ClearFaults()
 	_, body := h.get("/api/v1/table")
 	for _, e := range logs.All() {
