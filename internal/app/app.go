@@ -21,8 +21,10 @@ import (
 
 	"github.com/meridian-lb/meridian/catalog"
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/proxy"
 	"github.com/meridian-lb/meridian/routing"
 )
 
@@ -58,6 +60,8 @@ type App struct {
 	rebuild  *rebuilder
 	health   *health.Engine
 	geoDB    *geo.DB
+	proxy    *proxy.Handler
+	dns      *dns.Server
 	consul   *api.Client
 	watcher  *catalog.Watcher // nil without a consul: section
 	kv       *kvSource        // nil unless the config lives in Consul KV
@@ -114,11 +118,14 @@ func New(opts Options) (*App, error) {
 			return nil, fmt.Errorf("geo.mmdb: %w", err)
 		}
 	}
+	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg})
+	a.proxy = proxy.NewHandler(proxy.Options{Tables: &a.live, Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP})
 	a.health = health.New(health.Options{
-		Logger:      a.logger.Named("health"),
+		Logger:      a.logger,
 		Registerer:  a.reg,
 		MaxInFlight: cfg.Health.MaxInFlight,
 		StateFile:   cfg.Health.StateFile,
+		OnChange:    a.dns.HealthChanged,
 	})
 	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
 	if a.consul, err = consulClient(cfg); err != nil {
@@ -126,7 +133,7 @@ func New(opts Options) (*App, error) {
 	}
 	if a.consul != nil {
 		a.watcher, err = catalog.NewWatcher(a.consul, catalog.WatcherOptions{
-			Logger:     a.logger.Named("consul"),
+			Logger:     a.logger,
 			Registerer: a.reg,
 			Poke:       a.rebuild.Poke,
 			Stale:      cfg.Consul.Stale,
@@ -166,6 +173,7 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	a.loadToken(cfg.Admin.TokenFile)
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
+	a.dns.TableChanged(t)
 	if a.startCfg != nil && cfg.Listen != a.startCfg.Listen {
 		a.logger.Warn("listen addresses changed; they apply at the next restart",
 			zap.Any("running", a.startCfg.Listen), zap.Any("configured", cfg.Listen))
@@ -221,27 +229,27 @@ func (a *App) Run(ctx context.Context) error {
 	cfg := a.startCfg
 	grace := cfg.Shutdown.Grace.D()
 
+	// Bind every listener first, so a port in use fails the start cleanly.
 	adminLn, err := net.Listen("tcp", cfg.Listen.Admin)
 	if err != nil {
 		return fmt.Errorf("listen.admin %s: %w", cfg.Listen.Admin, err)
 	}
 	a.setAddr(func(ad *Addrs) { ad.Admin = adminLn.Addr().String() })
-	adm := &admin{
-		live: &a.live, health: a.health, reload: a.rebuild.Status, gatherer: a.reg,
-		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token,
-		extra: func() []string {
-			if t := a.live.Load(); t != nil {
-				return t.Pending
-			}
-			return nil
-		},
+	var httpLn net.Listener
+	if cfg.Listen.HTTP != "" {
+		if httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+			adminLn.Close()
+			return fmt.Errorf("listen.http %s: %w", cfg.Listen.HTTP, err)
+		}
+		a.setAddr(func(ad *Addrs) { ad.HTTP = httpLn.Addr().String() })
 	}
-	if a.watcher != nil {
-		adm.consul = func() any { return a.watcher.Status() }
-	}
-	adminSrv := &http.Server{Handler: adm.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(a.logger.Named("admin"))}
 
-	// Serving context: cancelled when ctx is done, after /readyz flips.
+	adminSrv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(a.logger.Named("admin"))}
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- adminSrv.Serve(adminLn) }()
+
+	// Everything else runs in a group whose context ends after /readyz has
+	// flipped, so load balancers see the drain before listeners close.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	g, gctx := errgroup.WithContext(serveCtx)
@@ -261,40 +269,81 @@ func (a *App) Run(ctx context.Context) error {
 			return w.Run(gctx, a.rebuild.Poke)
 		})
 	}
-	g.Go(func() error {
-		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("admin server: %w", err)
+	if httpLn != nil {
+		srv := proxy.NewServer(a.proxy, cfg.HTTP, a.logger)
+		srv.Grace = grace
+		g.Go(func() error { return srv.Serve(gctx, httpLn) })
+	}
+	if cfg.Listen.DNS != "" {
+		bound := make(chan struct{})
+		g.Go(func() error {
+			return a.dns.Run(gctx, cfg.Listen.DNS, func(udp, _ net.Addr) {
+				a.setAddr(func(ad *Addrs) { ad.DNS = udp.String() })
+				close(bound)
+			})
+		})
+		select {
+		case <-bound:
+		case <-gctx.Done():
 		}
-		return nil
-	})
+	}
 	var dereg atomic.Pointer[func(context.Context) error]
 	if a.consul != nil && cfg.Consul.Register != nil {
 		g.Go(func() error { a.register(gctx, *cfg.Consul.Register, &dereg); return nil })
 	}
 	close(a.ready)
-	a.logger.Info("meridian started", zap.String("admin", a.Addrs().Admin), zap.String("config", a.opts.ConfigPath))
+	addrs := a.Addrs()
+	a.logger.Info("meridian started", zap.String("admin", addrs.Admin), zap.String("http", addrs.HTTP),
+		zap.String("dns", addrs.DNS), zap.String("config", a.opts.ConfigPath))
 
 	select {
 	case <-ctx.Done():
 	case <-gctx.Done():
+	case err := <-adminDone:
+		adminDone <- err
 	}
 	a.draining.Store(true)
 	a.logger.Info("shutting down", zap.Duration("grace", grace))
-	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
 	if d := dereg.Load(); d != nil {
-		if err := (*d)(shutCtx); err != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := (*d)(dctx); err != nil {
 			a.logger.Warn("consul deregistration failed", zap.Error(err))
 		}
+		cancel()
 	}
-	_ = adminSrv.Shutdown(shutCtx)
-	stopServing()
+	stopServing() // listeners stop accepting; in-flight work gets the grace period
 	err = g.Wait()
+	shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = adminSrv.Shutdown(shutCtx)
+	if aerr := <-adminDone; err == nil && !errors.Is(aerr, http.ErrServerClosed) {
+		err = fmt.Errorf("admin server: %w", aerr)
+	}
 	if a.geoDB != nil {
 		_ = a.geoDB.Close()
 	}
+	a.logger.Info("stopped")
 	_ = a.logger.Sync()
 	return err
+}
+
+// adminHandler builds the admin API over this App's parts.
+func (a *App) adminHandler() http.Handler {
+	adm := &admin{
+		live: &a.live, health: a.health, reload: a.rebuild.Status, gatherer: a.reg,
+		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token,
+		explain: dns.ExplainHandler(&a.live),
+		extra: func() []string {
+			if t := a.live.Load(); t != nil {
+				return t.Pending
+			}
+			return nil
+		},
+	}
+	if a.watcher != nil {
+		adm.consul = func() any { return a.watcher.Status() }
+	}
+	return adm.handler()
 }
 
 // register announces this instance to the local Consul agent, retrying with
