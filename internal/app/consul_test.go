@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	mdns "github.com/miekg/dns"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -196,4 +202,88 @@ func TestRegistration(t *testing.T) {
 	if n := len(srv.Registrations()); n != 0 {
 		t.Errorf("%d registrations left after shutdown", n)
 	}
+}
+
+// TestConsulInstanceGetsTraffic: an instance registered in Consul receives
+// HTTP traffic through Meridian and appears in DNS answers, and stops
+// receiving both once it fails its Consul check or is deregistered.
+func TestConsulInstanceGetsTraffic(t *testing.T) {
+	srv := consultest.New(t, consultest.Options{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "from consul instance")
+	}))
+	t.Cleanup(backend.Close)
+	port := backend.Listener.Addr().(*net.TCPAddr).Port
+	path := filepath.Join(t.TempDir(), "meridian.yaml")
+	write(t, path, fmt.Sprintf(`
+listen: {admin: 127.0.0.1:0, http: 127.0.0.1:0, dns: 127.0.0.1:0}
+consul: {address: %s}
+pools:
+  web: {consul: {service: web}, on_all_down: fail}
+services:
+  s: {pools: [web]}
+routes:
+  - {name: r, service: s}
+zones:
+  - origin: example.test.
+    soa: {ns: ns1.example.test., mbox: hostmaster.example.test.}
+    ns: [ns1.example.test.]
+    records:
+      - {name: www, type: A, service: s, on_all_down: nodata}
+`, srv.Addr))
+	h := start(t, path)
+	addrs := h.app.Addrs()
+	httpGet := func() (int, string) {
+		resp, err := http.Get("http://" + addrs.HTTP + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	dnsA := func() []string {
+		m := new(mdns.Msg)
+		m.SetQuestion("www.example.test.", mdns.TypeA)
+		r, err := mdns.Exchange(m, addrs.DNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				out = append(out, a.A.String())
+			}
+		}
+		return out
+	}
+	h.waitFor("the first Consul answer", func() bool { return len(h.table().Pending) == 0 })
+	if code, _ := httpGet(); code != 503 {
+		t.Errorf("before registration: HTTP %d, want 503", code)
+	}
+	if got := dnsA(); len(got) != 0 {
+		t.Errorf("before registration: DNS %v, want NODATA", got)
+	}
+
+	began := time.Now()
+	srv.AddInstance(consultest.Instance{ID: "w1", Service: "web", Address: "127.0.0.1", Port: port})
+	h.waitFor("HTTP traffic to the instance", func() bool { code, body := httpGet(); return code == 200 && body == "from consul instance" })
+	h.waitFor("the instance in DNS", func() bool { return strings.Join(dnsA(), ",") == "127.0.0.1" })
+	t.Logf("registered → serving HTTP and DNS in %v", time.Since(began))
+
+	began = time.Now()
+	if err := srv.SetStatus("w1", "critical"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("no traffic after the check fails", func() bool { code, _ := httpGet(); return code == 503 && len(dnsA()) == 0 })
+	t.Logf("failing → out of HTTP and DNS in %v", time.Since(began))
+
+	if err := srv.SetStatus("w1", "passing"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("traffic again", func() bool { code, _ := httpGet(); return code == 200 })
+	began = time.Now()
+	srv.RemoveInstance("w1")
+	h.waitFor("no traffic after deregistration", func() bool { code, _ := httpGet(); return code == 503 && len(dnsA()) == 0 })
+	t.Logf("deregistered → out of HTTP and DNS in %v", time.Since(began))
 }
