@@ -29,6 +29,7 @@ const usage = `meridian: geo-DNS and HTTP traffic steering in one binary
 
 Usage:
   meridian [run] -config FILE      serve FILE, reloading it when it changes (default command)
+  meridian run -config consul://KEY  serve the config kept in Consul KV, following its changes
   meridian validate -config FILE   check FILE and print every problem with its line
   meridian demo [-config FILE]     start three demo upstreams and serve examples/quickstart.yaml
   meridian version                 print the version
@@ -86,13 +87,15 @@ func newFlags(name, help string, stderr io.Writer) (*flag.FlagSet, *string) {
 
 func cmdRun(args []string, stderr io.Writer) int {
 	fs, path := newFlags("run", "Serve the config file: HTTP proxy, DNS and admin API on the listen: addresses.\n"+
+		"-config consul://KEY reads the config from Consul KV and follows it instead.\n"+
 		"The file is reloaded when it changes and on SIGHUP; a bad file never replaces a good one.\n"+
 		"SIGTERM or SIGINT drain gracefully (shutdown.grace); a second signal exits at once.", stderr)
 	watch := fs.Bool("watch", true, "reload when the file changes; with -watch=false only SIGHUP reloads")
+	consulAddr := fs.String("consul-addr", "", "Consul `address` for a -config consul://KEY (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch}, stderr)
+	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch, ConsulAddr: *consulAddr}, stderr)
 }
 
 func serve(opts app.Options, stderr io.Writer) int {
