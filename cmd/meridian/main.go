@@ -93,7 +93,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	watch := fs.Bool("watch", true, "reload when the file changes; with -watch=false only SIGHUP reloads")
 	consulAddr := fs.String("consul-addr", "", "Consul `address` for a -config consul://KEY (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch, ConsulAddr: *consulAddr}, stderr)
 }
@@ -140,7 +140,7 @@ func signalContext(reload func()) (context.Context, func()) {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs, path := newFlags("validate", "Check a config file without serving it. Exit 0 with a summary, or 1 with every problem.", stderr)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	cfg, _, err := config.Load(*path)
 	if err != nil {
@@ -162,7 +162,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		"Without -config it serves ./examples/quickstart.yaml when present (edit it live), else a copy of it.", stderr)
 	control := fs.String("control", "127.0.0.1:9100", "`address` of the demo control API")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	cfgPath := *path
 	if !flagSet(fs, "config") {
@@ -195,6 +195,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
              dig @127.0.0.1 -p 5353 www.example.test  curl http://127.0.0.1:9090/api/v1/table
 `, cfgPath, ups["eu"].Addr, ups["us"].Addr, ups["canary"].Addr, ln.Addr())
 	return serve(app.Options{ConfigPath: cfgPath}, stderr)
+}
+
+// parseExit is the exit code for a flag error: 0 for -h, 2 for misuse.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

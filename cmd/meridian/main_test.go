@@ -42,7 +42,7 @@ routes:
 		{"missing file", []string{"validate", "-config", filepath.Join(dir, "none.yaml")}, 1, nil, []string{"no such file"}},
 		{"version", []string{"version"}, 0, []string{"meridian "}, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
-		{"help on a subcommand", []string{"validate", "-h"}, 2, nil, []string{"Usage: meridian validate", "-config file"}},
+		{"help on a subcommand", []string{"validate", "-h"}, 0, nil, []string{"Usage: meridian validate", "-config file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
