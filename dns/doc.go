@@ -1,0 +1,25 @@
+// Package dns is Meridian's authoritative DNS server: UDP on several
+// SO_REUSEPORT sockets, each read by a few long-lived workers that batch
+// datagrams (recvmmsg/sendmmsg) and decode and encode them with miekg/dns;
+// TCP on miekg/dns's server; a thin ServeDNS adapter; and a pure answer
+// function that computes every response from the live *routing.Table:
+// static records, steered records answered from the available endpoints of
+// the pool the service's policy picks for the client (by source address or
+// EDNS Client Subnet), wildcards, delegations, CNAME chains, negative
+// answers, EDNS and ECS handling, zone transfers (AXFR to allowed networks
+// over TCP) and NOTIFY to secondaries. It also owns response rate limiting,
+// DNS metrics, the sampled query log and the explain API.
+//
+// Zone serials: a zone's serial moves whenever its answer set changes: its
+// records (a reload) or the availability of the endpoints its steered
+// records use (a health change). The Server keeps, per zone origin, a digest
+// of that answer set and the last serial; when the digest differs the
+// serial becomes max(last+1, unix time), so it only grows, also across
+// restarts. TableChanged and HealthChanged are the hooks that make it move.
+//
+// Concurrency: a Server is safe for concurrent use. Each query loads the
+// table once and never locks on the answer path; the only shared
+// mutable state it touches is atomics (rotation counters, serials), the
+// rate limiter's sharded maps and the metrics. Several Servers can run in
+// one process; each registers its metrics on the Registerer it is given.
+package dns

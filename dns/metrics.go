@@ -1,0 +1,150 @@
+package dns
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// metrics are the DNS server's Prometheus collectors.
+type metrics struct {
+	queries   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	truncated prometheus.Counter
+	rrl       *prometheus.CounterVec
+	malformed prometheus.Counter
+	panics    prometheus.Counter
+	tcpRefuse prometheus.Counter
+	notify    *prometheus.CounterVec
+	xfr       *prometheus.CounterVec
+	serial    *prometheus.GaugeVec
+
+	// counters caches queries children: WithLabelValues hashes three
+	// strings per call, a sync.Map hit is cheaper on the hot path.
+	counters sync.Map // queryKey → prometheus.Counter
+	udpHist  prometheus.Observer
+	tcpHist  prometheus.Observer
+}
+
+type queryKey struct {
+	zone  string
+	qtype uint16
+	rcode int
+}
+
+func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
+	m := &metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_dns_queries_total",
+			Help: "DNS queries answered, by zone (\"none\" when outside every zone), query type and response code.",
+		}, []string{"zone", "qtype", "rcode"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "meridian_dns_request_duration_seconds",
+			Help:    "Time from a decoded query to its response written, by transport.",
+			Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2, 0.1},
+		}, []string{"proto"}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_dns_truncated_total",
+			Help: "UDP responses truncated (TC=1) because they exceeded the client's buffer.",
+		}),
+		rrl: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_dns_rrl_total",
+			Help: "Responses withheld by response rate limiting: dropped, or slipped (sent truncated so the client retries over TCP).",
+		}, []string{"action"}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_dns_malformed_total",
+			Help: "Packets that could not be decoded as DNS messages.",
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_dns_panics_total",
+			Help: "Queries whose answering panicked; each was dropped and logged with its stack.",
+		}),
+		tcpRefuse: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_dns_tcp_refused_total",
+			Help: "TCP connections closed at accept because dns.tcp_max_conns were open.",
+		}),
+		notify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_dns_notify_total",
+			Help: "NOTIFY messages sent to secondaries, by zone and result (ok, error).",
+		}, []string{"zone", "result"}),
+		xfr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_dns_transfers_total",
+			Help: "Zone transfers (AXFR) served, by zone and result (ok, refused, error).",
+		}, []string{"zone", "result"}),
+		serial: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meridian_dns_zone_serial",
+			Help: "The current SOA serial of each zone.",
+		}, []string{"zone"}),
+	}
+	if reg != nil {
+		m.queries = register(reg, m.queries, log)
+		m.latency = register(reg, m.latency, log)
+		m.truncated = register(reg, m.truncated, log)
+		m.rrl = register(reg, m.rrl, log)
+		m.malformed = register(reg, m.malformed, log)
+		m.panics = register(reg, m.panics, log)
+		m.tcpRefuse = register(reg, m.tcpRefuse, log)
+		m.notify = register(reg, m.notify, log)
+		m.xfr = register(reg, m.xfr, log)
+		m.serial = register(reg, m.serial, log)
+	}
+	m.udpHist = m.latency.WithLabelValues("udp")
+	m.tcpHist = m.latency.WithLabelValues("tcp")
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// its name (a second Server on the same registry shares the series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *zap.Logger) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	log.Error("dns: registering metric", zap.Error(err))
+	return c
+}
+
+// query counts one answered query.
+func (m *metrics) query(zone string, qtype uint16, rcode int) {
+	k := queryKey{zone, qtype, rcode}
+	if c, ok := m.counters.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.queries.WithLabelValues(zoneLabel(zone), qtypeLabel(qtype), rcodeLabel(rcode))
+	m.counters.Store(k, c)
+	c.Inc()
+}
+
+func zoneLabel(z string) string {
+	if z == "" {
+		return "none"
+	}
+	return z
+}
+
+// qtypeLabel bounds the label's values: types miekg knows by name, and
+// "other" for the rest of the 65536.
+func qtypeLabel(t uint16) string {
+	if s, ok := mdns.TypeToString[t]; ok {
+		return s
+	}
+	return "other"
+}
+
+func rcodeLabel(r int) string {
+	if s, ok := mdns.RcodeToString[r]; ok {
+		return s
+	}
+	return strconv.Itoa(r)
+}

@@ -1,0 +1,452 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// Tables hands out the live routing table; routing.Live implements it.
+type Tables interface {
+	Load() *routing.Table
+}
+
+// Options configure a Server. Tables is required.
+type Options struct {
+	// Tables is read once per query.
+	Tables Tables
+	// Settings are the server-wide settings read once, at NewServer and Run:
+	// listeners, tcp_idle_timeout, tcp_read_timeout, tcp_max_conns, rrl,
+	// query_log and notify_retry. udp_size, max_answers and degraded_ttl
+	// follow the live table, so a reload changes them.
+	Settings config.DNS
+	// Logger receives serving errors, NOTIFY results and the sampled query
+	// log. Nil discards.
+	Logger *zap.Logger
+	// Registerer receives the DNS metrics. Nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// udpReadSize is the receive buffer for one UDP query, and the size of the
+// pooled buffers responses are packed into. Queries are small; a larger
+// one is cut and answered FORMERR.
+const udpReadSize = 4096
+
+// Server is the authoritative DNS server. Create it with NewServer, serve
+// with Run, and tell it about new tables (TableChanged) and health changes
+// (HealthChanged) so zone serials and NOTIFYs follow. It is safe for
+// concurrent use and must not be copied.
+type Server struct {
+	tables Tables
+	set    config.DNS
+	log    *zap.Logger
+	met    *metrics
+	rrl    *limiter
+	bufs   sync.Pool // *[]byte of udpReadSize, for packing responses
+
+	serialMu sync.Mutex
+	serials  map[string]serialState // by canonical origin
+	current  *routing.Table         // the newest table seen
+	poke     chan struct{}          // health changed; 1-buffered
+	now      func() time.Time
+
+	notifyMu  sync.Mutex
+	notifyCtx context.Context // the running Run's; nil when not running
+	pending   map[string]notifyJob
+	inflight  map[string]context.CancelFunc
+	notifyWG  sync.WaitGroup
+
+	running atomic.Bool
+}
+
+var _ mdns.Handler = (*Server)(nil)
+
+// NewServer builds a server; it binds nothing until Run.
+func NewServer(opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		tables:   opts.Tables,
+		set:      opts.Settings,
+		log:      log,
+		met:      newMetrics(opts.Registerer, log),
+		rrl:      newLimiter(opts.Settings.RRL),
+		serials:  map[string]serialState{},
+		poke:     make(chan struct{}, 1),
+		now:      time.Now,
+		pending:  map[string]notifyJob{},
+		inflight: map[string]context.CancelFunc{},
+	}
+	s.bufs.New = func() any { b := make([]byte, udpReadSize); return &b }
+	return s
+}
+
+// Run serves DNS on addr: UDP on dns.listeners SO_REUSEPORT sockets (one per
+// CPU by default, each read by a few long-lived workers) and TCP on the same
+// port (miekg's server: read and idle timeouts, pipelining, a connection
+// cap). With port 0 the kernel picks a port free for both. ready, if not
+// nil, is called once every socket serves. Run also moves zone serials on
+// health changes and sends NOTIFYs. It returns nil after ctx is done and
+// the listeners are shut down, or the first serving error.
+func (s *Server) Run(ctx context.Context, addr string, ready func(udp, tcp net.Addr)) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("dns: server is already running")
+	}
+	defer s.running.Store(false)
+	n := s.set.Listeners
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	pcs, ln, err := listen(ctx, addr, n)
+	if err != nil {
+		return fmt.Errorf("dns: listen %s: %w", addr, err)
+	}
+	maxConns := s.set.TCPMaxConns
+	if maxConns <= 0 {
+		maxConns = 1000
+	}
+	ln = &limitListener{Listener: ln, sem: make(chan struct{}, maxConns), refused: s.met.tcpRefuse}
+
+	idle := durationOr(s.set.TCPIdle, 10*time.Second)
+	read := durationOr(s.set.TCPRead, 2*time.Second)
+	tcp := &mdns.Server{
+		Listener:       ln,
+		Handler:        s,
+		ReadTimeout:    read,
+		WriteTimeout:   read,
+		IdleTimeout:    func() time.Duration { return idle },
+		MaxTCPQueries:  -1, // pipelining clients keep their connection; idle bounds it
+		MsgAcceptFunc:  acceptFunc,
+		MsgInvalidFunc: s.invalid,
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, pc := range pcs {
+		g.Go(func() error {
+			if err := s.serveUDP(pc.(*net.UDPConn)); err != nil {
+				return fmt.Errorf("dns: serve udp: %w", err)
+			}
+			return nil
+		})
+	}
+	// TCP is "settled" once it serves or has failed to start, so that
+	// neither ready nor shutdown waits for a server that never will.
+	settled := make(chan struct{})
+	var once sync.Once
+	mark := func() { once.Do(func() { close(settled) }) }
+	tcp.NotifyStartedFunc = mark
+	g.Go(func() error {
+		defer mark()
+		if err := tcp.ActivateAndServe(); err != nil {
+			return fmt.Errorf("dns: serve tcp: %w", err)
+		}
+		return nil
+	})
+	<-settled
+	if gctx.Err() == nil && ready != nil {
+		ready(pcs[0].LocalAddr(), ln.Addr())
+	}
+
+	s.notifyMu.Lock()
+	s.notifyCtx = gctx
+	jobs := s.pending
+	s.pending = map[string]notifyJob{}
+	for _, j := range jobs {
+		s.startNotifyLocked(j)
+	}
+	s.notifyMu.Unlock()
+	g.Go(func() error { s.serialLoop(gctx); return nil })
+
+	<-gctx.Done()
+	for _, pc := range pcs {
+		_ = pc.Close()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tcp.ShutdownContext(sctx)
+	s.notifyMu.Lock()
+	s.notifyCtx = nil
+	s.notifyMu.Unlock()
+	s.notifyWG.Wait()
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+func durationOr(d config.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return d.D()
+	}
+	return def
+}
+
+// acceptFunc lets every request through to answer, which applies the
+// header checks itself (NOTIMP without echoed flags, FORMERR for QDCOUNT ≠
+// 1) so that they hold on every transport and are counted; responses
+// (QR=1) are dropped unread.
+func acceptFunc(dh mdns.Header) mdns.MsgAcceptAction {
+	if dh.Bits&(1<<15) != 0 {
+		return mdns.MsgIgnore
+	}
+	return mdns.MsgAccept
+}
+
+func (s *Server) invalid(_ []byte, _ error) { s.met.malformed.Inc() }
+
+// ServeDNS answers one query from miekg's TCP server (UDP has its own
+// loop, see serveUDP): it gathers the client and the transport and hands
+// over to serve.
+func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	var c client
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		c.addr = a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		c.addr, c.tcp = a.AddrPort().Addr().Unmap(), true
+	}
+	s.serve(w, r, c)
+}
+
+// msgWriter is what a zone transfer writes to: miekg's TCP writer frames
+// each message.
+type msgWriter interface {
+	WriteMsg(*mdns.Msg) error
+}
+
+// serve answers one decoded query: it loads the table, applies rate
+// limiting, asks answer, and writes the response (truncated to the client's
+// buffer over UDP, streamed for zone transfers), then counts and logs it.
+func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
+	defer func() {
+		// A bug must cost one query, not the server: count it, log it,
+		// send nothing (the client retries).
+		if p := recover(); p != nil {
+			s.met.panics.Inc()
+			s.log.Error("dns: panic answering a query", zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	start := time.Now()
+	t := s.tables.Load()
+	if t != nil && len(t.Zones) > 0 && t.Zones[0].Serial() == 0 {
+		s.TableChanged(t) // a table nobody announced: give it serials now
+	}
+	if s.rrl != nil && !c.tcp && !r.Response {
+		switch s.rrl.account(c.addr, start) {
+		case rrlDrop:
+			s.met.rrl.WithLabelValues("drop").Inc()
+			return
+		case rrlSlip:
+			s.met.rrl.WithLabelValues("slip").Inc()
+			s.writeSlip(w, r)
+			return
+		}
+	}
+	res := answer(t, r, c)
+	m := res.msg
+	if m == nil {
+		return
+	}
+	zone := ""
+	if res.zone != nil {
+		zone = res.zone.Name
+	}
+	var qtype uint16
+	if len(m.Question) == 1 {
+		qtype = m.Question[0].Qtype
+	}
+	if mw, ok := w.(msgWriter); ok && res.xfr {
+		s.transfer(mw, t, res, c)
+	} else {
+		s.write(w, res, c.tcp)
+	}
+	s.met.query(zone, qtype, m.Rcode)
+	d := time.Since(start)
+	if c.tcp {
+		s.met.tcpHist.Observe(d.Seconds())
+	} else {
+		s.met.udpHist.Observe(d.Seconds())
+	}
+	if s.set.QueryLog > 0 && rand.Float64() < s.set.QueryLog {
+		s.logQuery(m, c, res, d)
+	}
+}
+
+// write packs and sends a response, truncating it to the client's buffer
+// over UDP (TC=1: the client retries over TCP and gets it whole).
+func (s *Server) write(w io.Writer, res result, tcp bool) {
+	m := res.msg
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	m.Compress = true
+	b, err := m.PackBuffer(*bp)
+	if err == nil && !tcp && len(b) > res.udpSize {
+		m.Truncate(res.udpSize)
+		m.Compress = true
+		b, err = m.PackBuffer(*bp)
+		s.met.truncated.Inc()
+	}
+	if err != nil {
+		// Only a question that cannot be packed gets here; say SERVFAIL
+		// without records rather than nothing.
+		s.log.Debug("dns: packing response", zap.Error(err))
+		m.Answer, m.Ns, m.Extra, m.Rcode = nil, nil, nil, mdns.RcodeServerFailure
+		if b, err = m.PackBuffer(*bp); err != nil {
+			return
+		}
+	}
+	_, _ = w.Write(b)
+}
+
+// writeSlip sends the truncated, empty answer RRL slips to a limited
+// client in place of the real one.
+func (s *Server) writeSlip(w io.Writer, r *mdns.Msg) {
+	m := &mdns.Msg{}
+	m.Id, m.Response, m.Opcode, m.Truncated = r.Id, true, r.Opcode, true
+	m.Question = oneQuestion(r)
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	if b, err := m.PackBuffer(*bp); err == nil {
+		_, _ = w.Write(b)
+	}
+}
+
+func (s *Server) logQuery(m *mdns.Msg, c client, res result, d time.Duration) {
+	fields := []zap.Field{
+		zap.Stringer("client", c.addr),
+		zap.Bool("tcp", c.tcp),
+		zap.String("rcode", rcodeLabel(m.Rcode)),
+		zap.Int("answers", len(m.Answer)),
+		zap.Duration("duration", d),
+	}
+	if len(m.Question) == 1 {
+		fields = append(fields, zap.String("qname", m.Question[0].Name), zap.String("qtype", typeString(m.Question[0].Qtype)))
+	}
+	if res.zone != nil {
+		fields = append(fields, zap.String("zone", res.zone.Name))
+	}
+	if res.region != "" {
+		fields = append(fields, zap.String("region", res.region))
+	}
+	if res.scope >= 0 {
+		fields = append(fields, zap.Int("ecs_scope", res.scope))
+	}
+	s.log.Info("dns query", fields...)
+}
+
+// listen binds n UDP sockets (SO_REUSEPORT when n > 1) and a TCP listener
+// on one address. With port 0, the first UDP socket picks the port and the
+// rest bind to it; if TCP cannot have that port, it tries another.
+func listen(ctx context.Context, addr string, n int) ([]net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !reusePortSupported {
+		n = 1
+	}
+	lc := net.ListenConfig{}
+	if n > 1 {
+		lc.Control = reusePort
+	}
+	var lastErr error
+	for attempt := 0; attempt < 10; attempt++ {
+		first, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		bound := first.LocalAddr().String()
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", bound)
+		if err != nil {
+			first.Close()
+			lastErr = err
+			if port == "0" {
+				continue
+			}
+			return nil, nil, err
+		}
+		pcs := []net.PacketConn{first}
+		for len(pcs) < n {
+			pc, err := lc.ListenPacket(ctx, "udp", bound)
+			if err != nil {
+				for _, p := range pcs {
+					p.Close()
+				}
+				ln.Close()
+				return nil, nil, err
+			}
+			pcs = append(pcs, pc)
+		}
+		for _, pc := range pcs {
+			if u, ok := pc.(*net.UDPConn); ok {
+				_ = u.SetReadBuffer(4 << 20) // absorb bursts; the kernel caps it
+			}
+		}
+		return pcs, ln, nil
+	}
+	return nil, nil, lastErr
+}
+
+// limitListener caps open TCP connections: beyond the cap, new ones are
+// accepted and closed at once, so the backlog never fills with clients
+// that will not be served.
+type limitListener struct {
+	net.Listener
+	sem     chan struct{}
+	refused prometheus.Counter
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+			c.Close()
+			l.refused.Inc()
+		}
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// addrString formats a netip address for logs, "" for invalid.
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.Addr().String() + ":" + strconv.Itoa(int(a.Port()))
+}

@@ -1,0 +1,129 @@
+package dns
+
+import (
+	"math/rand/v2"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// steer answers a steered record: the available endpoints of the first pool
+// in the service's order (geo: the client's region first; weighted: a pool
+// drawn by weight, then the rest; failover: as listed) that has any, up to
+// MaxAnswers, rotated per query or drawn by endpoint weight. When no
+// endpoint is available anywhere, the record's on_all_down decides:
+// fail_open answers every endpoint of the first pool that fails open, at the
+// degraded TTL; nodata answers NODATA; fallback answers the fallback records
+// (next is their CNAME target, to follow).
+func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next string) {
+	svc := s.Service
+	region := ""
+	if svc.LocationDependent() {
+		r.locate()
+		region = r.loc.Region
+	}
+	pools := svc.Order(r.pools[:0], region)
+	tr := r.c.tr
+	var ex *ExplainSteered
+	if tr != nil {
+		ex = tr.steered(s, region, pools)
+	}
+
+	var buf [16]int
+	for i, p := range pools {
+		ts := s.Targets[p]
+		idx := buf[:0]
+		for j := range ts {
+			if ts[j].Available() {
+				idx = append(idx, j)
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		r.pick(s, ts, idx, owner, false)
+		if ex != nil {
+			ex.Pools[i].Used = true
+			ex.Outcome, ex.TTL = "available", s.TTL
+		}
+		return true, ""
+	}
+
+	switch s.OnAllDown {
+	case "nodata":
+		if ex != nil {
+			ex.Outcome = "nodata: no endpoint available in any pool"
+		}
+		return false, ""
+	case "fallback":
+		r.appendOwned(s.Fallback, owner, s.Name)
+		if ex != nil {
+			ex.Outcome, ex.TTL = "fallback: no endpoint available in any pool", s.DegradedTTL
+		}
+		return true, s.FallbackTarget
+	}
+	for i, p := range pools {
+		ts := s.Targets[p]
+		if len(ts) == 0 || !p.FailOpen {
+			continue
+		}
+		idx := buf[:0]
+		for j := range ts {
+			idx = append(idx, j)
+		}
+		r.pick(s, ts, idx, owner, true)
+		if ex != nil {
+			ex.Pools[i].Used = true
+			ex.Outcome, ex.TTL = "fail_open: no endpoint available in any pool; answering all of "+p.Name, s.DegradedTTL
+		}
+		return true, ""
+	}
+	if ex != nil {
+		ex.Outcome = "nodata: no pool has an endpoint of this address family"
+	}
+	return false, ""
+}
+
+// pick appends up to s.MaxAnswers of ts[idx...]: from a rotating start
+// when the endpoints weigh the same, else from one drawn by weight, then
+// onwards in order, so every eligible endpoint gets its share of first
+// places.
+func (r *resolver) pick(s *routing.Steered, ts []routing.Target, idx []int, owner string, degraded bool) {
+	n := len(idx)
+	start := 0
+	if n > 1 {
+		total, uniform := 0, true
+		w0 := ts[idx[0]].Weight
+		for _, j := range idx {
+			w := ts[j].Weight
+			total += w
+			uniform = uniform && w == w0
+		}
+		if uniform || total <= 0 {
+			start = int(s.Next() % uint64(n))
+		} else {
+			x := rand.IntN(total)
+			for k, j := range idx {
+				if x -= ts[j].Weight; x < 0 {
+					start = k
+					break
+				}
+			}
+		}
+	}
+	k := min(n, s.MaxAnswers)
+	if cap(r.m.Answer)-len(r.m.Answer) < k {
+		grown := make([]mdns.RR, len(r.m.Answer), len(r.m.Answer)+k)
+		copy(grown, r.m.Answer)
+		r.m.Answer = grown
+	}
+	for i := range k {
+		t := &ts[idx[(start+i)%n]]
+		rr := t.RR
+		if degraded {
+			rr = t.Degraded
+		}
+		r.appendOwned1(rr, owner, s.Name)
+	}
+}

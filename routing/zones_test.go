@@ -1,0 +1,272 @@
+package routing
+
+import (
+	"strings"
+	"testing"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/meridian-lb/meridian/config"
+)
+
+const zonesYAML = `
+pools:
+  eu: {region: eu, endpoints: [192.0.2.1:80, 192.0.2.1:81, {address: 192.0.2.2:80, weight: 3}, "[2001:db8::1]:80", web.example.net:80]}
+  us: {region: us, endpoints: [198.51.100.1:80]}
+services:
+  web: {policy: geo, pools: [eu, us]}
+zones:
+  - origin: Example.COM
+    soa: {ns: ns1.example.com., mbox: hostmaster@example.com, ttl: 600, minimum: 900}
+    ns: [NS1.example.com.]
+    transfer: {allow: [192.0.2.0/24, 2001:db8::1], notify: ["192.0.2.53:53"]}
+    records:
+      - {name: www, type: A, service: web, ttl: 30}
+      - {name: www, type: AAAA, service: web, ttl: 30}
+      - {name: ns1, type: A, values: [192.0.2.53], ttl: 100}
+      - {name: ns1, type: A, values: [192.0.2.54], ttl: 50}
+      - {name: alias, type: CNAME, values: [WWW.Example.com.]}
+      - {name: "*.wild", type: TXT, values: [hi]}
+      - {name: a.b.c, type: TXT, values: [deep]}
+      - {name: sub, type: NS, values: [ns.sub.example.com., ns1.example.com.]}
+      - {name: ns.sub, type: AAAA, values: ["2001:db8::53"]}
+      - {name: down, type: A, service: web, on_all_down: fallback, fallback: {type: CNAME, values: [Sorry.Example.NET.]}}
+  - origin: sub2.example.com.
+    soa: {ns: ns1.example.com., mbox: hostmaster.example.com.}
+    ns: [ns1.example.com.]
+`
+
+func compileZonesYAML(t *testing.T, yaml string) *Table {
+	t.Helper()
+	cfg, err := config.Parse("zones.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := Compile(cfg, Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
+}
+
+func TestCompileZones(t *testing.T) {
+	tbl := compileZonesYAML(t, zonesYAML)
+	z := tbl.Zones[0]
+	if z.Origin != "Example.COM" || z.Name != "example.com." || z.Config == nil {
+		t.Fatalf("origin %q name %q", z.Origin, z.Name)
+	}
+	t.Run("SOA and negative TTL", func(t *testing.T) {
+		if z.NegativeTTL != 600 {
+			t.Errorf("negative TTL %d, want min(600, 900)", z.NegativeTTL)
+		}
+		z.SetSerial(42)
+		soa, neg := z.SOA(), z.NegativeSOA()
+		if soa.Serial != 42 || neg.Serial != 42 || soa.Hdr.Ttl != 600 || neg.Hdr.Ttl != 600 {
+			t.Errorf("soa %v neg %v", soa, neg)
+		}
+		if soa.Mbox != "hostmaster.example.com." || soa.Ns != "ns1.example.com." {
+			t.Errorf("soa names %q %q", soa.Ns, soa.Mbox)
+		}
+		if z.Serial() != 42 {
+			t.Errorf("serial %d", z.Serial())
+		}
+	})
+	t.Run("transfer", func(t *testing.T) {
+		if len(z.TransferAllow) != 2 || z.TransferAllow[1].String() != "2001:db8::1/128" || len(z.Notify) != 1 || z.Notify[0].String() != "192.0.2.53:53" {
+			t.Errorf("allow %v notify %v", z.TransferAllow, z.Notify)
+		}
+	})
+	nodes := []struct {
+		name     string
+		empty    bool
+		cut      bool
+		wildcard bool
+		types    []uint16
+	}{
+		{name: "example.com.", types: []uint16{mdns.TypeNS}},
+		{name: "ns1.example.com.", types: []uint16{mdns.TypeA}},
+		{name: "alias.example.com.", types: []uint16{mdns.TypeCNAME}},
+		{name: "wild.example.com.", empty: true},
+		{name: "*.wild.example.com.", wildcard: true, types: []uint16{mdns.TypeTXT}},
+		{name: "c.example.com.", empty: true},
+		{name: "b.c.example.com.", empty: true},
+		{name: "a.b.c.example.com.", types: []uint16{mdns.TypeTXT}},
+		{name: "sub.example.com.", cut: true, types: []uint16{mdns.TypeNS}},
+		{name: "ns.sub.example.com.", types: []uint16{mdns.TypeAAAA}},
+		{name: "www.example.com."},
+	}
+	for _, want := range nodes {
+		t.Run("node "+want.name, func(t *testing.T) {
+			n := z.Nodes[want.name]
+			if n == nil {
+				t.Fatal("missing")
+			}
+			if n.Empty() != want.empty || n.Cut != want.cut || n.Wildcard != want.wildcard {
+				t.Errorf("empty=%t cut=%t wildcard=%t", n.Empty(), n.Cut, n.Wildcard)
+			}
+			var types []uint16
+			for _, s := range n.Sets {
+				types = append(types, s.Type)
+			}
+			if len(types) != len(want.types) {
+				t.Fatalf("types %v, want %v", types, want.types)
+			}
+			for i := range types {
+				if types[i] != want.types[i] {
+					t.Errorf("types %v, want %v", types, want.types)
+				}
+			}
+		})
+	}
+	if len(z.Nodes) != len(nodes)+1 { // + down.example.com.
+		t.Errorf("%d nodes, want %d", len(z.Nodes), len(nodes)+1)
+	}
+	t.Run("RRset TTLs are one", func(t *testing.T) {
+		for _, rr := range z.Nodes["ns1.example.com."].Set(mdns.TypeA) {
+			if rr.Header().Ttl != 50 {
+				t.Errorf("%v: want the set's lowest TTL, 50", rr)
+			}
+		}
+	})
+	t.Run("targets are lower case", func(t *testing.T) {
+		if got := z.Nodes["alias.example.com."].CNAMETarget; got != "www.example.com." {
+			t.Errorf("CNAME target %q", got)
+		}
+		if got := z.Nodes["example.com."].Set(mdns.TypeNS)[0].(*mdns.NS).Ns; got != "ns1.example.com." {
+			t.Errorf("NS %q", got)
+		}
+	})
+	t.Run("wildcards by parent", func(t *testing.T) {
+		if w := z.Wildcards["wild.example.com."]; w == nil || w.Name != "*.wild.example.com." {
+			t.Errorf("wildcards %v", z.Wildcards)
+		}
+	})
+	t.Run("glue", func(t *testing.T) {
+		glue := z.Nodes["sub.example.com."].Glue
+		var got []string
+		for _, rr := range glue {
+			got = append(got, rr.String())
+		}
+		if len(glue) != 3 || !strings.Contains(got[0], "2001:db8::53") || !strings.Contains(got[1], "192.0.2.53") || !strings.Contains(got[2], "192.0.2.54") {
+			t.Errorf("glue %v", got)
+		}
+		if !z.HasCuts {
+			t.Error("HasCuts false")
+		}
+	})
+	t.Run("steered targets", func(t *testing.T) {
+		a := z.Nodes["www.example.com."].SteeredFor(mdns.TypeA)
+		aaaa := z.Nodes["www.example.com."].SteeredFor(mdns.TypeAAAA)
+		if a == nil || aaaa == nil || a.TTL != 30 || a.DegradedTTL != 10 || a.MaxAnswers != 4 || a.OnAllDown != "fail_open" {
+			t.Fatalf("steered %+v %+v", a, aaaa)
+		}
+		eu, us := tbl.Pools["eu"], tbl.Pools["us"]
+		ts := a.Targets[eu]
+		if len(ts) != 2 || ts[0].IP.String() != "192.0.2.1" || len(ts[0].Endpoints) != 2 || ts[0].Weight != 2 || ts[1].Weight != 3 {
+			t.Fatalf("eu A targets %+v: one per address, host names and IPv6 skipped", ts)
+		}
+		if ts[0].RR.Header().Ttl != 30 || ts[0].Degraded.Header().Ttl != 10 || ts[0].RR.Header().Name != "www.example.com." {
+			t.Errorf("records %v %v", ts[0].RR, ts[0].Degraded)
+		}
+		if len(aaaa.Targets[eu]) != 1 || aaaa.Targets[us] != nil {
+			t.Errorf("AAAA targets %+v", aaaa.Targets)
+		}
+		if !ts[0].Available() {
+			t.Error("an endpoint without health is available")
+		}
+		down := z.Nodes["down.example.com."].SteeredFor(mdns.TypeA)
+		if down.OnAllDown != "fallback" || down.FallbackTarget != "sorry.example.net." || len(down.Fallback) != 1 || down.Fallback[0].Header().Ttl != 10 {
+			t.Errorf("fallback %+v", down)
+		}
+		if len(z.Steered) != 3 {
+			t.Errorf("%d steered records, want 3", len(z.Steered))
+		}
+	})
+	t.Run("static digest is deterministic and content-sensitive", func(t *testing.T) {
+		again := compileZonesYAML(t, zonesYAML).Zones[0]
+		if again.StaticDigest != z.StaticDigest {
+			t.Error("same input, different digest")
+		}
+		other := compileZonesYAML(t, strings.Replace(zonesYAML, "values: [hi]", "values: [ho]", 1)).Zones[0]
+		if other.StaticDigest == z.StaticDigest {
+			t.Error("changed record, same digest")
+		}
+	})
+}
+
+func TestFindZone(t *testing.T) {
+	tbl := compileZonesYAML(t, zonesYAML)
+	for _, tt := range []struct{ name, want string }{
+		{"example.com.", "example.com."},
+		{"www.example.com.", "example.com."},
+		{"a.b.sub2.example.com.", "sub2.example.com."},
+		{"sub2.example.com.", "sub2.example.com."},
+		{"xsub2.example.com.", "example.com."},
+		{"example.org.", ""},
+		{"com.", ""},
+		{".", ""},
+		{`a\.b.example.com.`, "example.com."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if z := FindZone(tbl.Zones, tt.name); z != nil {
+				got = z.Name
+			}
+			if got != tt.want {
+				t.Errorf("FindZone(%q) = %q, want %q", tt.name, got, tt.want)
+			}
+		})
+	}
+	if FindZone(nil, "example.com.") != nil {
+		t.Error("a zone from no zones")
+	}
+}
+
+func TestCompileZoneErrors(t *testing.T) {
+	base := `
+pools:
+  p: {endpoints: [192.0.2.1:80]}
+services:
+  s: {pools: [p]}
+zones:
+  - origin: example.com.
+    soa: {ns: ns1.example.com., mbox: hostmaster.example.com.}
+    ns: [ns1.example.com.]
+    records:
+`
+	for _, tt := range []struct{ name, records, want string }{
+		{"CNAME at the apex", `      - {name: "@", type: CNAME, values: [x.example.net.]}`, "apex"},
+		{"steered and static of one type", "      - {name: w, type: A, service: s}\n      - {name: w, type: A, values: [192.0.2.9]}", "share the name"},
+		{"two steered of one type", "      - {name: w, type: A, service: s}\n      - {name: w, type: A, service: s}", "second steered"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse("z.yaml", []byte(base+tt.records+"\n"))
+			if err != nil {
+				t.Fatalf("the validator passes it, compile must catch it: %v", err)
+			}
+			_, err = Compile(cfg, Inputs{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestZoneDump(t *testing.T) {
+	var b strings.Builder
+	compileZonesYAML(t, zonesYAML).Zones[0].dump(&b)
+	for _, want := range []string{
+		"zone example.com. negative_ttl=600 degraded_ttl=10\n",
+		"  transfer allow 192.0.2.0/24\n",
+		"  cut sub.example.com.\n",
+		"    glue ns.sub.example.com. 300 IN AAAA 2001:db8::53\n",
+		"  wildcard *.wild.example.com.\n",
+		"  empty b.c.example.com.\n",
+		"  steered www.example.com. A service=web ttl=30 degraded_ttl=10 max_answers=4 on_all_down=fail_open pools=eu[192.0.2.1:80+192.0.2.1:81 192.0.2.2:80],us[198.51.100.1:80]\n",
+		"    fallback down.example.com. 10 IN CNAME sorry.example.net.\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("dump lacks %q:\n%s", want, b.String())
+		}
+	}
+}
