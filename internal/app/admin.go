@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,13 @@ func (a *admin) handler() http.Handler {
 	if a.explain != nil {
 		mux.Handle("GET /api/v1/explain", a.auth(a.explain))
 	}
+	// Profiles show the request path's cost in production; they expose
+	// internals, so they take the same token as the API.
+	mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/cmdline", a.auth(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/symbol", a.auth(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("GET /debug/pprof/trace", a.auth(http.HandlerFunc(pprof.Trace)))
 	mux.HandleFunc("GET /{$}", a.dashboard)
 	return mux
 }

@@ -316,6 +316,8 @@ func TestAdminAPI(t *testing.T) {
 		{"table with wrong token", "/api/v1/table", []string{"Authorization", "Bearer nope"}, 401, "unauthorized"},
 		{"table with token", "/api/v1/table", []string{"Authorization", "Bearer s3cret"}, 200, `"version"`},
 		{"dashboard", "/", nil, 200, "<title>Meridian</title>"},
+		{"pprof without token", "/debug/pprof/", nil, 401, "unauthorized"},
+		{"pprof with token", "/debug/pprof/", []string{"Authorization", "Bearer s3cret"}, 200, "goroutine"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
