@@ -123,6 +123,7 @@ func (c *Config) SetDefaults() {
 		}
 		def(&p.Balance, "round_robin")
 		def(&p.OnAllDown, "fail_open")
+		def(&p.Protocol, "http1")
 		for i := range p.Endpoints {
 			if p.Endpoints[i].Weight == 0 {
 				p.Endpoints[i].Weight = 1

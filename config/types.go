@@ -201,6 +201,10 @@ type Pool struct {
 	OnAllDown string        `yaml:"on_all_down,omitempty"` // fail_open (default) | fail
 	Consul    *ConsulSelect `yaml:"consul,omitempty"`
 	TLS       *UpstreamTLS  `yaml:"tls,omitempty"`
+	// Protocol is what the proxy speaks to the endpoints: http1 (default),
+	// h2c (HTTP/2 without TLS, prior knowledge: gRPC backends) or h2
+	// (HTTP/2 over the pool's tls:).
+	Protocol string `yaml:"protocol,omitempty"`
 }
 
 // Endpoint is one upstream address; `"127.0.0.1:9101"` and

@@ -1,0 +1,314 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// rewrite shapes the outbound request. ReverseProxy has already removed the
+// hop-by-hop headers, including those the client named in Connection, and
+// every inbound Forwarded and X-Forwarded-For/-Host/-Proto; what is set here
+// cannot be removed by the client's Connection header.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	x := exchangeFrom(pr.In.Context())
+	out := pr.Out
+	// The transport sets the endpoint per attempt.
+	out.URL.Scheme, out.URL.Host = "http", "upstream.invalid"
+	rs := x.rs
+	if rs.hostRewrite != "" {
+		out.Host = rs.hostRewrite
+	} else {
+		out.Host = pr.In.Host
+	}
+	if rs.stripPrefix != "" {
+		stripPrefix(out.URL, rs.stripPrefix)
+	}
+	forwardHeaders(out.Header, pr.In, x)
+}
+
+// stripPrefix removes a segment-aware prefix from a cleaned path, keeping
+// it rooted; the result has no dot segments because the input had none.
+func stripPrefix(u *url.URL, prefix string) {
+	p := u.Path
+	if !strings.HasPrefix(p, prefix) || (len(p) > len(prefix) && p[len(prefix)] != '/') {
+		return
+	}
+	rest := p[len(prefix):]
+	if rest == "" {
+		rest = "/"
+	}
+	u.Path = rest
+	if u.RawPath != "" {
+		if r, ok := strings.CutPrefix(u.RawPath, prefix); ok && (r == "" || r[0] == '/') {
+			if r == "" {
+				r = "/"
+			}
+			u.RawPath = r
+		} else {
+			u.RawPath = ""
+		}
+	}
+}
+
+// forwardHeaders sets the forwarding headers and the route's header edits
+// on an outbound header (the upstream request's, or a mirror copy's).
+// Inbound X-Forwarded-* headers are kept only from trusted proxies; from
+// anyone else every X-Forwarded-* and X-Real-Ip header is dropped and
+// rebuilt.
+func forwardHeaders(hdr http.Header, in *http.Request, x *exchange) {
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	vals := make([]string, 4)
+	vals[0], vals[1], vals[2], vals[3] = x.peerHost, in.Host, proto, x.requestID
+	if x.trusted {
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+			vals[0] = strings.Join(prior, ", ") + ", " + x.peerHost
+		}
+		if v := in.Header["X-Forwarded-Host"]; len(v) > 0 {
+			vals[1] = v[0]
+		}
+		if v := in.Header["X-Forwarded-Proto"]; len(v) > 0 {
+			vals[2] = v[0]
+		}
+	}
+	// One pass drops what a client must not send: the mirror marker, an
+	// h2c upgrade's settings, and from untrusted peers every X-Forwarded-*
+	// and X-Real-Ip.
+	for k := range hdr {
+		switch {
+		case k == "Http2-Settings" || k == mirrorHeader:
+			delete(hdr, k)
+		case !x.trusted && (k == "X-Real-Ip" || strings.HasPrefix(k, "X-Forwarded-")):
+			delete(hdr, k)
+		}
+	}
+	hdr["X-Forwarded-For"] = vals[0:1:1]
+	hdr["X-Forwarded-Host"] = vals[1:2:2]
+	hdr["X-Forwarded-Proto"] = vals[2:3:3]
+	hdr["X-Request-Id"] = vals[3:4:4]
+	// Only WebSocket upgrades pass; an h2c (or any other) upgrade would let
+	// the client tunnel past the proxy.
+	if up := hdr["Upgrade"]; len(up) > 0 && !strings.EqualFold(up[0], "websocket") {
+		delete(hdr, "Upgrade")
+		delete(hdr, "Connection")
+	}
+	rs := x.rs
+	for _, k := range rs.removeHeaders {
+		delete(hdr, k)
+	}
+	for _, kv := range rs.addHeaders {
+		hdr[kv.key] = []string{kv.value}
+	}
+}
+
+// modifyResponse applies the route's response header edits and the sticky
+// cookie. ReverseProxy has removed the hop-by-hop headers already.
+func (h *Handler) modifyResponse(res *http.Response) error {
+	x := exchangeFrom(res.Request.Context())
+	if x == nil {
+		return nil
+	}
+	rs := x.rs
+	for _, k := range rs.respRemove {
+		res.Header.Del(k)
+	}
+	for _, kv := range rs.respAdd {
+		res.Header.Set(kv.key, kv.value)
+	}
+	if x.choice.SetCookie != "" && rs.stickyCookie != "" {
+		c := &http.Cookie{Name: rs.stickyCookie, Value: x.choice.SetCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+		res.Header.Add("Set-Cookie", c.String())
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols && !strings.EqualFold(res.Header.Get("Upgrade"), "websocket") {
+		return errBadUpgrade
+	}
+	return nil
+}
+
+var (
+	errNoEndpoint    = errors.New("no endpoint available")
+	errBadUpgrade    = errors.New("upstream switched to a protocol other than websocket")
+	errPerTryTimeout = errors.New("per-try timeout")
+)
+
+// errorHandler answers a request that got no upstream response: 503 when
+// no endpoint was available, 504 on timeout, 502 otherwise. The body names
+// the route, never upstream details (those go to the access log and the
+// debug log).
+func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err error) {
+	x := exchangeFrom(req.Context())
+	if x == nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	kind := x.errKind
+	if kind == "" {
+		kind = classify(err, x, nil)
+	}
+	if kind == kindCanceled {
+		// The client is gone; nobody reads an answer.
+		x.errKind = kindCanceled
+		return
+	}
+	code, what := http.StatusBadGateway, "bad gateway"
+	switch kind {
+	case kindNoEndpoint:
+		code, what = http.StatusServiceUnavailable, "no endpoint available"
+	case kindTimeout:
+		code, what = http.StatusGatewayTimeout, "upstream timed out"
+	case kindConnect:
+		what = "upstream unreachable"
+	case kindReset:
+		what = "upstream connection failed"
+	}
+	if x.errKind == "" {
+		x.errKind = kind
+	}
+	h.log.Debug("upstream request failed", zap2(x, err)...)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Request-Id", x.requestID)
+	w.WriteHeader(code)
+	io.WriteString(w, "meridian: route "+x.route.Name+": "+what+"\n")
+}
+
+// respWriter records the status and size of the response, strips hop-by-hop
+// headers from relayed 1xx responses, keeps stalled readers from holding a
+// connection forever, and tracks hijacked (WebSocket) connections.
+type respWriter struct {
+	w       http.ResponseWriter
+	x       *exchange
+	status  int
+	bytes   int64
+	wrote   bool
+	lastExt time.Time
+}
+
+func (w *respWriter) Header() http.Header { return w.w.Header() }
+
+func (w *respWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// ReverseProxy relays upstream 1xx headers as they came; hop-by-hop
+		// ones must not pass (golang/go#81319).
+		removeHopByHop(w.w.Header())
+		w.w.WriteHeader(code)
+		return
+	}
+	if w.wrote {
+		return
+	}
+	w.wrote, w.status = true, code
+	if w.x.closeConn {
+		w.w.Header().Set("Connection", "close")
+	}
+	w.w.WriteHeader(code)
+}
+
+func (w *respWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.bytes+int64(len(p)) > stallFree {
+		w.extendWrite()
+	}
+	n, err := w.w.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// stallFree is how much of a response is written without a write deadline:
+// that much always fits the socket buffers, so only larger responses can
+// stall on a client that stops reading.
+const stallFree = 64 << 10
+
+// extendWrite pushes the write deadline idle_timeout ahead, at most every
+// quarter of it: a client that stops reading is cut after idle_timeout
+// without progress, while a slow but steady download is never cut. The
+// server clears the deadline after each request.
+func (w *respWriter) extendWrite() {
+	idle := w.x.h.settings.IdleTimeout.D()
+	if idle <= 0 {
+		return
+	}
+	now := time.Now()
+	if !w.lastExt.IsZero() && now.Sub(w.lastExt) < idle/4 {
+		return
+	}
+	w.lastExt = now
+	if d, ok := w.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = d.SetWriteDeadline(now.Add(idle))
+	}
+}
+
+// Flush implements http.Flusher.
+func (w *respWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes and reports the error, for http.ResponseController.
+func (w *respWriter) FlushError() error {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.bytes > 0 {
+		// A streamed response (SSE, gRPC) may wait on a slow client.
+		w.extendWrite()
+	}
+	switch f := w.w.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.ErrNotSupported
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.w }
+
+// removeHopByHop deletes the headers named in Connection and the standard
+// hop-by-hop ones.
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = strings.TrimSpace(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// cloneHeader copies a header for a request that outlives the handler.
+func cloneHeader(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// endpointName is the access-log form of an endpoint.
+func endpointName(e *routing.Endpoint) string {
+	if e == nil {
+		return ""
+	}
+	return e.Address
+}

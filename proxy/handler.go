@@ -1,0 +1,545 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// Tables hands out the live routing table; *routing.Live implements it.
+type Tables interface {
+	Load() *routing.Table
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Tables is where the handler loads the table, once per request.
+	Tables Tables
+	// Logger receives errors and, when the table's http.access_log is on,
+	// one line per request. Nil discards.
+	Logger *zap.Logger
+	// Registerer receives the proxy's metrics. Nil registers nothing.
+	Registerer prometheus.Registerer
+	// Settings are the listener-wide HTTP settings at start: the upstream
+	// idle pool size and the idle timeout used for stalled bodies. Settings
+	// a table's config can change (access_log, allow_ambiguous_paths,
+	// trusted_proxies) are read from each table instead.
+	Settings config.HTTP
+}
+
+// Handler is the reverse proxy's http.Handler. It is safe for concurrent
+// use, keeps no lock on the request path, and can serve any number of
+// listeners (plain and TLS) at once.
+type Handler struct {
+	tables   Tables
+	log      *zap.Logger
+	access   *zap.Logger
+	met      *metrics
+	settings config.HTTP
+	rp       *httputil.ReverseProxy
+	unrouted sync.Map // status code → prometheus.Counter for requests no route took
+
+	state      atomic.Pointer[tableState]
+	stateMu    sync.Mutex
+	shared     map[string]*routeShared    // by route name; guarded by stateMu
+	transports map[string]*http.Transport // by protocol and TLS fingerprint; guarded by stateMu
+
+	upgrades  upgradeSet
+	mirrors   sync.WaitGroup
+	exchanges sync.Pool // *exchange, reused when nothing can touch it any more
+}
+
+// NewHandler builds the proxy handler.
+func NewHandler(o Options) *Handler {
+	lg := o.Logger
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	h := &Handler{
+		tables:     o.Tables,
+		log:        lg,
+		access:     lg.Named("access"),
+		met:        newMetrics(o.Registerer, lg),
+		settings:   o.Settings,
+		transports: map[string]*http.Transport{},
+	}
+	h.upgrades.init()
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      upstreamTransport{h},
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.errorHandler,
+		BufferPool:     newBufferPool(),
+		ErrorLog:       log.New(&zapWriter{lg.Named("reverseproxy")}, "", 0),
+	}
+	return h
+}
+
+// exchangeKey finds the exchange in a request context.
+type exchangeKey struct{}
+
+// xctx is a request's context: the parent, plus the exchange for Rewrite,
+// the transport and the error handler, which find it with one Value call.
+// It is small and never reused: goroutines of the transport may hold it
+// after the request, while the exchange it points to goes back to a pool.
+type xctx struct {
+	context.Context
+	x *exchange
+}
+
+// Value returns the exchange for exchangeKey and defers everything else to
+// the parent context.
+func (c *xctx) Value(key any) any {
+	if key == (exchangeKey{}) {
+		return c.x
+	}
+	return c.Context.Value(key)
+}
+
+// exchange is one proxied request from start to finish. Exchanges are
+// pooled: only the handler's goroutine touches one, and only until
+// ServeHTTP returns, except after a hijack or a panic, when it is dropped.
+type exchange struct {
+	ctx    context.Context // the request's, with the route's timeout
+	cancel context.CancelFunc
+	h      *Handler
+	st     *tableState
+	req    *http.Request // the inbound request, path cleaned
+	start  time.Time
+
+	rs     *routeState // nil when no route took the request
+	route  *routing.Route
+	choice routing.Choice
+
+	peerHost string // RemoteAddr's host, as X-Forwarded-For shows it
+	client   netip.Addr
+	trusted  bool // the peer is a trusted proxy
+	regionOK bool
+	region   string
+
+	requestID string
+	closeConn bool // close the client connection after responding
+
+	order    []*routing.Pool
+	poolBuf  [4]*routing.Pool
+	tried    []*routing.Endpoint
+	triedBuf [4]*routing.Endpoint
+	pool     *routing.Pool
+	ep       *routing.Endpoint
+	cur      attemptState
+	attempts int
+	retries  int
+	errKind  string
+	upDur    time.Duration
+
+	body    *reqBody // nil without a request body
+	bodyBuf []byte   // the whole body, buffered so retries can resend it
+	mirror  *mirrorJob
+
+	rw respWriter
+	ub upBody
+}
+
+// svc is the service the request goes to.
+func (x *exchange) svc() *routing.Service { return x.choice.Service }
+
+// err is the request context's error: the client went away, or the
+// route's timeout passed.
+func (x *exchange) err() error { return x.ctx.Err() }
+
+func exchangeFrom(ctx context.Context) *exchange {
+	if c, ok := ctx.(*xctx); ok {
+		return c.x
+	}
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
+// ServeHTTP routes and proxies one request. It is kept small: HTTP/2 runs
+// each request on a fresh goroutine with a small stack, and every byte of
+// frame under ReverseProxy and the transport brings a stack copy closer.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		growStack(r.ProtoMinor)
+	}
+	x := h.begin(w, r)
+	defer h.end(x)
+	if c := h.prepare(x); c != nil {
+		h.rp.ServeHTTP(&x.rw, r.WithContext(c))
+	}
+}
+
+// growStack grows a fresh HTTP/2 request goroutine's stack while it is
+// shallow, to a size the whole request fits in. Left alone, it grows deep
+// inside the transport, where copying the stack costs several times more
+// (the cost grows with the number of frames to adjust).
+//
+//go:noinline
+func growStack(i int) byte {
+	var pad [6 << 10]byte
+	pad[i&(len(pad)-1)] = 1
+	return pad[(i+1)&(len(pad)-1)]
+}
+
+// begin takes an exchange from the pool for the request.
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *exchange {
+	x, _ := h.exchanges.Get().(*exchange)
+	if x == nil {
+		x = new(exchange)
+	}
+	x.h, x.req, x.start, x.ctx = h, r, time.Now(), r.Context()
+	x.rw.w, x.rw.x = w, x
+	h.met.inFlight.Inc()
+	return x
+}
+
+// end records the request and returns the exchange to the pool, unless a
+// hijacked tunnel or a panic may still reach it.
+func (h *Handler) end(x *exchange) {
+	p := recover()
+	if x.cancel != nil {
+		x.cancel()
+	}
+	h.finish(x, p)
+	h.met.inFlight.Dec()
+	if p != nil {
+		panic(p)
+	}
+	if x.rw.status != http.StatusSwitchingProtocols {
+		*x = exchange{}
+		h.exchanges.Put(x)
+	}
+}
+
+// prepare routes the request and readies its body and mirror. It returns
+// the request's context, or nil when it has answered the request itself.
+func (h *Handler) prepare(x *exchange) *xctx {
+	r := x.req
+	t := h.tables.Load()
+	if t == nil {
+		h.localError(x, http.StatusServiceUnavailable, "meridian: no routing table loaded yet\n")
+		return nil
+	}
+	x.st = h.stateFor(t)
+	if !h.checkRequest(x) {
+		return nil
+	}
+	x.peerHost, x.client, x.trusted = clientAddr(r, t.TrustedProxies)
+	route := t.Match(r, x.client)
+	if route == nil {
+		h.localError(x, http.StatusNotFound, "meridian: no route for this request\n")
+		return nil
+	}
+	x.route, x.rs = route, x.st.routes[route.Index]
+	x.choice = route.Choose(r)
+	x.requestID = requestID(r.Header)
+	x.rs.shared.budget.request(x.start)
+	if !h.prepareBody(x) {
+		return nil
+	}
+	if route.Mirror != nil && route.MirrorSample() {
+		h.startMirror(x)
+	}
+	if x.rs.timeout > 0 {
+		x.ctx, x.cancel = context.WithTimeout(x.ctx, x.rs.timeout)
+	}
+	return &xctx{Context: x.ctx, x: x}
+}
+
+// checkRequest refuses what must not be proxied: broken HTTP/1 framing,
+// CONNECT, and paths that are not rooted or are ambiguous. It cleans the
+// path in place, so routing and the upstream see the same one.
+func (h *Handler) checkRequest(x *exchange) bool {
+	r := x.req
+	if r.ProtoMajor == 1 && (len(r.TransferEncoding) > 0 || r.ProtoMinor == 0) {
+		// RFC 9112 6.1: Content-Length with Transfer-Encoding is a
+		// smuggling attempt, and HTTP/1.0 with Transfer-Encoding is faulty
+		// framing; both get 400 and a closed connection. Go's server drops
+		// the Content-Length (and an HTTP/1.0 Transfer-Encoding) before the
+		// handler runs, so the listener's sniffer tells. Where there is none
+		// (a listener Server did not build), or the head was read ahead,
+		// such requests close their connection after the response instead.
+		sc, _ := r.Context().Value(connKey{}).(*serverConn)
+		sawCL, sawTE, verified := false, false, false
+		if sc != nil {
+			sawCL, sawTE, verified = sc.framing(r)
+		}
+		chunked := len(r.TransferEncoding) > 0
+		if verified && sawTE && (sawCL || r.ProtoMinor == 0) {
+			x.closeConn = true
+			h.localError(x, http.StatusBadRequest, "meridian: bad request framing\n")
+			return false
+		}
+		if !verified && chunked {
+			x.closeConn = true
+		}
+		if !verified && r.ProtoMinor == 0 {
+			x.closeConn = true
+		}
+	}
+	if r.Method == http.MethodConnect {
+		h.localError(x, http.StatusMethodNotAllowed, "meridian: CONNECT is not supported\n")
+		return false
+	}
+	u := r.URL
+	if u.Path == "" && u.RawPath == "" {
+		u.Path = "/"
+	}
+	if u.Path == "" || u.Path[0] != '/' {
+		h.localError(x, http.StatusBadRequest, "meridian: bad request path\n")
+		return false
+	}
+	if !x.st.allowAmbiguous && routing.AmbiguousPath(u) {
+		h.localError(x, http.StatusBadRequest, "meridian: ambiguous request path\n")
+		return false
+	}
+	if c := routing.CleanPath(u.Path); c != u.Path {
+		u.Path, u.RawPath = c, ""
+	}
+	return true
+}
+
+// clientAddr returns the peer's host as X-Forwarded-For should show it, the
+// client address (the rightmost X-Forwarded-For hop that is not a trusted
+// proxy, when the peer is one; else the peer), and whether the peer is a
+// trusted proxy.
+func clientAddr(r *http.Request, trusted []netip.Prefix) (peerHost string, client netip.Addr, isTrusted bool) {
+	peerHost = hostOf(r.RemoteAddr)
+	peer, _ := netip.ParseAddr(peerHost)
+	client = peer
+	if len(trusted) == 0 || !containsAddr(trusted, peer) {
+		return peerHost, client, false
+	}
+	vals := r.Header["X-Forwarded-For"]
+	for i := len(vals) - 1; i >= 0; i-- {
+		v := vals[i]
+		for v != "" {
+			part := v
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				part, v = v[j+1:], v[:j]
+			} else {
+				v = ""
+			}
+			a, err := netip.ParseAddr(textproto.TrimString(part))
+			if err != nil {
+				return peerHost, client, true
+			}
+			client = a
+			if !containsAddr(trusted, a) {
+				return peerHost, client, true
+			}
+		}
+	}
+	return peerHost, client, true
+}
+
+func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostOf returns the host part of a host:port without allocating.
+func hostOf(hostport string) string {
+	if strings.HasPrefix(hostport, "[") {
+		if i := strings.IndexByte(hostport, ']'); i > 0 {
+			return hostport[1:i]
+		}
+	}
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 {
+		return hostport[:i]
+	}
+	return hostport
+}
+
+// requestID keeps a sane inbound X-Request-Id, else makes one.
+func requestID(h http.Header) string {
+	if v := h["X-Request-Id"]; len(v) > 0 && validRequestID(v[0]) {
+		return v[0]
+	}
+	const hexd = "0123456789abcdef"
+	var b [32]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := range 16 {
+		b[i] = hexd[a&15]
+		b[16+i] = hexd[c&15]
+		a >>= 4
+		c >>= 4
+	}
+	return string(b[:])
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// prepareBody wraps the request body so stalled uploads are cut and the
+// transport can tell whether any byte was sent, and buffers it when a retry
+// may need to resend it.
+func (h *Handler) prepareBody(x *exchange) bool {
+	r := x.req
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return true
+	}
+	x.body = newReqBody(r.Body, x, h.settings)
+	r.Body = x.body
+	pol := &x.rs.retry
+	if pol.attempts > 0 && pol.on&^onConnect != 0 && idempotent(r) && r.ContentLength > 0 && r.ContentLength <= pol.maxBody {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(x.body, buf); err != nil {
+			x.closeConn = true
+			h.localError(x, http.StatusBadRequest, "meridian: request body incomplete\n")
+			return false
+		}
+		x.bodyBuf = buf
+	}
+	return true
+}
+
+// idempotent reports whether a request may be sent twice: the RFC 9110
+// idempotent methods, or any method carrying an idempotency key.
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, a := r.Header["Idempotency-Key"]
+	_, b := r.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// localError answers a request the proxy refuses itself.
+func (h *Handler) localError(x *exchange, code int, body string) {
+	hd := x.rw.Header()
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	x.rw.WriteHeader(code)
+	io.WriteString(&x.rw, body)
+}
+
+// finish records the request's metrics and access log line.
+func (h *Handler) finish(x *exchange, panicked any) {
+	code := x.rw.status
+	switch {
+	case code == 0 && x.errKind == kindCanceled:
+		code = 499
+	case code == 0 && panicked != nil:
+		code = 502
+	case code == 0:
+		code = http.StatusOK
+	}
+	if x.mirror != nil {
+		x.mirror.abandon()
+	}
+	d := time.Since(x.start)
+	if x.rs != nil {
+		x.rs.counter(h.met, x.svc(), x.pool, code).Inc()
+		x.rs.duration.Observe(d.Seconds())
+	} else {
+		h.unroutedCounter(code).Inc()
+	}
+	if x.st == nil || !x.st.accessLog {
+		return
+	}
+	route, svc, pool, ep := "", "", "", ""
+	if x.route != nil {
+		route = x.route.Name
+	}
+	if x.svc() != nil {
+		svc = x.svc().Name
+	}
+	if x.pool != nil {
+		pool = x.pool.Name
+	}
+	if x.ep != nil {
+		ep = x.ep.Address
+	}
+	fields := []zap.Field{
+		zap.String("request_id", x.requestID),
+		zap.String("client", x.client.String()),
+		zap.String("method", x.req.Method),
+		zap.String("host", x.req.Host),
+		zap.String("path", x.req.URL.Path),
+		zap.String("proto", x.req.Proto),
+		zap.String("route", route),
+		zap.String("service", svc),
+		zap.String("pool", pool),
+		zap.String("endpoint", ep),
+		zap.Int("status", code),
+		zap.Int64("bytes", x.rw.bytes),
+		zap.Duration("duration", d),
+		zap.Duration("upstream_duration", x.upDur),
+		zap.Int("retries", x.retries),
+	}
+	if x.errKind != "" {
+		fields = append(fields, zap.String("error", x.errKind))
+	}
+	h.access.Info("request", fields...)
+}
+
+func (h *Handler) unroutedCounter(code int) prometheus.Counter {
+	if c, ok := h.unrouted.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c := h.met.requests.WithLabelValues("", "", "", fmt.Sprint(code))
+	h.unrouted.Store(code, c)
+	return c
+}
+
+// Drain sends a WebSocket close (1001, going away) on every upgraded
+// connection, waits for them to end until ctx is done, then closes the
+// rest. Server.Serve calls it on shutdown, alongside http.Server.Shutdown,
+// which does not wait for hijacked connections.
+func (h *Handler) Drain(ctx context.Context) {
+	h.upgrades.drain(ctx)
+}
+
+// zapWriter turns ReverseProxy's log lines into debug logs: they report
+// client aborts and upstream errors the proxy already counts and logs.
+type zapWriter struct{ l *zap.Logger }
+
+func (w *zapWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// metrics are the proxy's collectors, registered on the Registerer the
+// caller passes in. Hot-path children are resolved once here or per table.
+type metrics struct {
+	requests       *prometheus.CounterVec   // route, service, pool, code
+	duration       *prometheus.HistogramVec // route
+	upstreamErrors *prometheus.CounterVec   // kind
+	retries        *prometheus.CounterVec   // route, result
+	inFlight       prometheus.Gauge
+	mirror         *prometheus.CounterVec // result
+
+	errConnect, errReset, errTimeout, errNoEndpoint prometheus.Counter
+	mirrorSent, mirrorDropped, mirrorFailed         prometheus.Counter
+}
+
+// Upstream error kinds, the values of meridian_http_upstream_errors_total's
+// kind label and of the access log's error field.
+const (
+	kindConnect    = "connect_failure"
+	kindReset      = "reset"
+	kindTimeout    = "timeout"
+	kindNoEndpoint = "no_endpoint"
+	kindCanceled   = "client_canceled"
+)
+
+func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_http_requests_total",
+			Help: "HTTP requests served, by route, service, pool and status code.",
+		}, []string{"route", "service", "pool", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "meridian_http_request_duration_seconds",
+			Help:    "Time from request start to the end of the response, by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_http_upstream_errors_total",
+			Help: "Failed upstream attempts by kind: connect_failure, reset, timeout, no_endpoint.",
+		}, []string{"kind"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_http_retries_total",
+			Help: "Retries by route; result is sent, or budget_exhausted when the retry budget refused one.",
+		}, []string{"route", "result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meridian_http_in_flight_requests",
+			Help: "HTTP requests being served right now.",
+		}),
+		mirror: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_http_mirror_total",
+			Help: "Mirrored request copies: sent (a response came back), dropped (too big, too many in flight, or no endpoint), failed.",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		m.requests = register(reg, m.requests, log)
+		m.duration = register(reg, m.duration, log)
+		m.upstreamErrors = register(reg, m.upstreamErrors, log)
+		m.retries = register(reg, m.retries, log)
+		m.inFlight = register(reg, m.inFlight, log)
+		m.mirror = register(reg, m.mirror, log)
+	}
+	m.errConnect = m.upstreamErrors.WithLabelValues(kindConnect)
+	m.errReset = m.upstreamErrors.WithLabelValues(kindReset)
+	m.errTimeout = m.upstreamErrors.WithLabelValues(kindTimeout)
+	m.errNoEndpoint = m.upstreamErrors.WithLabelValues(kindNoEndpoint)
+	m.mirrorSent = m.mirror.WithLabelValues("sent")
+	m.mirrorDropped = m.mirror.WithLabelValues("dropped")
+	m.mirrorFailed = m.mirror.WithLabelValues("failed")
+	return m
+}
+
+func (m *metrics) upstreamError(kind string) {
+	switch kind {
+	case kindConnect:
+		m.errConnect.Inc()
+	case kindReset:
+		m.errReset.Inc()
+	case kindTimeout:
+		m.errTimeout.Inc()
+	case kindNoEndpoint:
+		m.errNoEndpoint.Inc()
+	}
+}
+
+// register adds c to reg; when an equal collector is already there (a
+// second handler on one registry), it shares that one instead of failing.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *zap.Logger) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	log.Error("proxy: metric not registered", zap.Error(err))
+	return c
+}

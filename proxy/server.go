@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
+)
+
+// Server serves a handler on plain-text listeners: HTTP/1.1 and h2c
+// (HTTP/2 with prior knowledge; the h2c Upgrade dance is never honoured) on
+// the same port, with the listener-wide limits of config.HTTP.
+type Server struct {
+	h   http.Handler
+	s   config.HTTP
+	log *zap.Logger
+	// Grace bounds the drain on shutdown: in-flight requests (and
+	// WebSockets, which get a close frame) have this long to finish before
+	// their connections are closed. NewServer sets config.DefaultGrace.
+	Grace time.Duration
+}
+
+// NewServer returns a server for h with the given listener settings
+// (timeouts, header size, connection cap).
+func NewServer(h http.Handler, s config.HTTP, logger *zap.Logger) *Server {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Server{h: h, s: s, log: logger, Grace: config.DefaultGrace}
+}
+
+// drainer is a handler that holds connections http.Server.Shutdown does not
+// track (hijacked WebSockets); *Handler is one.
+type drainer interface {
+	Drain(ctx context.Context)
+}
+
+// Serve accepts connections on ln until ctx is done, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish for up to
+// Grace, closes WebSockets with a going-away frame, and returns nil. It
+// returns an error only if serving fails.
+//
+// Timeouts: read_header_timeout bounds the request head (slowloris) and the
+// h2c preface; idle_timeout bounds keep-alive idling and any stall of a
+// request body or of a client reading the response; read_timeout, when set,
+// bounds reading each whole request body. max_conns caps open connections
+// (beyond it, accepting waits), and max_header_bytes the request head.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ll := newLimitListener(ln, s.s.MaxConns, int(s.s.MaxHeaderBytes))
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.h,
+		ReadHeaderTimeout: s.s.ReadHeaderTimeout.D(),
+		IdleTimeout:       s.s.IdleTimeout.D(),
+		MaxHeaderBytes:    int(s.s.MaxHeaderBytes),
+		Protocols:         &p,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: 250,
+		},
+		ErrorLog: log.New(&zapWriter{s.log.Named("http")}, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if sc, ok := c.(*serverConn); ok {
+				return context.WithValue(ctx, connKey{}, sc)
+			}
+			return ctx
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if sc, ok := c.(*serverConn); ok && st == http.StateIdle {
+				sc.nextRequest()
+			}
+		},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ll) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	grace, cancel := context.WithTimeout(context.Background(), s.Grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	if d, ok := s.h.(drainer); ok {
+		wg.Go(func() { d.Drain(grace) })
+	}
+	if err := srv.Shutdown(grace); err != nil {
+		s.log.Warn("HTTP shutdown grace period over; closing remaining connections", zap.Error(err))
+		_ = srv.Close()
+	}
+	wg.Wait()
+	<-errc
+	return nil
+}
+
+// connKey finds the *serverConn in a request context.
+type connKey struct{}
+
+// limitListener caps the open connections: Accept waits for a slot, which
+// a connection frees when it is closed (hijacked ones included).
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	maxHeader int
+}
+
+func newLimitListener(ln net.Listener, n, maxHeader int) *limitListener {
+	l := &limitListener{Listener: ln, done: make(chan struct{}), maxHeader: maxHeader}
+	if n > 0 {
+		l.sem = make(chan struct{}, n)
+	}
+	return l
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	if l.sem != nil {
+		select {
+		case l.sem <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		if l.sem != nil {
+			<-l.sem
+		}
+		return nil, err
+	}
+	return newServerConn(c, l), nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+func (l *limitListener) release() {
+	if l.sem != nil {
+		<-l.sem
+	}
+}

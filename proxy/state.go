@@ -1,0 +1,421 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/textproto"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// tableState is what the handler derives from one table, once: per-route
+// state with resolved metric children, and each pool's upstream transport.
+type tableState struct {
+	table  *routing.Table
+	routes []*routeState
+	pools  map[*routing.Pool]*upstream
+	// settings the table's config can change on reload
+	allowAmbiguous bool
+	accessLog      bool
+}
+
+// routeState is one route's compiled proxy behaviour.
+type routeState struct {
+	route                       *routing.Route
+	name                        string
+	duration                    prometheus.Observer
+	codes                       sync.Map // codeKey → prometheus.Counter
+	retriesSent, retriesRefused prometheus.Counter
+	shared                      *routeShared
+
+	timeout, perTry time.Duration
+	retry           retryPolicy
+	hostRewrite     string
+	stripPrefix     string
+	addHeaders      []headerKV
+	removeHeaders   []string
+	respAdd         []headerKV
+	respRemove      []string
+	stickyCookie    string
+
+	mirrorMaxBody  int64
+	mirrorTimeout  time.Duration
+	mirrorInFlight int64
+}
+
+type headerKV struct{ key, value string }
+
+// codeKey names a requests_total child within a route.
+type codeKey struct {
+	svc  *routing.Service
+	pool *routing.Pool
+	code int
+}
+
+// routeShared is the state of a route that outlives a table: its retry
+// budget and mirror concurrency, matched by route name across reloads.
+type routeShared struct {
+	budget         retryBudget
+	mirrorInFlight atomic.Int64
+}
+
+// retryPolicy is a route's compiled retry block.
+type retryPolicy struct {
+	attempts int // retries after the first try
+	on       retryOn
+	maxBody  int64
+	percent  float64
+}
+
+type retryOn uint8
+
+const (
+	onConnect retryOn = 1 << iota
+	onReset
+	onTimeout
+	on502
+	on503
+	on504
+)
+
+// defaultRetry applies to routes without a retry block: one retry on
+// another endpoint when the connection could not be made, which is always
+// safe because nothing reached the upstream.
+var defaultRetry = retryPolicy{attempts: 1, on: onConnect, maxBody: config.DefaultMaxRetryBody, percent: config.DefaultRetryBudgetPercent}
+
+func compileRetry(r *config.Retry) retryPolicy {
+	if r == nil {
+		return defaultRetry
+	}
+	p := retryPolicy{attempts: r.Attempts, maxBody: int64(r.MaxRetryBody), percent: r.BudgetPercent}
+	for _, s := range r.On {
+		switch s {
+		case "connect_failure":
+			p.on |= onConnect
+		case "reset":
+			p.on |= onReset
+		case "timeout":
+			p.on |= onTimeout
+		case "502":
+			p.on |= on502
+		case "503":
+			p.on |= on503
+		case "504":
+			p.on |= on504
+		}
+	}
+	return p
+}
+
+func (p *retryPolicy) onStatus(code int) bool {
+	switch code {
+	case 502:
+		return p.on&on502 != 0
+	case 503:
+		return p.on&on503 != 0
+	case 504:
+		return p.on&on504 != 0
+	}
+	return false
+}
+
+func (p *retryPolicy) onKind(kind string) bool {
+	switch kind {
+	case kindConnect:
+		return p.on&onConnect != 0
+	case kindReset:
+		return p.on&onReset != 0
+	case kindTimeout:
+		return p.on&onTimeout != 0
+	}
+	return false
+}
+
+// counter returns the requests_total child for one outcome, resolving it
+// once per table.
+func (rs *routeState) counter(m *metrics, svc *routing.Service, pool *routing.Pool, code int) prometheus.Counter {
+	k := codeKey{svc, pool, code}
+	if c, ok := rs.codes.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	sn, pn := "", ""
+	if svc != nil {
+		sn = svc.Name
+	}
+	if pool != nil {
+		pn = pool.Name
+	}
+	c := m.requests.WithLabelValues(rs.name, sn, pn, strconv.Itoa(code))
+	rs.codes.Store(k, c)
+	return c
+}
+
+// upstream is how requests reach one pool's endpoints.
+type upstream struct {
+	rt     http.RoundTripper
+	scheme string
+}
+
+// stateFor returns the handler's state for t, building it the first time a
+// request sees t. Requests that still hold an older table get a state built
+// for it without replacing the current one.
+func (h *Handler) stateFor(t *routing.Table) *tableState {
+	if st := h.state.Load(); st != nil && st.table == t {
+		return st
+	}
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	if st := h.state.Load(); st != nil && st.table == t {
+		return st
+	}
+	st := h.buildState(t)
+	if cur := h.state.Load(); cur == nil || h.tables.Load() == t {
+		h.state.Store(st)
+	}
+	return st
+}
+
+// buildState derives a table's state. Caller holds stateMu.
+func (h *Handler) buildState(t *routing.Table) *tableState {
+	st := &tableState{table: t, pools: make(map[*routing.Pool]*upstream, len(t.Pools))}
+	if t.Config != nil {
+		st.allowAmbiguous = t.Config.HTTP.AllowAmbiguousPaths
+		st.accessLog = t.Config.HTTP.AccessLog
+	}
+	shared := make(map[string]*routeShared, len(t.Routes))
+	for _, r := range t.Routes {
+		rs := h.routeState(r)
+		if old := h.shared[r.Name]; old != nil {
+			rs.shared = old
+		} else {
+			rs.shared = &routeShared{}
+		}
+		shared[r.Name] = rs.shared
+		st.routes = append(st.routes, rs)
+	}
+	if h.tables.Load() == t || h.shared == nil {
+		// Routes gone from the config lose their metric series.
+		for name := range h.shared {
+			if _, ok := shared[name]; !ok {
+				h.met.requests.DeletePartialMatch(prometheus.Labels{"route": name})
+				h.met.retries.DeletePartialMatch(prometheus.Labels{"route": name})
+				h.met.duration.DeleteLabelValues(name)
+			}
+		}
+		h.shared = shared
+	}
+	used := map[string]bool{}
+	for _, name := range sortedPoolNames(t) {
+		p := t.Pools[name]
+		proto := "http1"
+		if t.Config != nil {
+			if cp := t.Config.Pools[name]; cp != nil && cp.Protocol != "" {
+				proto = cp.Protocol
+			}
+		}
+		up, key := h.upstreamFor(proto, p.TLS)
+		used[key] = true
+		st.pools[p] = up
+	}
+	if h.tables.Load() == t {
+		for key, tr := range h.transports {
+			if !used[key] {
+				tr.CloseIdleConnections()
+				delete(h.transports, key)
+			}
+		}
+	}
+	return st
+}
+
+func sortedPoolNames(t *routing.Table) []string {
+	names := make([]string, 0, len(t.Pools))
+	for n := range t.Pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (h *Handler) routeState(r *routing.Route) *routeState {
+	c := r.Config
+	rs := &routeState{
+		route:          r,
+		name:           r.Name,
+		duration:       h.met.duration.WithLabelValues(r.Name),
+		retriesSent:    h.met.retries.WithLabelValues(r.Name, "sent"),
+		retriesRefused: h.met.retries.WithLabelValues(r.Name, "budget_exhausted"),
+		timeout:        c.Timeout.D(),
+		perTry:         c.PerTryTimeout.D(),
+		retry:          compileRetry(c.Retry),
+		hostRewrite:    c.HostRewrite,
+		stripPrefix:    strings.TrimSuffix(c.StripPrefix, "/"),
+		stickyCookie:   r.StickyCookie(),
+	}
+	for _, k := range sortedKeys(c.AddHeaders) {
+		rs.addHeaders = append(rs.addHeaders, headerKV{textproto.CanonicalMIMEHeaderKey(k), c.AddHeaders[k]})
+	}
+	for _, k := range c.RemoveHeaders {
+		rs.removeHeaders = append(rs.removeHeaders, textproto.CanonicalMIMEHeaderKey(k))
+	}
+	if rh := c.ResponseHeaders; rh != nil {
+		for _, k := range sortedKeys(rh.Add) {
+			rs.respAdd = append(rs.respAdd, headerKV{textproto.CanonicalMIMEHeaderKey(k), rh.Add[k]})
+		}
+		for _, k := range rh.Remove {
+			rs.respRemove = append(rs.respRemove, textproto.CanonicalMIMEHeaderKey(k))
+		}
+	}
+	if m := c.Mirror; m != nil {
+		rs.mirrorMaxBody = int64(m.MaxBody)
+		rs.mirrorTimeout = m.Timeout.D()
+		rs.mirrorInFlight = int64(m.MaxInFlight)
+		if rs.mirrorTimeout <= 0 {
+			rs.mirrorTimeout = config.DefaultMirrorTimeout
+		}
+		if rs.mirrorInFlight <= 0 {
+			rs.mirrorInFlight = config.DefaultMirrorInFlight
+		}
+	}
+	return rs
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// upstreamFor returns the transport for a pool's protocol and TLS settings,
+// reusing the one earlier tables built for the same settings, so reloads
+// keep their idle connections. Caller holds stateMu.
+func (h *Handler) upstreamFor(proto string, ut *config.UpstreamTLS) (*upstream, string) {
+	scheme := "http"
+	if ut != nil {
+		scheme = "https"
+	}
+	tlsConf, fp, err := clientTLS(ut, proto)
+	key := proto + "|" + fp
+	if err != nil {
+		h.log.Error("upstream TLS settings unusable; requests to the pool fail with 502", zap.Error(err))
+		return &upstream{rt: errRoundTripper{err}, scheme: scheme}, key
+	}
+	tr := h.transports[key]
+	if tr == nil {
+		tr = h.newTransport(proto, tlsConf)
+		h.transports[key] = tr
+	}
+	return &upstream{rt: tr, scheme: scheme}, key
+}
+
+// connectTimeout bounds dialing an endpoint; a route's per_try_timeout or
+// timeout cuts it shorter.
+const connectTimeout = 5 * time.Second
+
+func (h *Handler) newTransport(proto string, tlsConf *tls.Config) *http.Transport {
+	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext:           d.DialContext,
+		MaxIdleConnsPerHost:   h.settings.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// A proxy relays the client's encoding; it must not ask for gzip
+		// and decompress on the client's behalf.
+		DisableCompression: true,
+		TLSClientConfig:    tlsConf,
+		WriteBufferSize:    16 << 10,
+		ReadBufferSize:     16 << 10,
+	}
+	if tr.MaxIdleConnsPerHost <= 0 {
+		tr.MaxIdleConnsPerHost = config.DefaultMaxIdleConnsPerHost
+	}
+	var p http.Protocols
+	switch proto {
+	case "h2c":
+		p.SetUnencryptedHTTP2(true)
+	case "h2":
+		p.SetHTTP2(true)
+	default:
+		p.SetHTTP1(true)
+	}
+	tr.Protocols = &p
+	return tr
+}
+
+// clientTLS builds the TLS client config of a pool and a fingerprint of
+// everything it depends on (settings and file contents), so a changed CA or
+// certificate file gets a new transport on the next reload.
+func clientTLS(ut *config.UpstreamTLS, proto string) (*tls.Config, string, error) {
+	if ut == nil {
+		return nil, "plain", nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%t\x00", ut.CA, ut.ServerName, ut.Cert, ut.Key, ut.InsecureSkipVerify)
+	c := &tls.Config{ServerName: ut.ServerName, InsecureSkipVerify: ut.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if proto == "h2" {
+		c.NextProtos = []string{"h2"}
+	}
+	var errs []error
+	if ut.CA != "" {
+		pem, err := os.ReadFile(ut.CA)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tls.ca: %w", err))
+		} else {
+			h.Write(pem)
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				errs = append(errs, fmt.Errorf("tls.ca %s: no certificate found", ut.CA))
+			}
+			c.RootCAs = pool
+		}
+	}
+	if ut.Cert != "" || ut.Key != "" {
+		cb, err1 := os.ReadFile(ut.Cert)
+		kb, err2 := os.ReadFile(ut.Key)
+		if err := errors.Join(err1, err2); err != nil {
+			errs = append(errs, fmt.Errorf("tls.cert/key: %w", err))
+		} else {
+			h.Write(cb)
+			h.Write(kb)
+			pair, err := tls.X509KeyPair(cb, kb)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tls.cert/key: %w", err))
+			}
+			c.Certificates = []tls.Certificate{pair}
+		}
+	}
+	fp := "tls:" + hex.EncodeToString(h.Sum(nil))[:16]
+	if err := errors.Join(errs...); err != nil {
+		return nil, fp, err
+	}
+	return c, fp, nil
+}
+
+// errRoundTripper fails every request, for pools whose transport could not
+// be built; the error reads as a connect failure.
+type errRoundTripper struct{ err error }
+
+func (e errRoundTripper) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: e.err}
+}

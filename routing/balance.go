@@ -1,0 +1,444 @@
+package routing
+
+import (
+	"math/bits"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"sort"
+	"strconv"
+)
+
+// picker chooses an endpoint of a pool for one request. Pickers are built at
+// compile time over every endpoint of the pool and are safe for concurrent
+// use; the only state they change is atomics.
+type picker interface {
+	pick(p *Pool, k pickKey) *Endpoint
+}
+
+// pickKey is one pick's input: the request's hash key (ring_hash, maglev),
+// the endpoints this request already tried (retries), and whether the pool
+// is in panic mode (every endpoint counts, available or not).
+type pickKey struct {
+	hash   uint64
+	hashed bool
+	tried  []*Endpoint
+	all    bool
+}
+
+func (k *pickKey) eligible(e *Endpoint) bool {
+	if !k.all && !e.Available() {
+		return false
+	}
+	for _, t := range k.tried {
+		if t == e {
+			return false
+		}
+	}
+	return true
+}
+
+// Pick chooses an endpoint for a request: one that is Available and not in
+// tried (the endpoints this request already failed on). hash is the
+// request's key for ring_hash and maglev (see HashKey; hashed false means
+// the request has none and gets a random endpoint). With panicMode every
+// endpoint not yet tried counts, available or not: the caller sets it when
+// the pool is in panic mode (Usable reports it) and no other pool of the
+// service has an available endpoint. Pick returns nil when nothing is left,
+// and the caller moves on to the service's next pool.
+func (p *Pool) Pick(hash uint64, hashed bool, tried []*Endpoint, panicMode bool) *Endpoint {
+	if len(p.Endpoints) == 0 {
+		return nil
+	}
+	k := pickKey{hash: hash, hashed: hashed, tried: tried, all: panicMode}
+	return p.picker.pick(p, k)
+}
+
+// Acquire counts a request in flight on the endpoint (least_request reads
+// the count); every Acquire needs one Release when the exchange ends.
+func (e *Endpoint) Acquire() { e.inflight.Add(1) }
+
+// Release ends what Acquire counted.
+func (e *Endpoint) Release() { e.inflight.Add(-1) }
+
+// InFlight is the number of requests in flight on the endpoint.
+func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
+
+func newPicker(p *Pool) picker {
+	w := weighted{}
+	for _, e := range p.Endpoints {
+		w.total += uint64(max(e.Weight, 1))
+		w.cum = append(w.cum, w.total)
+	}
+	switch p.Balance {
+	case "least_request":
+		return &leastRequest{w}
+	case "random":
+		return &randomPicker{w}
+	case "ring_hash":
+		return newRing(p, w)
+	case "maglev":
+		return newMaglev(p, w)
+	}
+	weights := make([]int, len(p.Endpoints))
+	for i, e := range p.Endpoints {
+		weights[i] = max(e.Weight, 1)
+	}
+	return &roundRobin{wrr: newWRR(weights), w: w}
+}
+
+// weighted holds cumulative weights for weighted random choices.
+type weighted struct {
+	cum   []uint64
+	total uint64
+}
+
+// random returns a weighted random endpoint index.
+func (w *weighted) random() int {
+	if w.total == 0 {
+		return 0
+	}
+	x, _ := bits.Mul64(rand.Uint64(), w.total)
+	return sort.Search(len(w.cum), func(i int) bool { return w.cum[i] > x })
+}
+
+// eligibleRandom is the slow path every picker falls back to: a weighted
+// random choice among the eligible endpoints, in two passes.
+func (w *weighted) eligibleRandom(p *Pool, k *pickKey) *Endpoint {
+	var sum uint64
+	for _, e := range p.Endpoints {
+		if k.eligible(e) {
+			sum += uint64(max(e.Weight, 1))
+		}
+	}
+	if sum == 0 {
+		return nil
+	}
+	x, _ := bits.Mul64(rand.Uint64(), sum)
+	for _, e := range p.Endpoints {
+		if !k.eligible(e) {
+			continue
+		}
+		wt := uint64(max(e.Weight, 1))
+		if x < wt {
+			return e
+		}
+		x -= wt
+	}
+	return nil
+}
+
+// roundRobin is weighted and smooth (nginx's order) and lock-free: the
+// schedule is computed at compile time and a pick is one atomic add. A slot
+// whose endpoint is not eligible passes to the next slots.
+type roundRobin struct {
+	wrr *wrrState
+	w   weighted
+}
+
+func (r *roundRobin) pick(p *Pool, k pickKey) *Endpoint {
+	s := r.wrr.schedule
+	if len(s) == 0 {
+		return nil
+	}
+	n := r.wrr.next.Add(1) - 1
+	limit := min(len(s), 2*len(p.Endpoints)+2)
+	for i := range limit {
+		e := p.Endpoints[s[(n+uint64(i))%uint64(len(s))]]
+		if k.eligible(e) {
+			return e
+		}
+	}
+	return r.w.eligibleRandom(p, &k)
+}
+
+// leastRequest is the power of two choices: two weighted random candidates,
+// and the one with fewer requests in flight per unit of weight wins (the
+// first on a tie).
+type leastRequest struct{ w weighted }
+
+func (l *leastRequest) pick(p *Pool, k pickKey) *Endpoint {
+	var a, b *Endpoint
+	for range 4 {
+		e := p.Endpoints[l.w.random()]
+		if !k.eligible(e) {
+			continue
+		}
+		if a == nil {
+			a = e
+			continue
+		}
+		if e != a || len(p.Endpoints) == 1 {
+			b = e
+			break
+		}
+	}
+	switch {
+	case a == nil:
+		return l.w.eligibleRandom(p, &k)
+	case b == nil:
+		return a
+	}
+	// b wins only with strictly fewer requests in flight per unit of
+	// weight: idle endpoints tie, and the weighted sampling alone then
+	// gives each its weight's share.
+	if b.InFlight()*int64(max(a.Weight, 1)) < a.InFlight()*int64(max(b.Weight, 1)) {
+		return b
+	}
+	return a
+}
+
+// randomPicker is a weighted random choice.
+type randomPicker struct{ w weighted }
+
+func (r *randomPicker) pick(p *Pool, k pickKey) *Endpoint {
+	for range 3 {
+		if e := p.Endpoints[r.w.random()]; k.eligible(e) {
+			return e
+		}
+	}
+	return r.w.eligibleRandom(p, &k)
+}
+
+// hashOn derives a request's key for ring_hash and maglev.
+type hashOn struct {
+	header string // canonical key
+	cookie string
+}
+
+// hashKeyer is implemented by the pickers that hash.
+type hashKeyer interface {
+	key(r *http.Request, client netip.Addr) (uint64, bool)
+}
+
+func newHashOn(p *Pool) hashOn {
+	h := p.HashOn
+	switch {
+	case h == nil:
+		return hashOn{}
+	case h.Header != "":
+		return hashOn{header: textproto.CanonicalMIMEHeaderKey(h.Header)}
+	case h.Cookie != "":
+		return hashOn{cookie: h.Cookie}
+	}
+	return hashOn{}
+}
+
+// key hashes the configured header or cookie, or else the client address
+// (the default, and hash_on: {client_ip: true}).
+func (h *hashOn) key(r *http.Request, client netip.Addr) (uint64, bool) {
+	switch {
+	case h.header != "":
+		v := r.Header[h.header]
+		if len(v) == 0 || v[0] == "" {
+			return 0, false
+		}
+		return hashString(v[0]), true
+	case h.cookie != "":
+		v, ok := CookieValue(r.Header, h.cookie)
+		if !ok || v == "" {
+			return 0, false
+		}
+		return hashString(v), true
+	}
+	if !client.IsValid() {
+		return 0, false
+	}
+	a := client.Unmap().As16()
+	return hashBytes(a[:]), true
+}
+
+// HashKey returns the request's key for the pool's ring_hash or maglev
+// balancer, and false when the pool does not hash or the request has no key
+// (it then gets a random endpoint).
+func (p *Pool) HashKey(r *http.Request, client netip.Addr) (uint64, bool) {
+	if hk, ok := p.picker.(hashKeyer); ok {
+		return hk.key(r, client)
+	}
+	return 0, false
+}
+
+// ringSize bounds the ring: about 100 points per endpoint, at least 1024 and
+// at most 65536, shared in proportion to the weights.
+func ringSize(n int) uint64 { return uint64(min(max(100*n, 1024), 65536)) }
+
+// ring is a consistent-hash ring (ketama-style) over every endpoint of the
+// pool. An unavailable endpoint is walked past, so only its keys move, to
+// the next endpoints on the ring.
+type ring struct {
+	hashOn
+	w      weighted
+	points []uint64
+	owner  []uint32
+}
+
+func newRing(p *Pool, w weighted) *ring {
+	r := &ring{hashOn: newHashOn(p), w: w}
+	if w.total == 0 {
+		return r
+	}
+	size := ringSize(len(p.Endpoints))
+	type pt struct {
+		h uint64
+		o uint32
+	}
+	var pts []pt
+	for i, e := range p.Endpoints {
+		n := max(1, size*uint64(max(e.Weight, 1))/w.total)
+		for j := range n {
+			pts = append(pts, pt{hashString(e.Address + "#" + strconv.FormatUint(j, 10)), uint32(i)})
+		}
+	}
+	sort.Slice(pts, func(a, b int) bool {
+		if pts[a].h != pts[b].h {
+			return pts[a].h < pts[b].h
+		}
+		return pts[a].o < pts[b].o
+	})
+	r.points = make([]uint64, len(pts))
+	r.owner = make([]uint32, len(pts))
+	for i, x := range pts {
+		r.points[i], r.owner[i] = x.h, x.o
+	}
+	return r
+}
+
+func (r *ring) pick(p *Pool, k pickKey) *Endpoint {
+	if !k.hashed || len(r.points) == 0 {
+		return r.w.eligibleRandom(p, &k)
+	}
+	i := sort.Search(len(r.points), func(i int) bool { return r.points[i] >= k.hash })
+	for j := range len(r.points) {
+		if j == walkCheck && !anyEligible(p, &k) {
+			return nil
+		}
+		e := p.Endpoints[r.owner[(i+j)%len(r.points)]]
+		if k.eligible(e) {
+			return e
+		}
+	}
+	return nil
+}
+
+// maglevSize is the lookup table size: a prime well above the endpoint
+// count, as the Maglev paper asks.
+const maglevSize = 65537
+
+// maglev is Google's Maglev consistent hashing with Envoy's weighting: a
+// lookup table built over every endpoint; a key indexes the table, and an
+// unavailable endpoint's entry passes to the following entries, which
+// belong to endpoints spread evenly over the pool.
+type maglev struct {
+	hashOn
+	w     weighted
+	table []uint32
+}
+
+func newMaglev(p *Pool, w weighted) *maglev {
+	m := &maglev{hashOn: newHashOn(p), w: w}
+	n := len(p.Endpoints)
+	if n == 0 {
+		return m
+	}
+	offset := make([]uint64, n)
+	skip := make([]uint64, n)
+	next := make([]uint64, n)
+	filled := make([]uint64, n)
+	var maxW uint64
+	for i, e := range p.Endpoints {
+		offset[i] = hashString(e.Address) % maglevSize
+		skip[i] = hashString(e.Address+"\x00skip")%(maglevSize-1) + 1
+		maxW = max(maxW, uint64(max(e.Weight, 1)))
+	}
+	const empty = ^uint32(0)
+	m.table = make([]uint32, maglevSize)
+	for i := range m.table {
+		m.table[i] = empty
+	}
+	placed := 0
+	for round := uint64(1); placed < maglevSize; round++ {
+		for i, e := range p.Endpoints {
+			// An endpoint fills one more entry each time its share of
+			// rounds is due, so entries follow the weights.
+			if round*uint64(max(e.Weight, 1)) < maxW*filled[i] {
+				continue
+			}
+			for {
+				c := (offset[i] + next[i]*skip[i]) % maglevSize
+				next[i]++
+				if m.table[c] == empty {
+					m.table[c] = uint32(i)
+					filled[i]++
+					placed++
+					break
+				}
+			}
+			if placed == maglevSize {
+				break
+			}
+		}
+	}
+	return m
+}
+
+func (m *maglev) pick(p *Pool, k pickKey) *Endpoint {
+	if !k.hashed || len(m.table) == 0 {
+		return m.w.eligibleRandom(p, &k)
+	}
+	i := k.hash % uint64(len(m.table))
+	for j := range uint64(len(m.table)) {
+		if j == walkCheck && !anyEligible(p, &k) {
+			return nil
+		}
+		e := p.Endpoints[m.table[(i+j)%uint64(len(m.table))]]
+		if k.eligible(e) {
+			return e
+		}
+	}
+	return nil
+}
+
+// walkCheck is how far a ring or table walk goes before it checks that an
+// eligible endpoint exists at all, so a pool with none left costs O(n), not
+// a walk over the whole ring.
+const walkCheck = 64
+
+func anyEligible(p *Pool, k *pickKey) bool {
+	for _, e := range p.Endpoints {
+		if k.eligible(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// hashString is 64-bit FNV-1a with a final avalanche (splitmix64), stable
+// across processes and releases, so every instance of a fleet maps a key to
+// the same endpoint and split arm.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return mix64(h)
+}
+
+func hashBytes(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return mix64(h)
+}
+
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
