@@ -3,12 +3,11 @@ package routing
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/geo"
@@ -143,12 +142,12 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 // change does).
 func version(cfg *config.Config, t *Table) string {
 	h := sha256.New()
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		// Marshal of decoded config cannot fail; fall back to the dump.
-		b = []byte(t.String())
+	// encoding/json writes maps in key order, so equal configs hash equal;
+	// it is several times cheaper than re-encoding YAML on large configs.
+	if err := json.NewEncoder(h).Encode(cfg); err != nil {
+		// Encoding a decoded config cannot fail; fall back to the dump.
+		h.Write([]byte(t.String()))
 	}
-	h.Write(b)
 	for _, name := range sortedKeys(t.Pools) {
 		for _, e := range t.Pools[name].Endpoints {
 			h.Write([]byte(name + "\x00" + e.Address + "\x00" + strconv.Itoa(e.Weight) + "\x00" + e.Region + "\n"))
