@@ -32,6 +32,10 @@ type CatalogEndpoint struct {
 type Inputs struct {
 	Catalog Catalog // nil: no Consul
 	GeoDB   *geo.DB // nil: no GeoIP database
+	// Previous is the live table, if any. A pool whose Consul selection has
+	// not answered yet (its tags changed in this reload, say) keeps the
+	// Consul endpoints it had there instead of starting empty.
+	Previous *Table
 }
 
 // Compile turns a validated config and the current inputs into a table. It
@@ -56,7 +60,11 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		t.TrustedProxies = append(t.TrustedProxies, p)
 	}
 	for _, name := range sortedKeys(cfg.Pools) {
-		p, pending := compilePool(name, cfg.Pools[name], cfg.Checks, in.Catalog)
+		var prev *Pool
+		if in.Previous != nil {
+			prev = in.Previous.Pools[name]
+		}
+		p, pending := compilePool(name, cfg.Pools[name], cfg.Checks, in.Catalog, prev)
 		if pending {
 			t.Pending = append(t.Pending, fmt.Sprintf("pool %q: waiting for Consul service %q", name, cfg.Pools[name].Consul.Service))
 		}
@@ -88,9 +96,10 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 }
 
 // compilePool resolves a pool's endpoints: the static ones in file order,
-// then the catalog's sorted by address. pending is true while a Consul
-// selection has not answered.
-func compilePool(name string, c *config.Pool, checks map[string]*config.Check, cat Catalog) (*Pool, bool) {
+// then the catalog's sorted by address. While a Consul selection has not
+// answered, the pool keeps prev's Consul endpoints; pending is true when it
+// has none to keep.
+func compilePool(name string, c *config.Pool, checks map[string]*config.Check, cat Catalog, prev *Pool) (*Pool, bool) {
 	p := &Pool{
 		Name:      name,
 		Region:    c.Region,
@@ -122,15 +131,22 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 	}
 	pending := false
 	if c.Consul != nil {
-		if cat == nil {
-			pending = true
-		} else {
-			eps, ready := cat.Endpoints(*c.Consul)
-			pending = !ready
-			sort.Slice(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
-			for _, e := range eps {
-				add(e.Address, max(e.Weight, 1), e.Region, "consul")
+		var eps []CatalogEndpoint
+		ready := false
+		if cat != nil {
+			eps, ready = cat.Endpoints(*c.Consul)
+		}
+		if !ready && prev != nil {
+			for _, e := range prev.Endpoints {
+				if e.Source == "consul" {
+					eps = append(eps, CatalogEndpoint{Address: e.Address, Weight: e.Weight, Region: e.Region})
+				}
 			}
+		}
+		pending = !ready && len(eps) == 0
+		sort.Slice(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
+		for _, e := range eps {
+			add(e.Address, max(e.Weight, 1), e.Region, "consul")
 		}
 	}
 	p.picker = newPicker(p)

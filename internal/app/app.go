@@ -65,6 +65,7 @@ type App struct {
 	consul   *api.Client
 	watcher  *catalog.Watcher // nil without a consul: section
 	kv       *kvSource        // nil unless the config lives in Consul KV
+	liveCfg  *config.Config   // the published config; rebuild loop only
 	draining atomic.Bool
 	token    atomic.Pointer[string]
 
@@ -155,9 +156,12 @@ func New(opts Options) (*App, error) {
 // Consul watcher which selections this config needs (new ones start
 // watching and poke the loop when they answer; unused ones stop).
 func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
-	in := routing.Inputs{GeoDB: a.geoDB}
+	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load()}
 	if a.watcher != nil {
-		a.watcher.Want(catalog.KeysOf(consulSelections(cfg)))
+		// Watch what the live config and this one need; apply trims the
+		// set to the published config, so a rejected candidate never stops
+		// a live selection.
+		a.watcher.Want(catalog.KeysOf(append(consulSelections(cfg), consulSelections(a.liveCfg)...)))
 		in.Catalog = catalogView{a.watcher.Snapshot()}
 	} else if len(consulSelections(cfg)) > 0 {
 		return nil, fmt.Errorf("pools select from Consul, but Meridian started without a consul: section; restart to apply it")
@@ -167,6 +171,10 @@ func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
 
 // apply runs in the rebuild loop between compile and publication.
 func (a *App) apply(cfg *config.Config, t *routing.Table) {
+	a.liveCfg = cfg
+	if a.watcher != nil {
+		a.watcher.Want(catalog.KeysOf(consulSelections(cfg)))
+	}
 	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl)
 	}

@@ -27,9 +27,13 @@ func (c catalogView) Endpoints(sel config.ConsulSelect) ([]routing.CatalogEndpoi
 	return out, ready
 }
 
-// consulSelections lists every pool's Consul selection, in pool-name order.
+// consulSelections lists every pool's Consul selection, in pool-name order;
+// none for a nil config.
 func consulSelections(cfg *config.Config) []config.ConsulSelect {
 	var sels []config.ConsulSelect
+	if cfg == nil {
+		return nil
+	}
 	for _, name := range sortedNames(cfg.Pools) {
 		if p := cfg.Pools[name]; p != nil && p.Consul != nil {
 			sels = append(sels, *p.Consul)

@@ -287,3 +287,27 @@ zones:
 	h.waitFor("no traffic after deregistration", func() bool { code, _ := httpGet(); return code == 503 && len(dnsA()) == 0 })
 	t.Logf("deregistered → out of HTTP and DNS in %v", time.Since(began))
 }
+
+// TestCatalogUpdatesWhileFileRejected: a file that parses but does not
+// compile keeps the last good config, and that config still follows Consul.
+func TestCatalogUpdatesWhileFileRejected(t *testing.T) {
+	srv := consultest.New(t, consultest.Options{})
+	path := filepath.Join(t.TempDir(), "meridian.yaml")
+	write(t, path, consulConfig(srv.Addr, ""))
+	h := start(t, path)
+	srv.AddInstance(consultest.Instance{ID: "w1", Service: "web", Address: "127.0.0.1", Port: 7001})
+	h.waitEndpoints("web", "127.0.0.1:7001")
+
+	// Two geo.nets entries for the same network pass validation but not
+	// compilation.
+	write(t, path, consulConfig(srv.Addr, "geo: {nets: {10.0.0.0/8: eu, 10.0.0.1/8: us}}\n"))
+	h.waitFor("the rejected file", func() bool { return !h.table().LastReload.OK })
+	srv.AddInstance(consultest.Instance{ID: "w2", Service: "web", Address: "127.0.0.1", Port: 7002})
+	h.waitEndpoints("web", "127.0.0.1:7001", "127.0.0.1:7002")
+	if doc := h.table(); doc.LastReload.OK {
+		t.Error("a catalog update cleared the file's error")
+	}
+	if got := h.metric(`meridian_config_reloads_total{result="failure"}`); got != "1" {
+		t.Errorf("failures = %s, want 1 (catalog pokes must not count the same bad file again)", got)
+	}
+}

@@ -45,10 +45,10 @@ type rebuilder struct {
 	status ReloadStatus
 
 	// Owned by the Run goroutine.
-	lastHash [32]byte       // of the last bytes read, good or bad
-	badFile  bool           // the last bytes read were rejected
-	next     *config.Config // the last config that parsed
-	cfg      *config.Config // the config of the live table
+	lastHash   [32]byte       // of the last bytes read, good or bad
+	cand       *config.Config // a parsed config not yet published (its compile failed)
+	candLogged bool           // cand's compile error was reported
+	cfg        *config.Config // the config of the live table
 
 	reloads     *prometheus.CounterVec
 	lastOK      prometheus.Gauge
@@ -113,32 +113,58 @@ func (r *rebuilder) Run(ctx context.Context) error {
 	}
 }
 
-// rebuild reads the source and, when it changed (or inputs other than the
-// file poked), compiles and publishes. It returns the error that kept the
-// last good table, if any.
+// rebuild reads the source and applies what it finds. A new file that
+// parses and compiles is published; one that does not is logged once and
+// counted, and the live config is recompiled instead, so catalog changes keep
+// reaching the live table while the file is bad. It returns the error that
+// kept the file from applying, if it is new.
 func (r *rebuilder) rebuild() error {
 	data, err := r.src.Read()
 	if err != nil {
 		return r.fail(err)
 	}
+	var fresh error
 	if sum := sha256.Sum256(data); sum != r.lastHash || r.cfg == nil {
 		r.lastHash = sum // a bad file is logged once, not on every poke
 		cfg, err := config.Parse(r.src.Name(), data)
 		if err != nil {
-			r.badFile = true
-			return r.fail(err)
+			r.cand = nil
+			fresh = r.fail(err)
+		} else {
+			r.cand, r.candLogged = cfg, false
 		}
-		r.badFile, r.next = false, cfg
 	}
-	cfg := r.next
-	t, err := r.compile(cfg)
+	if r.cand != nil {
+		t, err := r.compile(r.cand)
+		if err == nil {
+			r.publish(r.cand, t, true)
+			r.cand = nil
+			return nil
+		}
+		if !r.candLogged {
+			r.candLogged = true
+			fresh = r.fail(err)
+		}
+	}
+	if r.cfg == nil {
+		return fresh
+	}
+	// The live config, with the inputs as they are now.
+	t, err := r.compile(r.cfg)
 	if err != nil {
-		r.badFile = true
-		return r.fail(err)
+		r.logger.Error("recompiling the live config failed; the table keeps serving", zap.Error(err))
+		return fresh
 	}
-	if old := r.live.Load(); old != nil && old.Version == t.Version && cfg == r.cfg {
-		return nil // nothing changed: keep the table and its balancer state
+	if old := r.live.Load(); old == nil || old.Version != t.Version {
+		r.publish(r.cfg, t, false)
 	}
+	return fresh
+}
+
+// publish applies and stores t. reload says a new config took effect, which
+// counts as a successful reload; otherwise an input such as the catalog
+// changed, and the last reload's status stands.
+func (r *rebuilder) publish(cfg *config.Config, t *routing.Table, reload bool) {
 	r.apply(cfg, t)
 	t.Built = time.Now()
 	r.live.Store(t)
@@ -146,11 +172,9 @@ func (r *rebuilder) rebuild() error {
 	r.tableInfo.Reset()
 	r.tableInfo.WithLabelValues(t.Version).Set(1)
 	r.logger.Info("routing table published", zap.String("version", t.Version), zap.String("source", r.src.Name()),
-		zap.Int("routes", len(t.Routes)), zap.Int("pools", len(t.Pools)), zap.Int("zones", len(t.Zones)))
-	if r.badFile {
-		// A catalog or GeoIP change rebuilt the last good config; the file's
-		// error still stands.
-		return nil
+		zap.Bool("config_changed", reload), zap.Int("routes", len(t.Routes)), zap.Int("pools", len(t.Pools)), zap.Int("zones", len(t.Zones)))
+	if !reload {
+		return
 	}
 	r.mu.Lock()
 	r.status = ReloadStatus{OK: true, At: t.Built}
@@ -158,7 +182,6 @@ func (r *rebuilder) rebuild() error {
 	r.reloads.WithLabelValues("success").Inc()
 	r.lastOK.Set(1)
 	r.lastSuccess.SetToCurrentTime()
-	return nil
 }
 
 func (r *rebuilder) fail(err error) error {
