@@ -151,8 +151,12 @@ type Health struct {
 	StateFile   string `yaml:"state_file,omitempty"` // gdnsd-style admin overrides
 }
 
-// Shutdown bounds the drain on SIGTERM.
+// Shutdown shapes the drain on SIGTERM.
 type Shutdown struct {
+	// Delay is how long /readyz answers 503 before the listeners close, so
+	// load balancers stop sending first (their check interval × fall).
+	Delay Duration `yaml:"delay,omitempty"`
+	// Grace bounds how long in-flight requests then get to finish.
 	Grace Duration `yaml:"grace,omitempty"`
 }
 

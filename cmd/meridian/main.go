@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/meridian-lb/meridian/config"
@@ -99,13 +100,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 }
 
 func serve(opts app.Options, stderr io.Writer) int {
+	// Signals are caught before the (possibly slow) start, so an early
+	// SIGHUP does not kill the process; it reloads once the app exists.
+	var reload atomic.Pointer[func()]
+	ctx, stop := signalContext(func() {
+		if f := reload.Load(); f != nil {
+			(*f)()
+		}
+	})
+	defer stop()
 	a, err := app.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "meridian: %v\n", err)
 		return 1
 	}
-	ctx, stop := signalContext(a.Reload)
-	defer stop()
+	f := a.Reload
+	reload.Store(&f)
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "meridian: %v\n", err)
 		return 1
@@ -142,7 +152,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
 	}
-	cfg, _, err := config.Load(*path)
+	data, err := os.ReadFile(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cfg, err := app.Check(*path, data)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var ce *config.Error

@@ -24,6 +24,10 @@ routes:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	compileBad := filepath.Join(dir, "compile.yaml")
+	if err := os.WriteFile(compileBad, []byte("geo: {nets: {10.0.0.0/8: eu, 10.0.0.1/8: us}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -39,6 +43,7 @@ routes:
 			`bad.yaml:6: routes[0].service: unknown service "t"`,
 			"4 problem(s)",
 		}},
+		{"problems only compiling finds", []string{"validate", "-config", compileBad}, 1, nil, []string{"compile.yaml:", "10.0.0.1/8"}},
 		{"missing file", []string{"validate", "-config", filepath.Join(dir, "none.yaml")}, 1, nil, []string{"no such file"}},
 		{"version", []string{"version"}, 0, []string{"meridian "}, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},

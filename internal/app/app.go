@@ -77,7 +77,7 @@ type App struct {
 
 // New loads the config and builds an App. A config that does not load is an
 // error here: there is no last good table to fall back to at start.
-func New(opts Options) (*App, error) {
+func New(opts Options) (_ *App, err error) {
 	a := &App{opts: opts, reg: opts.Registry, ready: make(chan struct{})}
 	if a.reg == nil {
 		a.reg = prometheus.NewRegistry()
@@ -103,7 +103,7 @@ func New(opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Parse(src.Name(), data)
+	cfg, err := Check(src.Name(), data)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +118,11 @@ func New(opts Options) (*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("geo.mmdb: %w", err)
 		}
+		defer func() {
+			if err != nil {
+				_ = a.geoDB.Close()
+			}
+		}()
 	}
 	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg})
 	a.proxy = proxy.NewHandler(proxy.Options{Tables: &a.live, Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP})
@@ -150,6 +155,21 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// Check parses, validates and compiles a config without serving it: what
+// `meridian validate` runs, and what every reload must pass. Compiling
+// catches what only the compiled table can see (two steered records at one
+// name, one network mapped to two regions).
+func Check(name string, data []byte) (*config.Config, error) {
+	cfg, err := config.Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := routing.Compile(cfg, routing.Inputs{}); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, nil
 }
 
 // compile feeds the current catalog to routing.Compile, first telling the
@@ -256,8 +276,9 @@ func (a *App) Run(ctx context.Context) error {
 	adminDone := make(chan error, 1)
 	go func() { adminDone <- adminSrv.Serve(adminLn) }()
 
-	// Everything else runs in a group whose context ends after /readyz has
-	// flipped, so load balancers see the drain before listeners close.
+	// Everything else runs in a group whose context ends only after /readyz
+	// has answered 503 for shutdown.delay, so load balancers see the drain
+	// before the listeners close.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	g, gctx := errgroup.WithContext(serveCtx)
@@ -295,9 +316,16 @@ func (a *App) Run(ctx context.Context) error {
 		case <-gctx.Done():
 		}
 	}
-	var dereg atomic.Pointer[func(context.Context) error]
+	// Registration runs beside the group so that shutdown can stop it, and
+	// wait for it, before deciding whether to deregister.
+	var dereg func(context.Context) error
+	regCtx, stopRegister := context.WithCancel(gctx)
+	defer stopRegister()
+	regDone := make(chan struct{})
 	if a.consul != nil && cfg.Consul.Register != nil {
-		g.Go(func() error { a.register(gctx, *cfg.Consul.Register, &dereg); return nil })
+		go func() { defer close(regDone); dereg = a.register(regCtx, *cfg.Consul.Register) }()
+	} else {
+		close(regDone)
 	}
 	close(a.ready)
 	addrs := a.Addrs()
@@ -311,13 +339,23 @@ func (a *App) Run(ctx context.Context) error {
 		adminDone <- err
 	}
 	a.draining.Store(true)
-	a.logger.Info("shutting down", zap.Duration("grace", grace))
-	if d := dereg.Load(); d != nil {
+	a.logger.Info("shutting down", zap.Duration("delay", cfg.Shutdown.Delay.D()), zap.Duration("grace", grace))
+	stopRegister()
+	<-regDone
+	if dereg != nil {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := (*d)(dctx); err != nil {
+		if err := dereg(dctx); err != nil {
 			a.logger.Warn("consul deregistration failed", zap.Error(err))
 		}
 		cancel()
+	}
+	// /readyz now answers 503; give load balancers shutdown.delay to notice
+	// before the listeners close.
+	if d := cfg.Shutdown.Delay.D(); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-gctx.Done():
+		}
 	}
 	stopServing() // listeners stop accepting; in-flight work gets the grace period
 	err = g.Wait()
@@ -355,22 +393,22 @@ func (a *App) adminHandler() http.Handler {
 }
 
 // register announces this instance to the local Consul agent, retrying with
-// backoff until it succeeds or ctx ends, and stores how to deregister.
-func (a *App) register(ctx context.Context, reg config.Register, dereg *atomic.Pointer[func(context.Context) error]) {
+// backoff until it succeeds or ctx ends, and returns how to deregister (nil
+// if it never registered).
+func (a *App) register(ctx context.Context, reg config.Register) func(context.Context) error {
 	host, _ := os.Hostname()
 	addrs := a.Addrs()
 	self := catalog.Self{HTTP: addrs.HTTP, HTTPS: addrs.HTTPS, DNS: addrs.DNS, Admin: addrs.Admin, Hostname: host}
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		d, err := catalog.Register(ctx, a.consul, reg, self)
 		if err == nil {
-			dereg.Store(&d)
 			a.logger.Info("registered with consul", zap.String("name", reg.Name))
-			return
+			return d
 		}
 		a.logger.Warn("consul registration failed; retrying", zap.Error(err), zap.Duration("in", wait))
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 	}

@@ -329,13 +329,29 @@ func TestAdminAPI(t *testing.T) {
 	}
 }
 
-func TestReadyzDuringShutdown(t *testing.T) {
+// TestShutdownDelay: on shutdown /readyz answers 503 while the listeners
+// still accept, for shutdown.delay, then Run returns.
+func TestShutdownDelay(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "meridian.yaml")
-	write(t, path, configText(1))
-	h := start(t, path)
-	h.app.draining.Store(true)
-	if code, body := h.get("/readyz"); code != 503 || !strings.Contains(body, "draining") {
-		t.Errorf("readyz while draining = %d %q", code, body)
+	write(t, path, strings.Replace(configText(1), "listen: {admin: 127.0.0.1:0}", "listen: {admin: 127.0.0.1:0, http: 127.0.0.1:0}\nshutdown: {delay: 3s, grace: 1s}", 1))
+	a, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-a.Ready()
+	h := &harness{t: t, app: a, admin: "http://" + a.Addrs().Admin}
+	cancel()
+	h.waitFor("readyz 503", func() bool { code, _ := h.get("/readyz"); return code == 503 })
+	resp, err := http.Get("http://" + a.Addrs().HTTP + "/")
+	if err != nil {
+		t.Fatalf("the HTTP listener closed before shutdown.delay: %v", err)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
