@@ -275,15 +275,15 @@ func unchanged(was, fi os.FileInfo, readAt time.Time) bool {
 // DBStatus describes the loaded database and the last failed reload, for
 // the admin API.
 type DBStatus struct {
-	Path         string
-	DatabaseType string
-	BuildTime    time.Time
-	LoadedAt     time.Time
-	SHA256       string
+	Path         string    `json:"path"`
+	DatabaseType string    `json:"database_type"`
+	BuildTime    time.Time `json:"build_time"`
+	LoadedAt     time.Time `json:"loaded_at"`
+	SHA256       string    `json:"sha256"`
 	// LastError is the error of the latest reload attempt when it failed
 	// and the previous database kept serving; empty after a good one.
-	LastError   string
-	LastErrorAt time.Time
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Status reports what is loaded and whether the last reload failed.

@@ -303,6 +303,17 @@ func (e *Engine) Sync(pools []PoolSpec) {
 	e.mu.Lock()
 	oldTargets := e.targets
 	newTargets := make(map[string]*target, len(oldTargets))
+	// byAddr finds an address's last probed state under any check, so a
+	// reload that renames its pool and changes its check together still
+	// never brings a dead endpoint back up.
+	byAddr := make(map[string]*targetView, len(oldTargets))
+	for _, t := range oldTargets {
+		if v := t.view.Load(); v.state == StateUp || v.state == StateDown {
+			if old, ok := byAddr[t.spec.Address]; !ok || (old.avail && !v.avail) {
+				byAddr[t.spec.Address] = v // when checks disagree, down wins
+			}
+		}
+	}
 	members := make(map[*target][]*Member)
 	seenPools := make(map[string]bool, len(pools))
 	for i := range pools {
@@ -356,6 +367,8 @@ func (e *Engine) Sync(pools []PoolSpec) {
 					}, now)
 					if m := p.members[addr]; m != nil && m.target != nil {
 						t.seed(m.target.view.Load())
+					} else if v := byAddr[addr]; v != nil {
+						t.seed(v)
 					}
 				}
 				newTargets[key] = t

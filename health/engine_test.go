@@ -420,3 +420,28 @@ func TestRunStopsAndRestarts(t *testing.T) {
 		}
 	})
 }
+
+// TestRenamedPoolWithNewCheckKeepsDeadEndpointDown: a reload that renames a
+// pool and changes its check in one go must not bring a dead endpoint up,
+// even with initial: up.
+func TestRenamedPoolWithNewCheckKeepsDeadEndpointDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const addr = "10.0.0.9:80"
+		r := newRig(t, health.Options{})
+		defer r.stop()
+		r.p.Set(addr, errProbe)
+		c := tcpCheck(10*time.Second, 2, 2, "up")
+		r.e.Sync([]health.PoolSpec{{Name: "old", CheckName: "a", Check: c, Endpoints: []string{addr}}})
+		time.Sleep(time.Second)
+		if r.member(t, "old", addr).Available() {
+			t.Fatal("the endpoint should be down after its failed probe")
+		}
+		r.p.SetDelay(addr, time.Second)
+		c2 := tcpCheck(5*time.Second, 2, 2, "up")
+		r.e.Sync([]health.PoolSpec{{Name: "new", CheckName: "b", Check: c2, Endpoints: []string{addr}}})
+		synctest.Wait()
+		if m := r.member(t, "new", addr); m.Available() {
+			t.Fatalf("renamed pool with a new check: %s and available before its first probe", m.State())
+		}
+	})
+}

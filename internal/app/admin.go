@@ -38,6 +38,7 @@ type admin struct {
 	explain  http.Handler            // may be nil until DNS/proxy provide one
 	extra    func() []string         // reasons /readyz is not ready, besides draining
 	consul   func() any              // Consul selections' status; nil without Consul
+	geo      func() any              // GeoIP database status; nil without one
 }
 
 func (a *admin) handler() http.Handler {
@@ -123,6 +124,7 @@ type tableJSON struct {
 	Zones      []zoneJSON             `json:"zones"`
 	Pending    []string               `json:"pending,omitempty"`
 	Consul     any                    `json:"consul,omitempty"`
+	GeoDB      any                    `json:"geo_db,omitempty"`
 	Dump       string                 `json:"dump"`
 }
 
@@ -171,6 +173,9 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 	doc.Version, doc.Built, doc.Pending, doc.Dump = t.Version, t.Built, t.Pending, t.String()
 	if a.consul != nil {
 		doc.Consul = a.consul()
+	}
+	if a.geo != nil {
+		doc.GeoDB = a.geo()
 	}
 	for _, rt := range t.Routes {
 		rj := routeJSON{Name: rt.Name, Detail: yamlDoc(rt.Config)}

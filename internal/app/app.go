@@ -68,6 +68,7 @@ type App struct {
 	liveCfg  *config.Config   // the published config; rebuild loop only
 	draining atomic.Bool
 	token    atomic.Pointer[string]
+	tls      atomic.Pointer[proxy.TLSServer] // set by Run when listen.https is
 
 	ready    chan struct{}
 	addrsMu  sync.Mutex
@@ -206,6 +207,10 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 		a.logger.Warn("listen addresses changed; they apply at the next restart",
 			zap.Any("running", a.startCfg.Listen), zap.Any("configured", cfg.Listen))
 	}
+	if a.startCfg != nil && cfg.Geo.MMDB != a.startCfg.Geo.MMDB {
+		a.logger.Warn("geo.mmdb changed; the database file in use changes at the next restart (its contents reload live)",
+			zap.String("running", a.startCfg.Geo.MMDB), zap.String("configured", cfg.Geo.MMDB))
+	}
 }
 
 func (a *App) loadToken(path string) {
@@ -271,6 +276,27 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		a.setAddr(func(ad *Addrs) { ad.HTTP = httpLn.Addr().String() })
 	}
+	var httpsLn net.Listener
+	var tlsSrv *proxy.TLSServer
+	if cfg.Listen.HTTPS != "" {
+		if tlsSrv, err = proxy.NewTLSServer(a.proxy, cfg, a.logger, a.reg); err != nil {
+			adminLn.Close()
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			return fmt.Errorf("tls: %w", err)
+		}
+		if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+			adminLn.Close()
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			return fmt.Errorf("listen.https %s: %w", cfg.Listen.HTTPS, err)
+		}
+		tlsSrv.Grace = grace
+		a.tls.Store(tlsSrv)
+		a.setAddr(func(ad *Addrs) { ad.HTTPS = httpsLn.Addr().String() })
+	}
 
 	adminSrv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(a.logger.Named("admin"))}
 	adminDone := make(chan error, 1)
@@ -299,9 +325,13 @@ func (a *App) Run(ctx context.Context) error {
 		})
 	}
 	if httpLn != nil {
-		srv := proxy.NewServer(a.proxy, cfg.HTTP, a.logger)
+		srv := proxy.NewServer(proxy.PlainEdge(a.proxy, tlsSrv), cfg.HTTP, a.logger)
 		srv.Grace = grace
 		g.Go(func() error { return srv.Serve(gctx, httpLn) })
+	}
+	if httpsLn != nil {
+		g.Go(func() error { return tlsSrv.Serve(gctx, httpsLn) })
+		g.Go(func() error { return tlsSrv.Run(gctx) })
 	}
 	if cfg.Listen.DNS != "" {
 		bound := make(chan struct{})
@@ -329,7 +359,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	close(a.ready)
 	addrs := a.Addrs()
-	a.logger.Info("meridian started", zap.String("admin", addrs.Admin), zap.String("http", addrs.HTTP),
+	a.logger.Info("meridian started", zap.String("admin", addrs.Admin), zap.String("http", addrs.HTTP), zap.String("https", addrs.HTTPS),
 		zap.String("dns", addrs.DNS), zap.String("config", a.opts.ConfigPath))
 
 	select {
@@ -388,6 +418,9 @@ func (a *App) adminHandler() http.Handler {
 	}
 	if a.watcher != nil {
 		adm.consul = func() any { return a.watcher.Status() }
+	}
+	if a.geoDB != nil {
+		adm.geo = func() any { return a.geoDB.Status() }
 	}
 	return adm.handler()
 }
