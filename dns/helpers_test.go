@@ -223,11 +223,15 @@ func (h *harness) publish(cfg *config.Config) *routing.Table {
 func (h *harness) serial() uint32 { return h.live.Load().Zones[0].Serial() }
 
 // override applies a health override and fails the test on error.
+// override applies an admin override and moves the zone serials at once,
+// as the server's health-change loop would a moment later, so a test's
+// expected SOA does not race that loop.
 func (h *harness) override(pool, addr string, a health.Action) {
 	h.t.Helper()
 	if err := h.health.Override(pool, addr, a); err != nil {
 		h.t.Fatal(err)
 	}
+	h.srv.TableChanged(h.live.Load())
 }
 
 // exchange sends m over net ("udp" or "tcp") from source address from.

@@ -1,13 +1,14 @@
 package dns
 
 import (
-	"errors"
 	"strconv"
 	"sync"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/internal/promutil"
 )
 
 // metrics are the DNS server's Prometheus collectors.
@@ -81,37 +82,20 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 		}, []string{"zone"}),
 	}
 	if reg != nil {
-		m.queries = register(reg, m.queries, log)
-		m.latency = register(reg, m.latency, log)
-		m.truncated = register(reg, m.truncated, log)
-		m.rrl = register(reg, m.rrl, log)
-		m.malformed = register(reg, m.malformed, log)
-		m.panics = register(reg, m.panics, log)
-		m.tcpRefuse = register(reg, m.tcpRefuse, log)
-		m.notify = register(reg, m.notify, log)
-		m.xfr = register(reg, m.xfr, log)
-		m.serial = register(reg, m.serial, log)
+		m.queries = promutil.Logged(reg, m.queries, log)
+		m.latency = promutil.Logged(reg, m.latency, log)
+		m.truncated = promutil.Logged(reg, m.truncated, log)
+		m.rrl = promutil.Logged(reg, m.rrl, log)
+		m.malformed = promutil.Logged(reg, m.malformed, log)
+		m.panics = promutil.Logged(reg, m.panics, log)
+		m.tcpRefuse = promutil.Logged(reg, m.tcpRefuse, log)
+		m.notify = promutil.Logged(reg, m.notify, log)
+		m.xfr = promutil.Logged(reg, m.xfr, log)
+		m.serial = promutil.Logged(reg, m.serial, log)
 	}
 	m.udpHist = m.latency.WithLabelValues("udp")
 	m.tcpHist = m.latency.WithLabelValues("tcp")
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a second Server on the same registry shares the series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *zap.Logger) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	log.Error("dns: registering metric", zap.Error(err))
-	return c
 }
 
 // query counts one answered query.

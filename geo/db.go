@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,6 +16,8 @@ import (
 	maxminddb "github.com/oschwald/maxminddb-golang/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/internal/promutil"
 )
 
 const (
@@ -99,32 +100,16 @@ func newDBMetrics(reg prometheus.Registerer) (dbMetrics, error) {
 		return m, nil
 	}
 	var err error
-	m.reloads, err = register(reg, m.reloads)
+	m.reloads, err = promutil.Register(reg, m.reloads)
 	if err != nil {
 		return m, err
 	}
-	m.lookupErrors, err = register(reg, m.lookupErrors)
+	m.lookupErrors, err = promutil.Register(reg, m.lookupErrors)
 	if err != nil {
 		return m, err
 	}
-	m.buildTime, err = register(reg, m.buildTime)
+	m.buildTime, err = promutil.Register(reg, m.buildTime)
 	return m, err
-}
-
-// register registers c, or returns the collector already registered under
-// the same name: a config reload that reopens the database on the same
-// registry shares the series instead of failing.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register metric: %w", err)
-	}
-	return c, nil
 }
 
 // OpenDB loads the database at path. It fails if that first load fails, so

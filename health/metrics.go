@@ -1,10 +1,10 @@
 package health
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/internal/promutil"
 )
 
 // metrics are the engine's Prometheus collectors, registered on the
@@ -45,25 +45,10 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 	}
 	// A second engine on the same registry shares the first one's
 	// collectors instead of failing.
-	m.up = register(reg, m.up, log)
-	m.probes = register(reg, m.probes, log)
-	m.transitions = register(reg, m.transitions, log)
-	m.ejections = register(reg, m.ejections, log)
-	m.stateFileErrors = register(reg, m.stateFileErrors, log)
+	m.up = promutil.Logged(reg, m.up, log)
+	m.probes = promutil.Logged(reg, m.probes, log)
+	m.transitions = promutil.Logged(reg, m.transitions, log)
+	m.ejections = promutil.Logged(reg, m.ejections, log)
+	m.stateFileErrors = promutil.Logged(reg, m.stateFileErrors, log)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *zap.Logger) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	log.Error("registering metric", zap.Error(err))
-	return c
 }
