@@ -1,9 +1,14 @@
 package routing
 
-import "sync/atomic"
+import (
+	"sort"
+	"sync/atomic"
+)
 
-// maxSchedule bounds a weighted schedule's length; larger weight sums are
-// scaled down, which keeps shares exact to well under 0.1%.
+// maxSchedule bounds a weighted schedule's length. Larger weight sums are
+// scaled down to it by largest remainder, so each share stays within 0.01%
+// of exact, except that every positive weight keeps at least one slot: a
+// weight below 1/10000 of the total gets 0.01%.
 const maxSchedule = 10000
 
 // wrrState is a lock-free, exact weighted round robin: the smooth WRR order
@@ -48,8 +53,9 @@ func (s *wrrState) pick() int {
 	return int(s.schedule[n%uint64(len(s.schedule))])
 }
 
-// normalise divides weights by their greatest common divisor and scales the
-// sum under maxSchedule, keeping every positive weight at least 1.
+// normalise divides weights by their greatest common divisor and, when the
+// sum is still above maxSchedule, scales it down to maxSchedule by largest
+// remainder, keeping every positive weight at least 1.
 func normalise(weights []int) []int {
 	g := 0
 	for _, w := range weights {
@@ -68,12 +74,27 @@ func normalise(weights []int) []int {
 			sum += out[i]
 		}
 	}
-	if sum > maxSchedule {
-		for i, w := range out {
-			if w > 0 {
-				out[i] = max(1, w*maxSchedule/sum)
-			}
+	if sum <= maxSchedule {
+		return out
+	}
+	type rem struct{ i, r int }
+	rems := make([]rem, 0, len(out))
+	used := 0
+	for i, w := range out {
+		if w == 0 {
+			continue
 		}
+		q, r := w*maxSchedule/sum, w*maxSchedule%sum
+		out[i] = max(1, q)
+		used += out[i]
+		if q > 0 {
+			rems = append(rems, rem{i, r})
+		}
+	}
+	sort.Slice(rems, func(a, b int) bool { return rems[a].r > rems[b].r || rems[a].r == rems[b].r && rems[a].i < rems[b].i })
+	for k := 0; used < maxSchedule && k < len(rems); k++ {
+		out[rems[k].i]++
+		used++
 	}
 	return out
 }

@@ -42,6 +42,31 @@ func TestWRRExact(t *testing.T) {
 	}
 }
 
+func TestNormaliseScalesByLargestRemainder(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []int
+		want []int
+	}{
+		{"gcd only", []int{90, 10}, []int{9, 1}},
+		{"scaled", []int{30001, 70000}, []int{3000, 7000}},
+		{"remainders go to the largest", []int{10001, 10001, 10001}, []int{1, 1, 1}},
+		{"uneven", []int{33334, 33333, 33333, 1}, []int{3333, 3333, 3333, 1}},
+		{"remainder to the largest fraction", []int{15001, 15000, 70000}, []int{1500, 1500, 7000}},
+		{"tiny weight keeps one slot", []int{1, 99999}, []int{1, 9999}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := normalise(tt.in)
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("normalise(%v) = %v, want %v", tt.in, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
 func TestWRREmpty(t *testing.T) {
 	if got := newWRR([]int{0, 0}).pick(); got != -1 {
 		t.Errorf("pick on all-zero weights = %d, want -1", got)
