@@ -158,6 +158,7 @@ func (v *validator) tls() {
 		v.add("tls.unknown_sni", "want default or fail, not %q", t.UnknownSNI)
 	}
 	if a := t.ACME; a != nil {
+		v.add("tls.acme", "ACME is not supported yet: use tls.certificates (an external ACME client can renew them; Meridian reloads them when they change)")
 		if a.Directory == "" {
 			v.add("tls.acme.directory", "missing ACME directory URL")
 		}

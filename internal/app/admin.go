@@ -39,6 +39,7 @@ type admin struct {
 	extra    func() []string         // reasons /readyz is not ready, besides draining
 	consul   func() any              // Consul selections' status; nil without Consul
 	geo      func() any              // GeoIP database status; nil without one
+	tls      func() any              // certificate status; returns nil without HTTPS
 }
 
 func (a *admin) handler() http.Handler {
@@ -125,6 +126,7 @@ type tableJSON struct {
 	Pending    []string               `json:"pending,omitempty"`
 	Consul     any                    `json:"consul,omitempty"`
 	GeoDB      any                    `json:"geo_db,omitempty"`
+	TLS        any                    `json:"tls,omitempty"`
 	Dump       string                 `json:"dump"`
 }
 
@@ -176,6 +178,9 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.geo != nil {
 		doc.GeoDB = a.geo()
+	}
+	if a.tls != nil {
+		doc.TLS = a.tls()
 	}
 	for _, rt := range t.Routes {
 		rj := routeJSON{Name: rt.Name, Detail: yamlDoc(rt.Config)}

@@ -203,6 +203,11 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
 	a.dns.TableChanged(t)
+	if ts := a.tls.Load(); ts != nil {
+		if err := ts.Reload(cfg); err != nil {
+			a.logger.Error("TLS settings not applied; the previous certificates keep serving", zap.Error(err))
+		}
+	}
 	if a.startCfg != nil && cfg.Listen != a.startCfg.Listen {
 		a.logger.Warn("listen addresses changed; they apply at the next restart",
 			zap.Any("running", a.startCfg.Listen), zap.Any("configured", cfg.Listen))
@@ -421,6 +426,12 @@ func (a *App) adminHandler() http.Handler {
 	}
 	if a.geoDB != nil {
 		adm.geo = func() any { return a.geoDB.Status() }
+	}
+	adm.tls = func() any {
+		if ts := a.tls.Load(); ts != nil {
+			return ts.Status()
+		}
+		return nil
 	}
 	return adm.handler()
 }

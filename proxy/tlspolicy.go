@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"crypto/x509"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/meridian-lb/meridian/routing"
+)
+
+// tablePolicy says whether a table has any route with a TLS-related
+// setting, so requests skip the extra route match when none has.
+type tablePolicy struct {
+	table    *routing.Table
+	auth     bool // some route requires a client certificate
+	hsts     bool
+	redirect bool
+}
+
+func policyOf(cache *atomic.Pointer[tablePolicy], t *routing.Table) *tablePolicy {
+	if p := cache.Load(); p != nil && p.table == t {
+		return p
+	}
+	p := &tablePolicy{table: t}
+	for _, r := range t.Routes {
+		c := r.Config
+		if c == nil {
+			continue
+		}
+		p.auth = p.auth || requiresClientCert(r)
+		p.hsts = p.hsts || c.HSTS != ""
+		p.redirect = p.redirect || c.RedirectHTTPS
+	}
+	cache.Store(p)
+	return p
+}
+
+func requiresClientCert(r *routing.Route) bool {
+	return r.Config != nil && r.Config.TLS != nil && r.Config.TLS.ClientAuth == "require"
+}
+
+// connAuthKey finds a TLS connection's *connAuth in a request context.
+type connAuthKey struct{}
+
+// connAuth caches, per connection, which client CAs its certificate was
+// verified against, so HTTP/2 requests on one connection verify once.
+type connAuth struct {
+	mu       sync.Mutex
+	verified map[*x509.CertPool]bool
+}
+
+// policyHandler enforces the routes' TLS policy on the TLS listener before
+// the proxy handler runs. It matches the request with the same table and
+// client address the handler will use (Table.Match cleans the path the
+// same way), so the route checked is the route served.
+type policyHandler struct {
+	s     *TLSServer
+	next  *Handler
+	cache atomic.Pointer[tablePolicy]
+}
+
+func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && r.TLS.ServerName != "" &&
+		routing.NormalizeHost(r.TLS.ServerName) != routing.NormalizeHost(r.Host) {
+		// The connection authenticated for another name: its client
+		// certificate says nothing about this one (RFC 9110 15.5.20).
+		misdirected(w)
+		return
+	}
+	t := p.next.tables.Load()
+	if t == nil {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	pol := policyOf(&p.cache, t)
+	if !pol.auth && !pol.hsts {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	_, client, _ := clientAddr(r, t.TrustedProxies)
+	route := t.Match(r, client)
+	if route == nil {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	if requiresClientCert(route) && !p.clientCertOK(w, r, route) {
+		return
+	}
+	if v := route.Config.HSTS; v != "" && r.TLS != nil {
+		// Set before the upstream's headers are copied, so ours comes
+		// first, and a user agent only reads the first (RFC 6797 8.1).
+		w.Header().Set("Strict-Transport-Security", v)
+	}
+	p.next.ServeHTTP(w, r)
+}
+
+// clientCertOK checks the request's client certificate against the route's
+// CA, answering 421 or 403 when it does not pass.
+func (p *policyHandler) clientCertOK(w http.ResponseWriter, r *http.Request, route *routing.Route) bool {
+	if r.TLS == nil {
+		forbidden(w, "meridian: this route requires a client certificate over HTTPS\n")
+		return false
+	}
+	if sni := r.TLS.ServerName; sni != "" && routing.NormalizeHost(sni) != routing.NormalizeHost(r.Host) {
+		// The handshake decided on client certificates for another name.
+		misdirected(w)
+		return false
+	}
+	if len(r.TLS.PeerCertificates) == 0 {
+		forbidden(w, "meridian: client certificate required\n")
+		return false
+	}
+	g := p.s.gen.Load()
+	pool := g.cas[route.Config.TLS.ClientCA]
+	if pool == nil {
+		// The CA file never loaded: fail closed (Status says why).
+		forbidden(w, "meridian: client certificate not accepted\n")
+		return false
+	}
+	ca, _ := r.Context().Value(connAuthKey{}).(*connAuth)
+	if ca != nil {
+		ca.mu.Lock()
+		ok, seen := ca.verified[pool]
+		ca.mu.Unlock()
+		if seen {
+			if !ok {
+				forbidden(w, "meridian: client certificate not accepted\n")
+			}
+			return ok
+		}
+	}
+	ok := verifyClient(r.TLS.PeerCertificates, pool)
+	if ca != nil {
+		ca.mu.Lock()
+		if ca.verified == nil {
+			ca.verified = map[*x509.CertPool]bool{}
+		}
+		ca.verified[pool] = ok
+		ca.mu.Unlock()
+	}
+	if !ok {
+		forbidden(w, "meridian: client certificate not accepted\n")
+	}
+	return ok
+}
+
+// verifyClient verifies a client's chain (leaf first, then what it sent as
+// intermediates) against roots, for client authentication.
+func verifyClient(chain []*x509.Certificate, roots *x509.CertPool) bool {
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	return err == nil
+}
+
+func misdirected(w http.ResponseWriter) {
+	http.Error(w, "meridian: misdirected request: the connection is for another name\n", http.StatusMisdirectedRequest)
+}
+
+func forbidden(w http.ResponseWriter, msg string) {
+	http.Error(w, msg, http.StatusForbidden)
+}
+
+// PlainEdge wraps the proxy handler for the plain-text listener: routes
+// with redirect_https get a 308 to the same URL on HTTPS (at ts's port, or
+// 443 without ts), unless a trusted proxy says the client already used
+// HTTPS; routes that require a client certificate get 403, since plain
+// HTTP has none. Everything else goes to h untouched.
+func PlainEdge(h *Handler, ts *TLSServer) http.Handler {
+	return &plainEdge{next: h, ts: ts}
+}
+
+type plainEdge struct {
+	next  *Handler
+	ts    *TLSServer
+	cache atomic.Pointer[tablePolicy]
+}
+
+func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := p.next.tables.Load()
+	if t == nil {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	pol := policyOf(&p.cache, t)
+	if !pol.auth && !pol.redirect {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	_, client, trusted := clientAddr(r, t.TrustedProxies)
+	route := t.Match(r, client)
+	if route == nil {
+		p.next.ServeHTTP(w, r)
+		return
+	}
+	if route.Config.RedirectHTTPS && !(trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
+		port := 443
+		if p.ts != nil && p.ts.Port() != 0 {
+			port = p.ts.Port()
+		}
+		u, ok := httpsURL(r, port)
+		if !ok {
+			http.Error(w, "meridian: bad host\n", http.StatusBadRequest)
+			return
+		}
+		http.Redirect(w, r, u, http.StatusPermanentRedirect)
+		return
+	}
+	if requiresClientCert(route) {
+		forbidden(w, "meridian: this route requires a client certificate over HTTPS\n")
+		return
+	}
+	p.next.ServeHTTP(w, r)
+}
+
+// httpsURL is r's URL on HTTPS at port: the host without its port, the
+// path as the client sent it, and the query. It refuses a host that is not
+// a plain name or address (Go accepts "user@host" in Host, which would
+// make the redirect leave for another host).
+func httpsURL(r *http.Request, port int) (string, bool) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || strings.IndexFunc(host, func(c rune) bool {
+		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '_')
+	}) >= 0 {
+		return "", false
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != 443 {
+		host += ":" + strconv.Itoa(port)
+	}
+	u := "https://" + host + r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	return u, true
+}
