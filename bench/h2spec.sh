@@ -7,8 +7,8 @@
 #
 # It installs h2spec v2.2.1 into a temp GOBIN (v2.6.0 is not served by the
 # module proxy), writes throwaway certificates with scripts/gencert, starts
-# bench/backend, Meridian's TLS listener (bench/tlsmeridian: the proxy handler behind
-# proxy.TLSServer, as the binary wires it) and
+# bench/backend, the real meridian binary (cmd/meridian: the proxy handler behind
+# proxy.TLSServer) and
 # bench/tlsbare on loopback, and runs `h2spec -t -k -o 2` against each.
 # Raw output goes to bench/results/h2spec-<date>.txt.
 set -euo pipefail
@@ -29,7 +29,7 @@ mkdir -p "$(dirname "$OUT")"
 GOBIN=$WORK/bin go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 go build -o "$WORK/backend" ./bench/backend
 go build -o "$WORK/tlsbare" ./bench/tlsbare
-go build -o "$WORK/meridian" ./bench/tlsmeridian
+go build -o "$WORK/meridian" ./cmd/meridian
 go run ./scripts/gencert -dir "$WORK/certs" -names localhost,127.0.0.1 >/dev/null
 
 cat >"$WORK/meridian.yaml" <<YAML
@@ -42,7 +42,7 @@ routes: [{name: all, service: backend}]
 YAML
 
 "$WORK/backend" -addr 127.0.0.1:$P_BACKEND & PIDS+=($!)
-"$WORK/meridian" -config "$WORK/meridian.yaml" & PIDS+=($!)
+"$WORK/meridian" run -config "$WORK/meridian.yaml" -watch=false & PIDS+=($!)
 "$WORK/tlsbare" -addr 127.0.0.1:$P_BARE -cert "$WORK/certs/server.pem" -key "$WORK/certs/server.key" 2>/dev/null & PIDS+=($!)
 for p in $P_BACKEND $P_MERIDIAN $P_BARE; do
 	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
