@@ -321,9 +321,20 @@ func (r *ring) pick(p *Pool, k pickKey) *Endpoint {
 	return nil
 }
 
-// maglevSize is the lookup table size: a prime well above the endpoint
-// count, as the Maglev paper asks.
-const maglevSize = 65537
+// maglevSizes are the lookup table sizes: primes, the smallest at least
+// 100× the endpoint count is used (the Maglev paper's M ≫ N, which keeps
+// shares within about 1% and reshuffles minimal), up to Envoy's 65537. A
+// small pool's table is small, so a reload with many pools stays cheap.
+var maglevSizes = [...]uint64{1021, 2053, 4099, 8191, 16381, 32771, 65537}
+
+func maglevSize(n int) uint64 {
+	for _, m := range maglevSizes {
+		if m >= 100*uint64(n) {
+			return m
+		}
+	}
+	return maglevSizes[len(maglevSizes)-1]
+}
 
 // maglev is Google's Maglev consistent hashing with Envoy's weighting: a
 // lookup table built over every endpoint; a key indexes the table, and an
@@ -341,23 +352,24 @@ func newMaglev(p *Pool, w weighted) *maglev {
 	if n == 0 {
 		return m
 	}
+	size := maglevSize(n)
 	offset := make([]uint64, n)
 	skip := make([]uint64, n)
 	next := make([]uint64, n)
 	filled := make([]uint64, n)
 	var maxW uint64
 	for i, e := range p.Endpoints {
-		offset[i] = hashString(e.Address) % maglevSize
-		skip[i] = hashString(e.Address+"\x00skip")%(maglevSize-1) + 1
+		offset[i] = hashString(e.Address) % size
+		skip[i] = hashString(e.Address+"\x00skip")%(size-1) + 1
 		maxW = max(maxW, uint64(max(e.Weight, 1)))
 	}
 	const empty = ^uint32(0)
-	m.table = make([]uint32, maglevSize)
+	m.table = make([]uint32, size)
 	for i := range m.table {
 		m.table[i] = empty
 	}
 	placed := 0
-	for round := uint64(1); placed < maglevSize; round++ {
+	for round := uint64(1); uint64(placed) < size; round++ {
 		for i, e := range p.Endpoints {
 			// An endpoint fills one more entry each time its share of
 			// rounds is due, so entries follow the weights.
@@ -365,7 +377,7 @@ func newMaglev(p *Pool, w weighted) *maglev {
 				continue
 			}
 			for {
-				c := (offset[i] + next[i]*skip[i]) % maglevSize
+				c := (offset[i] + next[i]*skip[i]) % size
 				next[i]++
 				if m.table[c] == empty {
 					m.table[c] = uint32(i)
@@ -374,7 +386,7 @@ func newMaglev(p *Pool, w weighted) *maglev {
 					break
 				}
 			}
-			if placed == maglevSize {
+			if uint64(placed) == size {
 				break
 			}
 		}
