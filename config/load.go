@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -76,18 +74,21 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	lines := indexLines(root.Content[0])
 
+	// The tree is parsed once: unknown keys are found by walking it against
+	// the schema (Node.Decode has no strict mode), then it is decoded.
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var probs []Problem
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	unknownKeys(root.Content[0], reflect.TypeOf(cfg), "", func(path string, k *yaml.Node) {
+		probs = append(probs, Problem{File: name, Line: k.Line, Path: path, Msg: fmt.Sprintf("unknown key %q", k.Value)})
+	})
+	if err := root.Content[0].Decode(&cfg); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
 			return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
 		}
 		// Type errors leave the rest decoded: validate it too, so one run
 		// lists every problem in the file.
-		probs = decodeProblems(name, te, lines)
+		probs = append(probs, decodeProblems(name, te, lines)...)
 	}
 	cfg.SetDefaults()
 	for _, p := range cfg.validate() {
@@ -113,9 +114,8 @@ func syntaxProblem(name string, err error) Problem {
 }
 
 var (
-	unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-	colRE          = regexp.MustCompile(`^col (\d+): (.*)$`)
-	unmarshalRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+	colRE       = regexp.MustCompile(`^col (\d+): (.*)$`)
+	unmarshalRE = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
 )
 
 // decodeProblems turns the yaml package's type errors into Problems, with the
@@ -133,9 +133,6 @@ func decodeProblems(name string, te *yaml.TypeError, lines lineIndex) []Problem 
 			col, _ = strconv.Atoi(m[1])
 			p.Msg = m[2]
 			p.Path = lines.find(p.Line, col, "", "")
-		} else if m := unknownFieldRE.FindStringSubmatch(p.Msg); m != nil {
-			p.Msg = fmt.Sprintf("unknown key %q", m[1])
-			p.Path = lines.find(p.Line, 0, m[1], "")
 		} else if m := unmarshalRE.FindStringSubmatch(p.Msg); m != nil {
 			p.Msg = fmt.Sprintf("cannot use %s %q as %s", m[1], m[2], friendlyType(m[3]))
 			p.Path = lines.find(p.Line, 0, "", m[2])
@@ -241,6 +238,57 @@ func (li lineIndex) find(line, col int, key, value string) string {
 	return ""
 }
 
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// unknownKeys walks n against the type t decodes into and reports every
+// mapping key no field of a struct takes. Types with their own
+// UnmarshalYAML check their keys themselves.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string, report func(path string, key *yaml.Node)) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return
+	}
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := yamlField(t, k.Value)
+			if !ok {
+				report(join(k.Value), k)
+				continue
+			}
+			unknownKeys(v, f.Type, join(k.Value), report)
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			unknownKeys(n.Content[i+1], t.Elem(), join(n.Content[i].Value), report)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), report)
+		}
+	}
+}
+
+// yamlField finds the field of struct type t whose yaml name is key.
+func yamlField(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && name != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
 // hasYAMLField reports whether the struct v points to has a field whose yaml
 // name is key.
 func hasYAMLField(v any, key string) bool {
@@ -248,11 +296,6 @@ func hasYAMLField(v any, key string) bool {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if name == key {
-			return true
-		}
-	}
-	return false
+	_, ok := yamlField(t, key)
+	return ok
 }
