@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# bench/http.sh: Meridian's HTTP proxy against nginx, HAProxy and a bare Go
-# httputil.ReverseProxy (the Go floor), all in front of the same Go backend
-# (bench/backend, 13-byte body) on loopback, measured in one run.
+# bench/http.sh: Meridian's HTTP proxy (the real binary, `meridian run`)
+# against nginx, HAProxy and a bare Go httputil.ReverseProxy (bench/goproxy,
+# the Go floor), all in front of the same Go backend (bench/backend, 13-byte
+# body) on loopback, measured in one run.
 #
 #   bench/http.sh                      # 3 rounds of 10 s per target and protocol
 #   ROUNDS=1 DURATION=5 bench/http.sh  # quick look
 #
-# HTTP/1.1: wrk -t1 -c64 -d${DURATION}s --latency; h2c: h2load -t1 -c8 -m8
-# (64 streams) for ${DURATION}s. Per target it reports requests/s, p50 and
-# p99 latency (h2load prints no percentiles: its mean is shown as p50),
-# the CPU µs per request of the process under test (utime+stime from
-# /proc/<pid>/stat, children included, over the run; for "direct" that is
-# the backend), and requests/s as a ratio to direct in the same round.
-# Layout (docs/performance notes): load generator and backend on CPU
-# $CLIENT_CPU, the proxy on CPU $PROXY_CPU. Rounds rotate the target order;
-# the summary quotes medians. Meridian runs as bench/httpmeridian
-# (config.Load + routing.Compile + proxy.Handler + proxy.Server, metrics on,
-# access log off) and is profiled with pprof in a last run. Raw output goes
-# to bench/results/http-<date>.txt.
+# HTTP/1.1: wrk -t1 -c64 -d${DURATION}s --latency. h2c: h2load -t1 -c8 -m8
+# (64 streams) for ${DURATION}s, with a per-request log from which p50 and
+# p99 are computed. Per target and run it reports requests/s, p50 and p99
+# latency, the CPU µs per request of the process under test (utime+stime
+# from /proc/<pid>/stat, children included, over the run; for "direct" that
+# is the backend), and requests/s as a ratio to direct (medians of the same
+# run). Layout: load generator and backend on CPU $CLIENT_CPU, the proxy on
+# CPU $PROXY_CPU. Rounds rotate the target order; the summary quotes medians.
+#
+# Noise: before each run the script waits (up to 2 minutes) for the machine
+# to be idle (busy under 10% over a second) and records how busy it was
+# (busy_before). During the run it measures the CPU time taken by anything
+# other than the client, backend and target (others); a run where that
+# exceeds $MAX_OTHERS% of the machine is repeated (up to 3 times, the last
+# kept and marked).
+#
+# Meridian is built from ./cmd/meridian and run with a generated config:
+# three routes (two decoys), a service and a pool per route target, access
+# log off (the default), metrics on (always), admin on loopback without a
+# token. A last h1 run takes a CPU profile and an allocation profile from
+# the admin listener (/debug/pprof/profile, /debug/pprof/allocs). Raw output
+# goes to bench/results/http-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,16 +37,17 @@ ROUNDS=${ROUNDS:-3}
 CLIENT_CPU=${CLIENT_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
 CONNS=${CONNS:-64}
+MAX_OTHERS=${MAX_OTHERS:-5}
 OUT=${OUT:-bench/results/http-$(date +%Y-%m-%d).txt}
 P_BACKEND=9500 P_GOPROXY=9501 P_MERIDIAN=9502 P_NGINX=9503 P_NGINX_H2=9504
-P_HAPROXY=9505 P_HAPROXY_H2=9506 P_PPROF=9509 P_ADMIN=9510
-TICK=$(getconf CLK_TCK)
+P_HAPROXY=9505 P_HAPROXY_H2=9506 P_ADMIN=9510
+HZ=$(getconf CLK_TCK)
 
 log() { echo "$@" | tee -a "$OUT"; }
 
 missing=()
 for t in wrk:wrk h2load:nghttp2-client nginx:nginx-light haproxy:haproxy taskset:util-linux curl:curl; do
-	command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t##*:}")
+	command -v "${t%%:*}" >/dev/null 2>&1 || [[ -x /usr/sbin/${t%%:*} ]] || missing+=("${t##*:}")
 done
 if ((${#missing[@]})); then
 	echo "installing ${missing[*]}" >&2
@@ -54,6 +66,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
+RAW="$WORK/raw.txt"
+: >"$RAW"
 
 log "# bench/http.sh $(date -u +%FT%TZ) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 log "# wrk -t1 -c$CONNS -d${DURATION}s and h2load -t1 -c8 -m8 -D $DURATION on CPU $CLIENT_CPU with the backend; proxies on CPU $PROXY_CPU; $ROUNDS rounds"
@@ -61,12 +75,13 @@ log "# $(go version); $(nginx -v 2>&1); $(haproxy -v | head -1)"
 
 go build -o "$WORK/backend" ./bench/backend
 go build -o "$WORK/goproxy" ./bench/goproxy
-go build -o "$WORK/meridian" ./bench/httpmeridian
+go build -o "$WORK/meridian" ./cmd/meridian
+log "# meridian: $("$WORK/meridian" version) built from ./cmd/meridian ($(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes'))"
 
 cat >"$WORK/meridian.yaml" <<EOF
 listen: {http: 127.0.0.1:$P_MERIDIAN, admin: 127.0.0.1:$P_ADMIN}
 log: {level: warn}
-http: {access_log: false, max_idle_conns_per_host: 128}
+http: {access_log: false}
 pools:
   backend: {endpoints: [127.0.0.1:$P_BACKEND]}
   other: {endpoints: [127.0.0.1:9]}
@@ -78,6 +93,7 @@ routes:
   - {name: admin, match: {host: "*.internal.test"}, service: other}
   - {name: www, match: {path_prefix: /}, service: web}
 EOF
+"$WORK/meridian" validate -config "$WORK/meridian.yaml" >/dev/null
 
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<EOF
@@ -129,16 +145,17 @@ backend be
     server s1 127.0.0.1:$P_BACKEND
 EOF
 
+declare -A PID
 start() { # name cpu cmd...
 	local name=$1 cpu=$2
 	shift 2
 	taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
 	PIDS+=($!)
-	eval "PID_$name=$!"
+	PID[$name]=$!
 }
 start backend "$CLIENT_CPU" "$WORK/backend" -addr 127.0.0.1:$P_BACKEND
 start goproxy "$PROXY_CPU" "$WORK/goproxy" -addr 127.0.0.1:$P_GOPROXY -upstream http://127.0.0.1:$P_BACKEND
-start meridian "$PROXY_CPU" "$WORK/meridian" -config "$WORK/meridian.yaml" -pprof 127.0.0.1:$P_PPROF
+start meridian "$PROXY_CPU" "$WORK/meridian" run -config "$WORK/meridian.yaml"
 start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK/nginx"
 start haproxy "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db
 
@@ -149,112 +166,175 @@ for p in $P_BACKEND $P_GOPROXY $P_MERIDIAN $P_NGINX $P_HAPROXY; do
 	done
 	curl -fs -o /dev/null "http://127.0.0.1:$p/" || { log "# port $p does not answer"; tail "$WORK"/*.log; exit 1; }
 done
+curl -fs -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" || { log "# meridian admin does not answer"; exit 1; }
 
 declare -A PORT_H1=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [goproxy]=$P_GOPROXY [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
 declare -A PORT_H2=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [goproxy]=$P_GOPROXY [nginx]=$P_NGINX_H2 [haproxy]=$P_HAPROXY_H2)
 declare -A PROC=([direct]=backend [meridian]=meridian [goproxy]=goproxy [nginx]=nginx [haproxy]=haproxy)
 
-# ticks PID: utime+stime of PID and its children, in clock ticks.
+# ticks PID: utime and stime of PID and its children, in clock ticks.
 ticks() {
-	local total=0 p
+	local u=0 s=0 p a b
 	for p in "$1" $(pgrep -P "$1" || true); do
 		[[ -r /proc/$p/stat ]] || continue
-		total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+		read -r a b < <(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}')
+		u=$((u + a)) s=$((s + b))
 	done
-	echo "$total"
+	echo "$u $s"
 }
 
-busy() { # % of CPU busy over 1 s, machine-wide
-	local a b
-	a=($(head -1 /proc/stat))
+# machine: jiffies of all CPUs: busy, busy in tasks (user, nice, system,
+# and steal: time the hypervisor gave away, which disturbs a run as much as
+# a process would; not interrupts, which serve the traffic under test and
+# are charged to no task), and total.
+machine() {
+	local a b c d e f g h
+	read -r _ a b c d e f g h _ </proc/stat
+	echo "$((a + b + c + f + g + h)) $((a + b + c + h)) $((a + b + c + d + e + f + g + h))"
+}
+
+busy() { # share of all CPUs' time spent busy over one second, in percent
+	local b0 t0 b1 t1
+	read -r b0 _ t0 < <(machine)
 	sleep 1
-	b=($(head -1 /proc/stat))
-	local idle=$((b[4] + b[5] - a[4] - a[5])) total=0 i
-	for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-	echo $((100 - 100 * idle / total))
+	read -r b1 _ t1 < <(machine)
+	echo $((100 * (b1 - b0) / (t1 - t0)))
+}
+
+# wait_quiet waits (up to 2 minutes) for the machine to be idle, so other
+# work does not steal the cores under test; it prints the busy % it saw.
+wait_quiet() {
+	local b
+	for _ in $(seq 120); do
+		b=$(busy)
+		((b < 10)) && break
+	done
+	echo "$b"
 }
 
 # to_us VALUE: wrk latency (850.00us, 1.23ms, 2.00s) in µs.
 to_us() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n}'; }
 
-RESULTS="$WORK/results"
-: >"$RESULTS"
-
-run_h1() { # target round
-	local t=$1 pid t0 t1 out
-	eval "pid=\$PID_${PROC[$t]}"
-	t0=$(ticks "$pid")
-	out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT_H1[$t]}/")
-	t1=$(ticks "$pid")
-	echo "$out" >>"$OUT.raw"
-	local rps reqs p50 p99 errs cpu
-	rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
-	reqs=$(awk '/requests in/{print $1}' <<<"$out")
-	p50=$(to_us "$(awk '$1=="50%"{print $2}' <<<"$out")")
-	p99=$(to_us "$(awk '$1=="99%"{print $2}' <<<"$out")")
-	errs=$(awk '/Non-2xx/{print $NF} /Socket errors/{print}' <<<"$out" | tr '\n' ' ')
-	cpu=$(awk -v d=$((t1 - t0)) -v n="$reqs" -v hz="$TICK" 'BEGIN{printf "%.1f", d*1e6/hz/n}')
-	echo "h1 $t $rps $p50 $p99 $cpu" >>"$RESULTS"
-	log "$(printf 'round %d  h1   %-9s %9.0f req/s  p50 %7.0f µs  p99 %7.0f µs  %6.1f CPU µs/req %s' "$2" "$t" "$rps" "$p50" "$p99" "$cpu" "$errs")"
-}
-
-run_h2() { # target round
-	local t=$1 pid t0 t1 out
-	eval "pid=\$PID_${PROC[$t]}"
-	t0=$(ticks "$pid")
-	out=$(taskset -c "$CLIENT_CPU" h2load -t1 -c8 -m8 -D "$DURATION" --warm-up-time=1 "http://127.0.0.1:${PORT_H2[$t]}/" 2>&1)
-	t1=$(ticks "$pid")
-	echo "$out" >>"$OUT.raw"
-	local rps reqs mean failed cpu
-	rps=$(awk '/^finished in/{gsub(",","",$4); print $4}' <<<"$out")
-	reqs=$(awk '/^requests:/{print $8}' <<<"$out")
-	failed=$(awk '/^requests:/{print $10 + $12}' <<<"$out")
-	mean=$(to_us "$(awk '/^time for request:/{print $6}' <<<"$out")")
-	if [[ -z "$reqs" || "$reqs" == 0 ]]; then
-		log "round $2  h2c  $t failed: $(tail -2 <<<"$out" | tr '\n' ' ')"
+# measure PROTO TARGET ROUND: one load run, repeated while others disturbed
+# it; appends a RESULT line.
+measure() {
+	local proto=$1 t=$2 round=$3 try quiet pid bpid out="$WORK/load.out" lat="$WORK/h2load.log"
+	pid=${PID[${PROC[$t]}]} bpid=${PID[backend]}
+	local u0 s0 u1 s1 bu0 bs0 bu1 bs1 m0 tot0 m1 tot1 cl reqs rps p50 p99 errs others
+	for try in 1 2 3; do
+		quiet=$(wait_quiet)
+		read -r u0 s0 < <(ticks "$pid")
+		read -r bu0 bs0 < <(ticks "$bpid")
+		read -r _ m0 tot0 < <(machine)
+		local t0=$SECONDS
+		if [[ $proto == h1 ]]; then
+			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT_H1[$t]}/" >"$out" 2>&1; } 2>&1)
+		else
+			rm -f "$lat"
+			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" h2load -t1 -c8 -m8 -D "$DURATION" --log-file="$lat" "http://127.0.0.1:${PORT_H2[$t]}/" >"$out" 2>&1; } 2>&1)
+		fi
+		read -r u1 s1 < <(ticks "$pid")
+		read -r bu1 bs1 < <(ticks "$bpid")
+		read -r _ m1 tot1 < <(machine)
+		# others: task time not spent by the target, the backend or the
+		# client, as a share of the whole machine over the run.
+		others=$(awk -v m=$((m1 - m0)) -v tot=$((tot1 - tot0)) -v p=$((u1 - u0 + s1 - s0)) -v b=$((bu1 - bu0 + bs1 - bs0)) \
+			-v c="$cl" -v hz="$HZ" -v same="$([[ $t == direct ]] && echo 1 || echo 0)" \
+			'BEGIN{split(c, x, " "); cj=(x[1]+x[2])*hz; o=m-p-cj-(same?0:b); if (o<0) o=0; printf "%.0f", (tot>0)?100*o/tot:0}')
+		((others <= MAX_OTHERS)) && break
+		echo "# $proto $t round $round: others took $others% of the machine; repeating" | tee -a "$OUT" >&2
+	done
+	{
+		echo "## $proto $t round $round"
+		cat "$out"
+	} >>"$RAW"
+	if [[ $proto == h1 ]]; then
+		rps=$(awk '/^Requests\/sec/{printf "%.0f", $2}' "$out")
+		reqs=$(awk '/requests in/{print $1}' "$out")
+		p50=$(to_us "$(awk '$1=="50%"{print $2}' "$out")")
+		p99=$(to_us "$(awk '$1=="99%"{print $2}' "$out")")
+		errs=$(awk '/Non-2xx/{n+=$NF} /Socket errors/{gsub(",",""); n+=$4+$6+$8+$10} END{print n+0}' "$out")
+	else
+		rps=$(awk '/^finished in/{gsub(",","",$4); printf "%.0f", $4}' "$out")
+		reqs=$(awk '/^requests:/{print $8}' "$out")
+		errs=$(awk '/^requests:/{print $10 + $12}' "$out")
+		if [[ -s $lat ]]; then
+			read -r p50 p99 < <(awk '{print $3}' "$lat" | sort -n | awk '{a[NR]=$1} END{printf "%d %d\n", a[int(NR*0.5)+1], a[int(NR*0.99)+1]}')
+		else
+			p50=- p99=-
+		fi
+	fi
+	if [[ -z $reqs || $reqs == 0 ]]; then
+		log "RESULT $proto $t round=$round failed: $(tail -2 "$out" | tr '\n' ' ')"
 		return
 	fi
-	cpu=$(awk -v d=$((t1 - t0)) -v n="$reqs" -v hz="$TICK" 'BEGIN{printf "%.1f", d*1e6/hz/n}')
-	echo "h2c $t $rps $mean - $cpu" >>"$RESULTS"
-	log "$(printf 'round %d  h2c  %-9s %9.0f req/s  mean %6.0f µs               %6.1f CPU µs/req  failed %s' "$2" "$t" "$rps" "$mean" "$cpu" "$failed")"
+	per() { awk -v d="$1" -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}'; }
+	printf 'RESULT %-3s %-8s round=%d rps=%s p50_us=%s p99_us=%s cpu_us=%s user_us=%s sys_us=%s errors=%s busy_before=%s%% others=%s%%%s\n' \
+		"$proto" "$t" "$round" "$rps" "$p50" "$p99" "$(per $((u1 - u0 + s1 - s0)))" "$(per $((u1 - u0)))" "$(per $((s1 - s0)))" \
+		"$errs" "$quiet" "$others" "$( ((others > MAX_OTHERS)) && echo ' DISTURBED')" | tee -a "$OUT"
 }
 
 TARGETS=(direct meridian goproxy nginx haproxy)
-: >"$OUT.raw"
 for ((r = 1; r <= ROUNDS; r++)); do
-	log "# round $r: machine busy $(busy)% before"
 	order=("${TARGETS[@]:r-1}" "${TARGETS[@]:0:r-1}")
-	for t in "${order[@]}"; do run_h1 "$t" "$r"; done
-	for t in "${order[@]}"; do run_h2 "$t" "$r"; done
+	for t in "${order[@]}"; do measure h1 "$t" "$r"; done
+	for t in "${order[@]}"; do measure h2c "$t" "$r"; done
 done
 
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
+field() { # PROTO TARGET KEY: the median of KEY over the target's runs
+	awk -v p="$1" -v t="$2" -v k="$3" '$1=="RESULT" && $2==p && $3==t {for (i=4; i<=NF; i++) if (index($i, k"=")==1) print substr($i, length(k)+2)}' "$OUT" | grep -E '^[0-9.]+$' | median || true
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-"}'; }
 log ""
-log "# medians over $ROUNDS rounds (ratio: req/s over direct's median, same protocol)"
-log "$(printf '%-5s %-9s %10s %9s %9s %12s %8s' proto target req/s p50_µs p99_µs CPU_µs/req ratio)"
+log "# medians over $ROUNDS rounds; ratio: req/s over direct's median, same protocol"
+log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' proto target req/s p50_µs p99_µs CPU_µs/req user sys ratio)"
 for proto in h1 h2c; do
-	direct=$(awk -v p=$proto '$1==p && $2=="direct"{print $3}' "$RESULTS" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+	direct=$(field $proto direct rps)
 	for t in "${TARGETS[@]}"; do
-		med() { awk -v p=$proto -v t="$t" -v c="$1" '$1==p && $2==t{print $c}' "$RESULTS" | sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
-		rps=$(med 3)
-		[[ "$rps" == "-" ]] && continue
-		log "$(printf '%-5s %-9s %10.0f %9s %9s %12s %8.2f' $proto "$t" "$rps" "$(med 4)" "$(med 5)" "$(med 6)" "$(awk -v a="$rps" -v b="$direct" 'BEGIN{print a/b}')")"
+		rps=$(field $proto "$t" rps)
+		log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' $proto "$t" "$rps" "$(field $proto "$t" p50_us)" "$(field $proto "$t" p99_us)" \
+			"$(field $proto "$t" cpu_us)" "$(field $proto "$t" user_us)" "$(field $proto "$t" sys_us)" "$(ratio "$rps" "$direct")")"
 	done
 done
 
 log ""
-log "# pprof: Meridian CPU profile over a ${DURATION}s h1 run (top 30, flat)"
-taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$P_MERIDIAN/" >/dev/null &
+log "# floor: Meridian no slower than the bare Go proxy (CPU µs/req ≤, req/s ≥); stretch: ≥ 0.8x nginx's req/s, p99 ≤ 1.5x nginx's"
+for proto in h1 h2c; do
+	mc=$(field $proto meridian cpu_us) gc=$(field $proto goproxy cpu_us)
+	mr=$(field $proto meridian rps) gr=$(field $proto goproxy rps) nr=$(field $proto nginx rps)
+	mp=$(field $proto meridian p99_us) np=$(field $proto nginx p99_us)
+	floor=$(awk -v a="$mc" -v b="$gc" -v c="$mr" -v d="$gr" 'BEGIN{print (a <= b && c >= d) ? "met" : "NOT met"}')
+	log "$(printf '%-4s floor %s: CPU %s vs %s µs/req (%sx), req/s %sx bare; stretch: req/s %sx nginx, p99 %sx nginx' \
+		$proto "$floor" "$mc" "$gc" "$(ratio "$mc" "$gc")" "$(ratio "$mr" "$gr")" "$(ratio "$mr" "$nr")" "$(ratio "$mp" "$np")")"
+done
+
+# Profiles of Meridian under the h1 load, from the admin listener.
+log ""
+log "# pprof: Meridian CPU profile over a $((DURATION - 2))s h1 run (top 30, flat)"
+wait_quiet >/dev/null
+taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$P_MERIDIAN/" >"$WORK/prof-wrk.out" &
 wrk_pid=$!
 sleep 1
-curl -fs -o "$WORK/cpu.pprof" "http://127.0.0.1:$P_PPROF/debug/pprof/profile?seconds=$((DURATION - 2))"
+curl -fs -o "$WORK/cpu.pprof" "http://127.0.0.1:$P_ADMIN/debug/pprof/profile?seconds=$((DURATION - 2))"
 wait $wrk_pid
 go tool pprof -top -nodecount=30 "$WORK/meridian" "$WORK/cpu.pprof" 2>/dev/null | tee -a "$OUT" >/dev/null
 log ""
-log "# pprof: cumulative, proxy and routing frames"
-go tool pprof -top -cum -nodecount=60 "$WORK/meridian" "$WORK/cpu.pprof" 2>/dev/null | grep -E 'meridian|httputil|net/http\.\(\*conn\)|Transport|zap|prometheus' | head -30 | tee -a "$OUT" >/dev/null
+log "# pprof: cumulative, proxy, routing and upstream frames"
+go tool pprof -top -cum -nodecount=80 "$WORK/meridian" "$WORK/cpu.pprof" 2>/dev/null |
+	grep -E 'meridian|httputil|net/http\.\(\*conn\)\.serve|Transport|persistConn|ReadResponse|Request\)\.write|zap|prometheus|gcBgMarkWorker|mallocgc$' | head -40 | tee -a "$OUT" >/dev/null
+log ""
+log "# pprof: allocations over a $((DURATION - 2))s h1 run (top 25 by objects; requests in the window: see the wrk line)"
+wait_quiet >/dev/null
+taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$P_MERIDIAN/" >"$WORK/alloc-wrk.out" &
+wrk_pid=$!
+sleep 1
+curl -fs -o "$WORK/allocs.pprof" "http://127.0.0.1:$P_ADMIN/debug/pprof/allocs?seconds=$((DURATION - 2))"
+wait $wrk_pid
+log "# wrk: $(grep -E 'requests in' "$WORK/alloc-wrk.out" | xargs) (the profile covers $((DURATION - 2)) of those ${DURATION}s)"
+go tool pprof -sample_index=alloc_objects -top -nodecount=25 "$WORK/meridian" "$WORK/allocs.pprof" 2>/dev/null | tee -a "$OUT" >/dev/null
 {
 	echo ""
 	echo "# raw wrk and h2load output, in run order"
-	cat "$OUT.raw"
+	cat "$RAW"
 } >>"$OUT"
-rm -f "$OUT.raw"

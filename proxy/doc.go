@@ -1,16 +1,22 @@
 // Package proxy is Meridian's HTTP reverse proxy: the listener (HTTP/1.1 and
 // h2c on one port, with slowloris and connection limits), and the handler
 // that matches a request to a route, chooses a split arm, a pool and an
-// endpoint, and forwards with httputil.ReverseProxy (Rewrite, never
-// Director), with retries, a retry budget, mirroring, access logs and
-// metrics. TLSServer terminates TLS (certificates by SNI, reloaded from disk,
-// HTTP/2 limits) and enforces the routes' TLS policy (client certificates,
-// 421 on SNI/Host mismatch, HSTS); PlainEdge adds HTTPS redirects to the
-// plain listener.
+// endpoint, and forwards it (relay: httputil.ReverseProxy's header and
+// response rules without its copies; ReverseProxy itself, with Rewrite,
+// for WebSocket upgrades), with retries, a retry budget, mirroring, access
+// logs and metrics. Plain HTTP/1.1 pools are reached through h1Client,
+// which sends requests without a body on the handler's goroutine over
+// kept-alive connections, and http.Transport for the rest. TLSServer
+// terminates TLS (certificates by SNI, reloaded from disk, HTTP/2 limits)
+// and enforces the routes' TLS policy (client certificates, 421 on
+// SNI/Host mismatch, HSTS); PlainEdge adds HTTPS redirects to the plain
+// listener.
 //
 // Concurrency: the handler loads the live routing table once per request
-// and never locks on the request path; a table swap only affects requests
-// that start after it, and in-flight requests finish on their old endpoints.
+// and takes no lock on the request path but the upstream client's, held
+// only to take or return an idle connection; a table swap only affects
+// requests that start after it, and in-flight requests finish on their old
+// endpoints.
 // Per-table state (label-resolved metric children, upstream transports) is
 // built once per table the first time a request sees it; retry budgets and
 // mirror concurrency are carried across tables by route name, and upstream

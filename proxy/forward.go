@@ -59,16 +59,39 @@ func stripPrefix(u *url.URL, prefix string) {
 }
 
 // forwardHeaders sets the forwarding headers and the route's header edits
-// on an outbound header (the upstream request's, or a mirror copy's).
-// Inbound X-Forwarded-* headers are kept only from trusted proxies; from
-// anyone else every X-Forwarded-* and X-Real-Ip header is dropped and
-// rebuilt.
+// on an outbound header (ReverseProxy's for upgrade requests, or a mirror
+// copy's). Inbound X-Forwarded-* headers are kept only from trusted
+// proxies; from anyone else every X-Forwarded-* and X-Real-Ip header is
+// dropped and rebuilt.
 func forwardHeaders(hdr http.Header, in *http.Request, x *exchange) {
+	// One pass drops what a client must not send: the mirror marker, an
+	// h2c upgrade's settings, and from untrusted peers every X-Forwarded-*
+	// and X-Real-Ip.
+	for k := range hdr {
+		switch {
+		case k == "Http2-Settings" || k == mirrorHeader:
+			delete(hdr, k)
+		case !x.trusted && (k == "X-Real-Ip" || strings.HasPrefix(k, "X-Forwarded-")):
+			delete(hdr, k)
+		}
+	}
+	// Only WebSocket upgrades pass; an h2c (or any other) upgrade would let
+	// the client tunnel past the proxy.
+	if up := hdr["Upgrade"]; len(up) > 0 && !strings.EqualFold(up[0], "websocket") {
+		delete(hdr, "Upgrade")
+		delete(hdr, "Connection")
+	}
+	setForwarded(hdr, in, x, make([]string, 4))
+}
+
+// setForwarded sets X-Forwarded-For/-Host/-Proto and X-Request-Id, then
+// applies the route's header edits. vals (at least 4 long) holds the
+// values, so a caller can lend storage it already has.
+func setForwarded(hdr http.Header, in *http.Request, x *exchange, vals []string) {
 	proto := "http"
 	if in.TLS != nil {
 		proto = "https"
 	}
-	vals := make([]string, 4)
 	vals[0], vals[1], vals[2], vals[3] = x.peerHost, in.Host, proto, x.requestID
 	if x.trusted {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
@@ -81,27 +104,10 @@ func forwardHeaders(hdr http.Header, in *http.Request, x *exchange) {
 			vals[2] = v[0]
 		}
 	}
-	// One pass drops what a client must not send: the mirror marker, an
-	// h2c upgrade's settings, and from untrusted peers every X-Forwarded-*
-	// and X-Real-Ip.
-	for k := range hdr {
-		switch {
-		case k == "Http2-Settings" || k == mirrorHeader:
-			delete(hdr, k)
-		case !x.trusted && (k == "X-Real-Ip" || strings.HasPrefix(k, "X-Forwarded-")):
-			delete(hdr, k)
-		}
-	}
 	hdr["X-Forwarded-For"] = vals[0:1:1]
 	hdr["X-Forwarded-Host"] = vals[1:2:2]
 	hdr["X-Forwarded-Proto"] = vals[2:3:3]
 	hdr["X-Request-Id"] = vals[3:4:4]
-	// Only WebSocket upgrades pass; an h2c (or any other) upgrade would let
-	// the client tunnel past the proxy.
-	if up := hdr["Upgrade"]; len(up) > 0 && !strings.EqualFold(up[0], "websocket") {
-		delete(hdr, "Upgrade")
-		delete(hdr, "Connection")
-	}
 	rs := x.rs
 	for _, k := range rs.removeHeaders {
 		delete(hdr, k)
@@ -111,13 +117,19 @@ func forwardHeaders(hdr http.Header, in *http.Request, x *exchange) {
 	}
 }
 
-// modifyResponse applies the route's response header edits and the sticky
-// cookie. ReverseProxy has removed the hop-by-hop headers already.
+// modifyResponse is ReverseProxy's ModifyResponse (upgrade requests).
 func (h *Handler) modifyResponse(res *http.Response) error {
 	x := exchangeFrom(res.Request.Context())
 	if x == nil {
 		return nil
 	}
+	return x.editResponse(res)
+}
+
+// editResponse applies the route's response header edits and the sticky
+// cookie, and refuses a switch to any protocol but WebSocket. The
+// hop-by-hop headers are gone already.
+func (x *exchange) editResponse(res *http.Response) error {
 	rs := x.rs
 	for _, k := range rs.respRemove {
 		res.Header.Del(k)
@@ -286,14 +298,23 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	// One look at each present key costs less than nine deletes of
+	// mostly absent ones.
+	for k := range h {
+		if isHopByHop(k) {
+			delete(h, k)
+		}
 	}
 }
 
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+// isHopByHop reports whether k is one of the standard hop-by-hop headers.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 // cloneHeader copies a header for a request that outlives the handler.

@@ -44,21 +44,23 @@ type Options struct {
 }
 
 // Handler is the reverse proxy's http.Handler. It is safe for concurrent
-// use, keeps no lock on the request path, and can serve any number of
-// listeners (plain and TLS) at once.
+// use, holds no lock on the request path but the upstream client's (to take
+// and return an idle connection), and can serve any number of listeners
+// (plain and TLS) at once.
 type Handler struct {
 	tables   Tables
 	log      *zap.Logger
 	access   *zap.Logger
 	met      *metrics
 	settings config.HTTP
-	rp       *httputil.ReverseProxy
-	unrouted sync.Map // status code → prometheus.Counter for requests no route took
+	rp       *httputil.ReverseProxy // upgrade requests only; see relay
+	bufs     *bufferPool            // response copy buffers
+	unrouted sync.Map               // status code → prometheus.Counter for requests no route took
 
 	state      atomic.Pointer[tableState]
 	stateMu    sync.Mutex
-	shared     map[string]*routeShared    // by route name; guarded by stateMu
-	transports map[string]*http.Transport // by protocol and TLS fingerprint; guarded by stateMu
+	shared     map[string]*routeShared   // by route name; guarded by stateMu
+	transports map[string]upstreamClient // by protocol and TLS fingerprint; guarded by stateMu
 
 	upgrades  upgradeSet
 	mirrors   sync.WaitGroup
@@ -77,7 +79,8 @@ func NewHandler(o Options) *Handler {
 		access:     lg.Named("access"),
 		met:        newMetrics(o.Registerer, lg),
 		settings:   o.Settings,
-		transports: map[string]*http.Transport{},
+		transports: map[string]upstreamClient{},
+		bufs:       newBufferPool(),
 	}
 	h.upgrades.init()
 	h.rp = &httputil.ReverseProxy{
@@ -85,7 +88,7 @@ func NewHandler(o Options) *Handler {
 		Transport:      upstreamTransport{h},
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.errorHandler,
-		BufferPool:     newBufferPool(),
+		BufferPool:     h.bufs,
 		ErrorLog:       log.New(&zapWriter{lg.Named("reverseproxy")}, "", 0),
 	}
 	return h
@@ -94,10 +97,11 @@ func NewHandler(o Options) *Handler {
 // exchangeKey finds the exchange in a request context.
 type exchangeKey struct{}
 
-// xctx is a request's context: the parent, plus the exchange for Rewrite,
-// the transport and the error handler, which find it with one Value call.
-// It is small and never reused: goroutines of the transport may hold it
-// after the request, while the exchange it points to goes back to a pool.
+// xctx is a request's context: the parent, plus the exchange for the
+// transport, the error handler and (upgrades) ReverseProxy's Rewrite, which
+// find it with one Value call. It is never reused: goroutines of the
+// transport may hold it after the request, while the exchange it points to
+// goes back to a pool. relay embeds it in its per-request state.
 type xctx struct {
 	context.Context
 	x *exchange
@@ -171,23 +175,29 @@ func exchangeFrom(ctx context.Context) *exchange {
 	return x
 }
 
-// ServeHTTP routes and proxies one request. It is kept small: HTTP/2 runs
-// each request on a fresh goroutine with a small stack, and every byte of
-// frame under ReverseProxy and the transport brings a stack copy closer.
+// ServeHTTP routes and proxies one request: relay for everything but
+// protocol upgrades, which ReverseProxy tunnels. It is kept small: HTTP/2
+// runs each request on a fresh goroutine with a small stack, and every byte
+// of frame under relay and the upstream client brings a stack copy closer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 2 {
 		growStack(r.ProtoMinor)
 	}
 	x := h.begin(w, r)
 	defer h.end(x)
-	if c := h.prepare(x); c != nil {
-		h.rp.ServeHTTP(&x.rw, r.WithContext(c))
+	if !h.prepare(x) {
+		return
 	}
+	if isUpgrade(r) {
+		h.rp.ServeHTTP(&x.rw, r.WithContext(&xctx{Context: x.ctx, x: x}))
+		return
+	}
+	h.relay(x)
 }
 
 // growStack grows a fresh HTTP/2 request goroutine's stack while it is
 // shallow, to a size the whole request fits in. Left alone, it grows deep
-// inside the transport, where copying the stack costs several times more
+// inside the upstream client, where copying the stack costs several times more
 // (the cost grows with the number of frames to adjust).
 //
 //go:noinline
@@ -227,31 +237,31 @@ func (h *Handler) end(x *exchange) {
 	}
 }
 
-// prepare routes the request and readies its body and mirror. It returns
-// the request's context, or nil when it has answered the request itself.
-func (h *Handler) prepare(x *exchange) *xctx {
+// prepare routes the request and readies its body, mirror and deadline. It
+// returns false when it has answered the request itself.
+func (h *Handler) prepare(x *exchange) bool {
 	r := x.req
 	t := h.tables.Load()
 	if t == nil {
 		h.localError(x, http.StatusServiceUnavailable, "meridian: no routing table loaded yet\n")
-		return nil
+		return false
 	}
 	x.st = h.stateFor(t)
 	if !h.checkRequest(x) {
-		return nil
+		return false
 	}
 	x.peerHost, x.client, x.trusted = clientAddr(r, t.TrustedProxies)
 	route := t.Match(r, x.client)
 	if route == nil {
 		h.localError(x, http.StatusNotFound, "meridian: no route for this request\n")
-		return nil
+		return false
 	}
 	x.route, x.rs = route, x.st.routes[route.Index]
 	x.choice = route.Choose(r)
 	x.requestID = requestID(r.Header)
 	x.rs.shared.budget.request(x.start)
 	if !h.prepareBody(x) {
-		return nil
+		return false
 	}
 	if route.Mirror != nil && route.MirrorSample() {
 		h.startMirror(x)
@@ -259,7 +269,7 @@ func (h *Handler) prepare(x *exchange) *xctx {
 	if x.rs.timeout > 0 {
 		x.ctx, x.cancel = context.WithTimeout(x.ctx, x.rs.timeout)
 	}
-	return &xctx{Context: x.ctx, x: x}
+	return true
 }
 
 // checkRequest refuses what must not be proxied: broken HTTP/1 framing,
@@ -534,12 +544,20 @@ func (w *zapWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// bufferPool lends ReverseProxy its copy buffers.
+// bufferPool lends out 32 KiB copy buffers: to relay (get/put, which keep
+// the pooled pointer, so returning a buffer allocates nothing) and to
+// ReverseProxy (Get/Put, its BufferPool interface).
 type bufferPool struct{ p sync.Pool }
 
 func newBufferPool() *bufferPool {
 	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) get() *[]byte  { return b.p.Get().(*[]byte) }
+func (b *bufferPool) put(x *[]byte) { b.p.Put(x) }
+
+// Get implements httputil.BufferPool.
+func (b *bufferPool) Get() []byte { return *b.get() }
+
+// Put implements httputil.BufferPool.
 func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }

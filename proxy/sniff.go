@@ -5,169 +5,198 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 )
 
 // serverConn is an accepted connection. It frees its listener slot on
-// Close, and it watches each HTTP/1 request head go by to note whether it
-// carried both Content-Length and Transfer-Encoding: Go's server drops the
-// Content-Length of such a request before the handler runs, and keeps the
-// connection open (golang/go#80942), so only the raw bytes tell.
+// Close, and it keeps a copy of each HTTP/1 request head as it is read, to
+// tell whether the head carried both Content-Length and Transfer-Encoding:
+// Go's server drops the Content-Length of such a request before the
+// handler runs, and keeps the connection open (golang/go#80942), so only
+// the raw bytes tell.
 //
-// The watch is cheap: only the head is scanned (from the first byte after
-// the previous request until the blank line), and only header names are
-// looked at. A head read ahead of time (pipelining) is not seen; the
-// handler then cannot verify a chunked request and closes the connection
-// after it instead, which is just as safe.
+// The common path is cheap: a Read that carries head bytes copies them
+// (up to the blank line, found with bytes.Index) into a buffer the
+// connection keeps, and nothing is parsed. Only a request that needs the
+// check — a chunked one, or HTTP/1.0 — parses the copy (framing). A head
+// read ahead of time (pipelining) is not seen; the handler then cannot
+// verify a chunked request and closes the connection after it instead,
+// which is just as safe.
+//
+// No lock is taken: the server orders the calls. Head reads, the handler
+// (framing) and nextRequest run on the connection's goroutine; the one
+// concurrent reader, the server's one-byte background read, only runs
+// once the head is complete, and the server waits for it to end before
+// the connection turns idle (nextRequest).
 type serverConn struct {
 	net.Conn
 	l         *limitListener
 	closeOnce sync.Once
 
-	scanning atomic.Bool // fast path for Read: false means nothing to do
-
-	mu        sync.Mutex
-	h2        bool // an h2c connection: nothing to watch
-	budget    int  // head bytes left to scan
-	first     []byte
-	firstDone bool
-	line      [18]byte // lower-cased start of the current header line
-	lineN     int
-	lineLen   int
-	lastCR    bool // the line so far ends in CR
-	cont      bool // the line is an obs-fold continuation
-	sawCL     bool
-	sawTE     bool
-	done      bool // a complete head was scanned
-	stash     byte // a byte read ahead by the server's background read
-	hasStash  bool
+	watching bool   // the head is being read: copy what Read returns
+	done     bool   // head holds a complete head, blank line included
+	h2       bool   // an h2c connection: nothing to watch
+	head     []byte // the current request head, as read
+	small    [256]byte
+	stash    byte // a byte read ahead by the server's background read
+	hasStash bool
 }
 
 func newServerConn(c net.Conn, l *limitListener) *serverConn {
-	sc := &serverConn{Conn: c, l: l, first: make([]byte, 0, 256)}
+	sc := &serverConn{Conn: c, l: l}
 	sc.reset()
 	return sc
 }
 
-// reset starts watching for a new request head. Caller holds mu, or owns
-// sc exclusively.
+// maxKeptHead is the largest head buffer a connection keeps between
+// requests; a bigger one is dropped so idle connections stay small.
+const maxKeptHead = 4 << 10
+
+// reset starts watching for a new request head.
 func (c *serverConn) reset() {
-	c.budget = c.l.maxHeader + 4096
-	c.first = c.first[:0]
-	c.firstDone, c.lineN, c.lineLen, c.cont, c.lastCR = false, 0, 0, false, false
-	c.sawCL, c.sawTE, c.done = false, false, false
-	c.scanning.Store(true)
+	if cap(c.head) > maxKeptHead || c.head == nil {
+		c.head = c.small[:0]
+	}
+	c.head = c.head[:0]
+	c.watching, c.done = true, false
 }
 
 // nextRequest is called when the server has finished a request and waits
 // for the next one (http.StateIdle).
 func (c *serverConn) nextRequest() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.h2 {
 		return
 	}
 	c.reset()
 	if c.hasStash {
 		c.hasStash = false
-		c.scan([]byte{c.stash})
+		c.watch([]byte{c.stash})
 	}
 }
 
 func (c *serverConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		if c.scanning.Load() {
-			// Head reads and the handler never run at once on a connection,
-			// and the server orders them, so scanning needs no lock.
-			c.scan(p[:n])
-		} else if len(p) == 1 {
+		if c.watching {
+			c.watch(p[:n])
+		} else if len(p) == 1 && !c.h2 {
 			// The server's one-byte background read: the first byte of
 			// the next request, read before StateIdle.
-			c.mu.Lock()
-			if !c.h2 {
-				c.stash, c.hasStash = p[0], true
-			}
-			c.mu.Unlock()
+			c.stash, c.hasStash = p[0], true
 		}
 	}
 	return n, err
 }
 
-func (c *serverConn) stop() { c.scanning.Store(false) }
-
-// scan advances the head parser over b, a line at a time: only the request
-// line and the first bytes of each header line are looked at.
-func (c *serverConn) scan(b []byte) {
-	for len(b) > 0 {
-		if c.budget -= len(b); c.budget < 0 {
-			c.stop()
-			return
+// watch appends the head bytes of b to the copy, stopping after the blank
+// line that ends the head, or giving up past the header size limit. Only
+// head bytes are copied, so a request body read along never is.
+func (c *serverConn) watch(b []byte) {
+	end := -1
+	if n := len(c.head); n > 0 {
+		// A blank line may straddle two reads: look at the last two bytes
+		// kept and the first two of b (the kept bytes hold no blank line).
+		var w [4]byte
+		k := copy(w[:], c.head[max(n-2, 0):])
+		m := copy(w[k:], b)
+		if e := headEnd(w[:k+m]); e >= 0 {
+			end = e - k
 		}
-		seg, rest, eol := b, []byte(nil), false
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			seg, rest, eol = b[:i], b[i+1:], true
-		}
-		c.budget += len(rest)
-		b = rest
-		if !c.firstDone {
-			c.first = append(c.first, seg[:min(len(seg), cap(c.first)-len(c.first))]...)
-			if eol {
-				c.firstDone = true
-				c.first = bytes.TrimSuffix(c.first, []byte{'\r'})
-				if string(c.first) == "PRI * HTTP/2.0" {
-					c.h2 = true
-					c.stop()
-					return
-				}
-			}
-			continue
-		}
-		if len(seg) > 0 {
-			if c.lineLen == 0 && (seg[0] == ' ' || seg[0] == '\t') {
-				c.cont = true
-			}
-			for _, ch := range seg[:min(len(seg), len(c.line)-c.lineN)] {
-				if 'A' <= ch && ch <= 'Z' {
-					ch += 'a' - 'A'
-				}
-				c.line[c.lineN] = ch
-				c.lineN++
-			}
-			c.lineLen += len(seg)
-			c.lastCR = seg[len(seg)-1] == '\r'
-		}
-		if !eol {
-			return
-		}
-		if c.lineLen == 0 || (c.lineLen == 1 && c.lastCR) {
-			c.done = true
-			c.stop()
-			return
-		}
-		if !c.cont {
-			l := string(c.line[:c.lineN])
-			switch {
-			case len(l) >= 15 && l[:15] == "content-length:":
-				c.sawCL = true
-			case len(l) >= 18 && l[:18] == "transfer-encoding:":
-				c.sawTE = true
-			}
-		}
-		c.lineN, c.lineLen, c.cont, c.lastCR = 0, 0, false, false
 	}
+	if end < 0 {
+		end = headEnd(b)
+	}
+	if end >= 0 {
+		b = b[:end]
+	}
+	if len(c.head)+len(b) > c.l.maxHeader+4096 {
+		// Longer than any head Go accepts: unverifiable.
+		c.watching = false
+		return
+	}
+	c.head = append(c.head, b...)
+	if end < 0 {
+		return
+	}
+	c.watching, c.done = false, true
+	if isH2Preface(c.head) {
+		// The h2c preface: HTTP/2 frames follow, never another head.
+		c.h2 = true
+		c.head = nil
+	}
+}
+
+// isH2Preface reports whether a head's request line is HTTP/2's preface
+// ("PRI * HTTP/2.0"), with which Go's server hands the connection to h2c.
+func isH2Preface(head []byte) bool {
+	const pri = "PRI * HTTP/2.0"
+	if !bytes.HasPrefix(head, []byte(pri)) {
+		return false
+	}
+	rest := head[len(pri):]
+	return bytes.HasPrefix(rest, []byte("\n")) || bytes.HasPrefix(rest, []byte("\r\n"))
+}
+
+// headEnd returns the length of b up to and including the first blank line
+// ("\n\n" or "\n\r\n", as Go's reader accepts both), or -1.
+func headEnd(b []byte) int {
+	i, j := bytes.Index(b, []byte("\n\n")), bytes.Index(b, []byte("\n\r\n"))
+	switch {
+	case i < 0 && j < 0:
+		return -1
+	case j < 0 || (i >= 0 && i < j):
+		return i + 2
+	}
+	return j + 3
 }
 
 // framing reports whether the head of r, as the connection saw it, had a
 // Content-Length and a Transfer-Encoding, and whether that head is
-// verifiably r's (its request line matches).
+// verifiably r's (its request line matches). It parses the copy, so it is
+// only called for requests that need the check.
 func (c *serverConn) framing(r *http.Request) (sawCL, sawTE, verified bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.done || c.h2 || !sameRequestLine(c.first, r) {
+	if !c.done || c.h2 {
 		return false, false, false
 	}
-	return c.sawCL, c.sawTE, true
+	first, cl, te := parseHead(c.head)
+	if !sameRequestLine(first, r) {
+		return false, false, false
+	}
+	return cl, te, true
+}
+
+// parseHead reads a complete head: its request line, and whether a header
+// line (not an obs-fold continuation) names Content-Length or
+// Transfer-Encoding, in any case.
+func parseHead(head []byte) (first []byte, cl, te bool) {
+	line, rest, _ := bytes.Cut(head, []byte("\n"))
+	first = bytes.TrimSuffix(line, []byte("\r"))
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		cl = cl || hasPrefixFold(line, "content-length:")
+		te = te || hasPrefixFold(line, "transfer-encoding:")
+	}
+	return first, cl, te
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
+// ignoring case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // sameRequestLine compares "METHOD TARGET PROTO" with r without allocating.

@@ -41,7 +41,8 @@ type routeState struct {
 	route                       *routing.Route
 	name                        string
 	duration                    prometheus.Observer
-	codes                       sync.Map // codeKey → prometheus.Counter
+	codes                       atomic.Pointer[[]codeCounter] // copy on write; see counter
+	codesMu                     sync.Mutex                    // serialises additions to codes
 	retriesSent, retriesRefused prometheus.Counter
 	shared                      *routeShared
 
@@ -67,6 +68,12 @@ type codeKey struct {
 	svc  *routing.Service
 	pool *routing.Pool
 	code int
+}
+
+// codeCounter is a resolved requests_total child and its key.
+type codeCounter struct {
+	key codeKey
+	c   prometheus.Counter
 }
 
 // routeShared is the state of a route that outlives a table: its retry
@@ -149,11 +156,29 @@ func (p *retryPolicy) onKind(kind string) bool {
 }
 
 // counter returns the requests_total child for one outcome, resolving it
-// once per table.
+// once per table. The children a route has used sit in a short slice that
+// is scanned without a lock (a route sees few services, pools and codes,
+// and comparing three words costs less than hashing them); a new outcome
+// copies the slice.
 func (rs *routeState) counter(m *metrics, svc *routing.Service, pool *routing.Pool, code int) prometheus.Counter {
 	k := codeKey{svc, pool, code}
-	if c, ok := rs.codes.Load(k); ok {
-		return c.(prometheus.Counter)
+	if l := rs.codes.Load(); l != nil {
+		for i := range *l {
+			if (*l)[i].key == k {
+				return (*l)[i].c
+			}
+		}
+	}
+	rs.codesMu.Lock()
+	defer rs.codesMu.Unlock()
+	var cur []codeCounter
+	if l := rs.codes.Load(); l != nil {
+		cur = *l
+		for i := range cur {
+			if cur[i].key == k {
+				return cur[i].c
+			}
+		}
 	}
 	sn, pn := "", ""
 	if svc != nil {
@@ -163,7 +188,8 @@ func (rs *routeState) counter(m *metrics, svc *routing.Service, pool *routing.Po
 		pn = pool.Name
 	}
 	c := m.requests.WithLabelValues(rs.name, sn, pn, strconv.Itoa(code))
-	rs.codes.Store(k, c)
+	next := append(cur[:len(cur):len(cur)], codeCounter{k, c})
+	rs.codes.Store(&next)
 	return c
 }
 
@@ -332,12 +358,25 @@ func (h *Handler) upstreamFor(proto string, ut *config.UpstreamTLS) (*upstream, 
 // timeout cuts it shorter.
 const connectTimeout = 5 * time.Second
 
-func (h *Handler) newTransport(proto string, tlsConf *tls.Config) *http.Transport {
+// idleConnTimeout closes upstream connections idle this long.
+const idleConnTimeout = 90 * time.Second
+
+// upstreamClient sends a pool's requests; reloads close the idle
+// connections of one no table uses any more.
+type upstreamClient interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+// newTransport builds the client for a pool protocol and TLS setting: an
+// http.Transport, fronted for plain HTTP/1.1 by h1Client, which sends
+// requests without a body on the caller's goroutine.
+func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient {
 	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		DialContext:           d.DialContext,
 		MaxIdleConnsPerHost:   h.settings.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       idleConnTimeout,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		// A proxy relays the client's encoding; it must not ask for gzip
@@ -360,6 +399,9 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) *http.Transpor
 		p.SetHTTP1(true)
 	}
 	tr.Protocols = &p
+	if proto == "http1" && tlsConf == nil {
+		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout)
+	}
 	return tr
 }
 

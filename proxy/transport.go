@@ -17,21 +17,28 @@ import (
 	"github.com/meridian-lb/meridian/routing"
 )
 
-// upstreamTransport is ReverseProxy's transport: it picks the endpoint for
-// each attempt, retries where the route allows, and reports every result to
-// the endpoint's health. Retries happen here, before ReverseProxy has
-// written anything to the client, so no retry follows response bytes.
+// upstreamTransport is ReverseProxy's transport (upgrade requests); relay
+// calls exchange.roundTrip directly. Either way each attempt picks its
+// endpoint, retries happen where the route allows, and every result is
+// reported to the endpoint's health. Retries happen before anything is
+// written to the client, so no retry follows response bytes.
 type upstreamTransport struct{ h *Handler }
 
 func (t upstreamTransport) RoundTrip(out *http.Request) (*http.Response, error) {
-	// This frame sits under every upstream call, so it holds nearly
-	// nothing: the attempt's state lives in the exchange, and the work is
-	// done in helpers that return before the transport runs (HTTP/2
-	// requests run on fresh goroutines with small stacks; see ServeHTTP).
 	x := exchangeFrom(out.Context())
 	if x == nil {
 		return nil, errors.New("proxy: request without an exchange")
 	}
+	return x.roundTrip(out)
+}
+
+// roundTrip sends out to the chosen endpoints, retrying as the route
+// allows.
+func (x *exchange) roundTrip(out *http.Request) (*http.Response, error) {
+	// This frame sits under every upstream call, so it holds nearly
+	// nothing: the attempt's state lives in the exchange, and the work is
+	// done in helpers that return before the transport runs (HTTP/2
+	// requests run on fresh goroutines with small stacks; see ServeHTTP).
 	if !x.firstPick() {
 		return nil, errNoEndpoint
 	}
@@ -86,7 +93,8 @@ func (x *exchange) beginAttempt(out *http.Request) (*http.Request, http.RoundTri
 }
 
 // endAttempt reports the attempt's result to health and decides: done
-// (return res or err to ReverseProxy), or retry on the next endpoint.
+// (return res or err to relay or ReverseProxy), or retry on the next
+// endpoint.
 //
 //go:noinline
 func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) (*http.Response, bool, error) {
@@ -229,7 +237,8 @@ func (x *exchange) attemptRequest(out *http.Request, up *upstream, ep *routing.E
 		req.ContentLength = int64(len(b))
 	} else if x.attempts > 0 && x.body != nil {
 		// A retry after a connect failure: no byte was read, but the
-		// first attempt closed ReverseProxy's wrapper of the body.
+		// first attempt closed relay's (or ReverseProxy's) wrapper of the
+		// body.
 		req.Body = io.NopCloser(x.body)
 	}
 	var cancel context.CancelCauseFunc
@@ -316,7 +325,8 @@ func discard(b io.ReadCloser) {
 }
 
 // wrapBody makes the response body release the endpoint and the attempt's
-// context when ReverseProxy closes it, and report a mid-body failure.
+// context when relay (or ReverseProxy) closes it, and report a mid-body
+// failure.
 //
 //go:noinline // keeps roundTrip's frame small (see Handler.ServeHTTP)
 func (x *exchange) wrapBody(res *http.Response, ep *routing.Endpoint, cancel context.CancelCauseFunc) *http.Response {
