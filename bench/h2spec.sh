@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/h2spec.sh: HTTP/2 conformance of Meridian's TLS listener, with a
 # stock net/http TLS server (bench/tlsbare) as the baseline. The proxy must
-# not fail a case the baseline passes (docs/tls.md, hardening F10).
+# not fail a case the baseline passes (README "TLS", hardening F10).
 #
 #   bench/h2spec.sh            # both runs; summary and the failed cases
 #

@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/internal/promutil"
 )
 
 // metrics are the proxy's collectors, registered on the Registerer the
@@ -60,12 +60,12 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		m.requests = register(reg, m.requests, log)
-		m.duration = register(reg, m.duration, log)
-		m.upstreamErrors = register(reg, m.upstreamErrors, log)
-		m.retries = register(reg, m.retries, log)
-		m.inFlight = register(reg, m.inFlight, log)
-		m.mirror = register(reg, m.mirror, log)
+		m.requests = promutil.Logged(reg, m.requests, log)
+		m.duration = promutil.Logged(reg, m.duration, log)
+		m.upstreamErrors = promutil.Logged(reg, m.upstreamErrors, log)
+		m.retries = promutil.Logged(reg, m.retries, log)
+		m.inFlight = promutil.Logged(reg, m.inFlight, log)
+		m.mirror = promutil.Logged(reg, m.mirror, log)
 	}
 	m.errConnect = m.upstreamErrors.WithLabelValues(kindConnect)
 	m.errReset = m.upstreamErrors.WithLabelValues(kindReset)
@@ -88,21 +88,4 @@ func (m *metrics) upstreamError(kind string) {
 	case kindNoEndpoint:
 		m.errNoEndpoint.Inc()
 	}
-}
-
-// register adds c to reg; when an equal collector is already there (a
-// second handler on one registry), it shares that one instead of failing.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *zap.Logger) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	log.Error("proxy: metric not registered", zap.Error(err))
-	return c
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/x509"
 	"net"
 	"net/http"
@@ -185,6 +186,10 @@ type plainEdge struct {
 	ts    *TLSServer
 	cache atomic.Pointer[tablePolicy]
 }
+
+// Drain passes the shutdown drain to the handler, so the plain listener's
+// WebSockets still get their going-away close.
+func (p *plainEdge) Drain(ctx context.Context) { p.next.Drain(ctx) }
 
 func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := p.next.tables.Load()
