@@ -132,10 +132,10 @@ func decodeProblems(name string, te *yaml.TypeError, lines lineIndex) []Problem 
 		if m := colRE.FindStringSubmatch(p.Msg); m != nil {
 			col, _ = strconv.Atoi(m[1])
 			p.Msg = m[2]
-			p.Path = lines.find(p.Line, col, "", "")
+			p.Path = lines.find(p.Line, col, "")
 		} else if m := unmarshalRE.FindStringSubmatch(p.Msg); m != nil {
 			p.Msg = fmt.Sprintf("cannot use %s %q as %s", m[1], m[2], friendlyType(m[3]))
-			p.Path = lines.find(p.Line, 0, "", m[2])
+			p.Path = lines.find(p.Line, 0, m[2])
 		}
 		out = append(out, p)
 	}
@@ -163,9 +163,9 @@ type lineIndex struct {
 	byLine map[int][]entry
 }
 
-// entry is one key or sequence item: its path, position, key and scalar value.
+// entry is one key or sequence item: its path, position and scalar value.
 type entry struct {
-	path, key, value string
+	path, value string
 	line, col        int
 }
 
@@ -181,7 +181,7 @@ func indexLines(n *yaml.Node) lineIndex {
 				if path != "" {
 					p = path + "." + k.Value
 				}
-				li.add(entry{path: p, key: k.Value, value: v.Value, line: k.Line, col: k.Column}, v)
+				li.add(entry{path: p, value: v.Value, line: k.Line, col: k.Column}, v)
 				walk(v, p)
 			}
 		case yaml.SequenceNode:
@@ -225,13 +225,10 @@ func (li lineIndex) line(path string) int {
 }
 
 // find returns the path of the entry at line that matches: by column when
-// col > 0, else by key or value; "" when nothing matches.
-func (li lineIndex) find(line, col int, key, value string) string {
+// col > 0, else by scalar value; "" when nothing matches.
+func (li lineIndex) find(line, col int, value string) string {
 	for _, e := range li.byLine[line] {
-		switch {
-		case col > 0 && e.col == col,
-			key != "" && e.key == key,
-			value != "" && e.value == value && col == 0 && key == "":
+		if col > 0 && e.col == col || col == 0 && value != "" && e.value == value {
 			return e.path
 		}
 	}

@@ -144,19 +144,26 @@ func (e *env) shutdown() {
 
 func (e *env) compile(y string, vars map[string]string) *routing.Table {
 	e.t.Helper()
+	return compileBound(e.t, e.eng, y, vars)
+}
+
+// compileBound fills {{vars}} into y, compiles it and binds the table to
+// eng, as the rebuild loop does.
+func compileBound(t testing.TB, eng *health.Engine, y string, vars map[string]string) *routing.Table {
+	t.Helper()
 	for k, v := range vars {
 		y = strings.ReplaceAll(y, "{{"+k+"}}", v)
 	}
 	cfg, err := config.Parse("test.yaml", []byte(y))
 	if err != nil {
-		e.t.Fatalf("parse: %v", err)
+		t.Fatalf("parse: %v", err)
 	}
 	tb, err := routing.Compile(cfg, routing.Inputs{})
 	if err != nil {
-		e.t.Fatalf("compile: %v", err)
+		t.Fatalf("compile: %v", err)
 	}
-	e.eng.Sync(tb.HealthSpecs())
-	tb.BindHealth(e.eng)
+	eng.Sync(tb.HealthSpecs())
+	tb.BindHealth(eng)
 	return tb
 }
 

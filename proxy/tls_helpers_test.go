@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -197,20 +195,7 @@ func newTLSEnv(t *testing.T, y string, vars map[string]string, roots *x509.CertP
 
 func (e *tlsEnv) compile(y string, vars map[string]string) *routing.Table {
 	e.t.Helper()
-	for k, v := range vars {
-		y = strings.ReplaceAll(y, "{{"+k+"}}", v)
-	}
-	cfg, err := config.Parse("test.yaml", []byte(y))
-	if err != nil {
-		e.t.Fatalf("parse: %v", err)
-	}
-	tb, err := routing.Compile(cfg, routing.Inputs{})
-	if err != nil {
-		e.t.Fatalf("compile: %v", err)
-	}
-	e.eng.Sync(tb.HealthSpecs())
-	tb.BindHealth(e.eng)
-	return tb
+	return compileBound(e.t, e.eng, y, vars)
 }
 
 // swap applies a new config as the rebuild loop does: TLS first, then the

@@ -72,18 +72,7 @@ func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		misdirected(w)
 		return
 	}
-	t := p.next.tables.Load()
-	if t == nil {
-		p.next.ServeHTTP(w, r)
-		return
-	}
-	pol := policyOf(&p.cache, t)
-	if !pol.auth && !pol.hsts {
-		p.next.ServeHTTP(w, r)
-		return
-	}
-	_, client, _ := clientAddr(r, t.TrustedProxies)
-	route := t.Match(r, client)
+	route, _ := policyRoute(p.next, &p.cache, r, func(pol *tablePolicy) bool { return pol.auth || pol.hsts })
 	if route == nil {
 		p.next.ServeHTTP(w, r)
 		return
@@ -192,18 +181,7 @@ type plainEdge struct {
 func (p *plainEdge) Drain(ctx context.Context) { p.next.Drain(ctx) }
 
 func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t := p.next.tables.Load()
-	if t == nil {
-		p.next.ServeHTTP(w, r)
-		return
-	}
-	pol := policyOf(&p.cache, t)
-	if !pol.auth && !pol.redirect {
-		p.next.ServeHTTP(w, r)
-		return
-	}
-	_, client, trusted := clientAddr(r, t.TrustedProxies)
-	route := t.Match(r, client)
+	route, trusted := policyRoute(p.next, &p.cache, r, func(pol *tablePolicy) bool { return pol.auth || pol.redirect })
 	if route == nil {
 		p.next.ServeHTTP(w, r)
 		return
@@ -226,6 +204,18 @@ func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.next.ServeHTTP(w, r)
+}
+
+// policyRoute returns the route r will be served by, and whether its peer
+// is a trusted proxy, when the live table has a route policy that matters
+// (needs says which); nil when the request can go straight to the handler.
+func policyRoute(h *Handler, cache *atomic.Pointer[tablePolicy], r *http.Request, needs func(*tablePolicy) bool) (*routing.Route, bool) {
+	t := h.tables.Load()
+	if t == nil || !needs(policyOf(cache, t)) {
+		return nil, false
+	}
+	_, client, trusted := clientAddr(r, t.TrustedProxies)
+	return t.Match(r, client), trusted
 }
 
 // httpsURL is r's URL on HTTPS at port: the host without its port, the
