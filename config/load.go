@@ -166,7 +166,7 @@ type lineIndex struct {
 // entry is one key or sequence item: its path, position and scalar value.
 type entry struct {
 	path, value string
-	line, col        int
+	line, col   int
 }
 
 func indexLines(n *yaml.Node) lineIndex {
