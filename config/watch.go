@@ -28,7 +28,7 @@ type Watcher struct {
 }
 
 // Run watches until ctx is done, calling poke (which must not block) once
-// per burst of events.
+// when the watch is in place and then once per burst of events.
 func (w *Watcher) Run(ctx context.Context, poke func()) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -62,6 +62,10 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 	if len(watched) == 0 {
 		return fmt.Errorf("watch %v: no directory could be watched", w.Paths)
 	}
+	// A change made between the caller's first read and the watch being
+	// in place raised no event: poke once now, and let the caller's
+	// content check skip it when nothing changed.
+	poke()
 
 	timer := time.NewTimer(0)
 	if !timer.Stop() {
