@@ -99,6 +99,19 @@ func TestParseProblems(t *testing.T) {
 		{"syntax error", func(s string) string { return s + "\n  - : : [\n" }, []string{`bad.yaml:`}},
 		{"empty file", func(string) string { return "" }, []string{`bad.yaml: file is empty`}},
 		{"alias bomb", func(string) string { return aliasBomb }, []string{`bad.yaml:1: a: unknown key "a"`}},
+		{"acme without https and with bad values", func(s string) string {
+			return s + "tls:\n  acme:\n    directory: http://ca.example/dir\n    email: nobody\n    domains: [\"*.example.com\", www.example.com, WWW.example.com., localhost, 10.0.0.1]\n    challenges: [dns-01]\n"
+		}, []string{
+			`tls.acme: ACME certificates are served on listen.https`,
+			`bad.yaml:28: tls.acme.directory: want the CA's https:// directory URL`,
+			`tls.acme.email: invalid address "nobody"`,
+			`tls.acme.domains[0]: wildcard "*.example.com" needs the DNS-01 challenge`,
+			`tls.acme.domains[2]: duplicate domain "WWW.example.com."`,
+			`tls.acme.domains[3]: invalid domain "localhost"`,
+			`tls.acme.domains[4]: "10.0.0.1" is an address`,
+			`tls.acme.storage: missing storage directory`,
+			`tls.acme.challenges[0]: want http-01 or tls-alpn-01, not "dns-01"`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

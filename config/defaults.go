@@ -46,6 +46,12 @@ func (c *Config) SetDefaults() {
 	def(&c.Log.Format, "json")
 	def(&c.TLS.MinVersion, "1.2")
 	def(&c.TLS.UnknownSNI, "default")
+	if a := c.TLS.ACME; a != nil {
+		def(&a.Directory, DefaultACMEDirectory)
+		if len(a.Challenges) == 0 {
+			a.Challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
+		}
+	}
 	if c.Shutdown.Grace == 0 {
 		c.Shutdown.Grace = Duration(DefaultGrace)
 	}
@@ -123,7 +129,7 @@ func (c *Config) SetDefaults() {
 		}
 		def(&p.Balance, "round_robin")
 		def(&p.OnAllDown, "fail_open")
-		def(&p.Protocol, "http1")
+		def(&p.Protocol, "auto")
 		for i := range p.Endpoints {
 			if p.Endpoints[i].Weight == 0 {
 				p.Endpoints[i].Weight = 1

@@ -60,14 +60,36 @@ type CertPair struct {
 	Key  string `yaml:"key,omitempty"`
 }
 
-// ACME configures automatic certificates.
+// ACME configures automatic certificates: the listed domains get
+// certificates from an ACME CA, renewed before they expire and kept in
+// Storage, so a restart serves them without asking again.
 type ACME struct {
-	Directory string   `yaml:"directory,omitempty"`
-	Email     string   `yaml:"email,omitempty"`
-	Domains   []string `yaml:"domains,omitempty"`
-	Storage   string   `yaml:"storage,omitempty"`
-	CA        string   `yaml:"ca,omitempty"` // PEM file trusted for the directory (test CAs)
+	// Directory is the CA's directory URL (default: Let's Encrypt).
+	Directory string `yaml:"directory,omitempty"`
+	// Email is the account contact the CA warns about expiry problems.
+	Email   string   `yaml:"email,omitempty"`
+	Domains []string `yaml:"domains,omitempty"`
+	// Storage is the directory that keeps the account, keys and
+	// certificates. Instances that share it (a network file system) share
+	// certificates and solve each other's challenges.
+	Storage string `yaml:"storage,omitempty"`
+	// CA is a PEM file trusted for the directory's HTTPS, for private and
+	// test CAs; default: the system roots.
+	CA string `yaml:"ca,omitempty"`
+	// Challenges are the validation methods offered: http-01 (on
+	// listen.http, or a port 80 listener of its own) and tls-alpn-01 (on
+	// listen.https). Default: both.
+	Challenges []string `yaml:"challenges,omitempty"`
 }
+
+// DefaultACMEDirectory is Let's Encrypt's production directory.
+const DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
+
+// ACME challenge types tls.acme.challenges accepts.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+)
 
 // Consul configures the catalog and KV client.
 type Consul struct {
@@ -205,9 +227,11 @@ type Pool struct {
 	OnAllDown string        `yaml:"on_all_down,omitempty"` // fail_open (default) | fail
 	Consul    *ConsulSelect `yaml:"consul,omitempty"`
 	TLS       *UpstreamTLS  `yaml:"tls,omitempty"`
-	// Protocol is what the proxy speaks to the endpoints: http1 (default),
-	// h2c (HTTP/2 without TLS, prior knowledge: gRPC backends) or h2
-	// (HTTP/2 over the pool's tls:).
+	// Protocol is what the proxy speaks to the endpoints: auto (default:
+	// HTTP/1.1 in plain text; over the pool's tls:, h2 when the endpoint
+	// offers it in ALPN, else HTTP/1.1, as Envoy's auto_config does),
+	// http1 (HTTP/1.1 only), h2c (HTTP/2 without TLS, prior knowledge: gRPC
+	// backends) or h2 (HTTP/2 over tls:, required).
 	Protocol string `yaml:"protocol,omitempty"`
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -158,15 +159,48 @@ func (v *validator) tls() {
 		v.add("tls.unknown_sni", "want default or fail, not %q", t.UnknownSNI)
 	}
 	if a := t.ACME; a != nil {
-		v.add("tls.acme", "ACME is not supported yet: use tls.certificates (an external ACME client can renew them; Meridian reloads them when they change)")
-		if a.Directory == "" {
-			v.add("tls.acme.directory", "missing ACME directory URL")
+		v.acme(a)
+	}
+}
+
+func (v *validator) acme(a *ACME) {
+	if v.c.Listen.HTTPS == "" {
+		v.add("tls.acme", "ACME certificates are served on listen.https, which is not set")
+	}
+	if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.add("tls.acme.directory", "want the CA's https:// directory URL, not %q", a.Directory)
+	}
+	if a.Email != "" && !strings.Contains(a.Email, "@") {
+		v.add("tls.acme.email", "invalid address %q", a.Email)
+	}
+	if len(a.Domains) == 0 {
+		v.add("tls.acme.domains", "at least one domain is needed")
+	}
+	seen := map[string]bool{}
+	for i, d := range a.Domains {
+		p := fmt.Sprintf("tls.acme.domains[%d]", i)
+		name := strings.ToLower(strings.TrimSuffix(d, "."))
+		switch _, ok := mdns.IsDomainName(name); {
+		case strings.HasPrefix(name, "*."):
+			v.add(p, "wildcard %q needs the DNS-01 challenge, which Meridian does not run: list the names, or configure a wildcard certificate in tls.certificates", d)
+		case name == "" || !ok || !strings.Contains(name, "."):
+			v.add(p, "invalid domain %q: want a fully qualified name", d)
+		case net.ParseIP(name) != nil:
+			v.add(p, "%q is an address: ACME certificates here are for names", d)
+		case seen[name]:
+			v.add(p, "duplicate domain %q", d)
 		}
-		if len(a.Domains) == 0 {
-			v.add("tls.acme.domains", "at least one domain is needed")
-		}
-		if a.Storage == "" {
-			v.add("tls.acme.storage", "missing storage directory")
+		seen[name] = true
+	}
+	if a.Storage == "" {
+		v.add("tls.acme.storage", "missing storage directory (it keeps the account and certificates across restarts)")
+	}
+	if len(a.Challenges) == 0 {
+		v.add("tls.acme.challenges", "at least one challenge type is needed")
+	}
+	for i, c := range a.Challenges {
+		if c != ChallengeHTTP01 && c != ChallengeTLSALPN01 {
+			v.add(fmt.Sprintf("tls.acme.challenges[%d]", i), "want %s or %s, not %q", ChallengeHTTP01, ChallengeTLSALPN01, c)
 		}
 	}
 }
@@ -366,7 +400,7 @@ func (v *validator) pool(p string, pl *Pool) {
 		v.add(p+".on_all_down", "want fail_open or fail, not %q", pl.OnAllDown)
 	}
 	switch pl.Protocol {
-	case "http1":
+	case "auto", "http1":
 	case "h2c":
 		if pl.TLS != nil {
 			v.add(p+".protocol", "h2c is HTTP/2 without TLS; with tls: use h2")
@@ -376,7 +410,7 @@ func (v *validator) pool(p string, pl *Pool) {
 			v.add(p+".protocol", "h2 needs tls:; without TLS use h2c")
 		}
 	default:
-		v.add(p+".protocol", "want http1, h2c or h2, not %q", pl.Protocol)
+		v.add(p+".protocol", "want auto, http1, h2c or h2, not %q", pl.Protocol)
 	}
 	if cs := pl.Consul; cs != nil {
 		if v.c.Consul == nil {

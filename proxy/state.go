@@ -250,7 +250,7 @@ func (h *Handler) buildState(t *routing.Table) *tableState {
 	used := map[string]bool{}
 	for _, name := range sortedPoolNames(t) {
 		p := t.Pools[name]
-		proto := "http1"
+		proto := "auto"
 		if t.Config != nil {
 			if cp := t.Config.Pools[name]; cp != nil && cp.Protocol != "" {
 				proto = cp.Protocol
@@ -395,11 +395,16 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient
 		p.SetUnencryptedHTTP2(true)
 	case "h2":
 		p.SetHTTP2(true)
+	case "auto":
+		// Plain text has no negotiation (h2c upgrade is deprecated), so
+		// only TLS pools offer h2 in ALPN.
+		p.SetHTTP1(true)
+		p.SetHTTP2(tlsConf != nil)
 	default:
 		p.SetHTTP1(true)
 	}
 	tr.Protocols = &p
-	if proto == "http1" && tlsConf == nil {
+	if tlsConf == nil && (proto == "http1" || proto == "auto") {
 		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout)
 	}
 	return tr
@@ -414,6 +419,8 @@ func clientTLS(ut *config.UpstreamTLS, proto string) (*tls.Config, string, error
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%t\x00", ut.CA, ut.ServerName, ut.Cert, ut.Key, ut.InsecureSkipVerify)
+	// The transport offers ALPN from its Protocols (h2 and http/1.1 for
+	// auto); h2 alone is required for h2.
 	c := &tls.Config{ServerName: ut.ServerName, InsecureSkipVerify: ut.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if proto == "h2" {
 		c.NextProtos = []string{"h2"}

@@ -149,6 +149,24 @@ type tlsEnv struct {
 // plain listeners; roots are what clients trust.
 func newTLSEnv(t *testing.T, y string, vars map[string]string, roots *x509.CertPool) *tlsEnv {
 	t.Helper()
+	return newTLSEnvOn(t, listenLoopback(t), listenLoopback(t), y, vars, roots)
+}
+
+// listenLoopback binds a free port on 127.0.0.1, closed at cleanup.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// newTLSEnvOn is newTLSEnv on given TLS and plain listeners, for configs
+// that must name their addresses (ACME challenges arrive on them).
+func newTLSEnvOn(t *testing.T, ln, pln net.Listener, y string, vars map[string]string, roots *x509.CertPool) *tlsEnv {
+	t.Helper()
 	e := &tlsEnv{t: t, reg: prometheus.NewRegistry(), roots: roots}
 	e.eng = health.New(health.Options{Registerer: e.reg})
 	cfg := e.compile(y, vars)
@@ -160,14 +178,6 @@ func newTLSEnv(t *testing.T, y string, vars map[string]string, roots *x509.CertP
 	e.ts = ts
 	e.ts.Grace = 5 * time.Second
 	e.live.Store(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.addr, e.plainAddr = ln.Addr().String(), pln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 3)

@@ -509,7 +509,8 @@ func TestTLSClientCARotation(t *testing.T) {
 
 // TestTLSUpstream sends requests through the TLS listener to HTTPS
 // upstreams: verified by a CA and a server name, with a client certificate
-// (mTLS), and over h2.
+// (mTLS), over h2 when the upstream offers it (protocol auto), and over
+// HTTP/1.1 when it does not or the pool says http1.
 func TestTLSUpstream(t *testing.T) {
 	ca := newTestCA(t, "upstream CA")
 	clientCA := newTestCA(t, "proxy client CA")
@@ -544,6 +545,10 @@ func TestTLSUpstream(t *testing.T) {
 	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientRoots}
 	up.StartTLS()
 	t.Cleanup(up.Close)
+	up1 := httptest.NewUnstartedServer(up.Config.Handler) // offers http/1.1 only
+	up1.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	up1.StartTLS()
+	t.Cleanup(up1.Close)
 
 	front := newTestCA(t, "front CA")
 	roots := x509.NewCertPool()
@@ -554,32 +559,40 @@ listen: {https: "127.0.0.1:0"}
 tls: {certificates: [{cert: {{DIR}}/front.pem, key: {{DIR}}/front.key}]}
 pools:
   verified: {endpoints: [{{UP}}], tls: {ca: {{DIR}}/ca.pem, server_name: backend.internal}}
+  h1only: {endpoints: [{{UP1}}], tls: {ca: {{DIR}}/ca.pem, server_name: backend.internal}}
+  http1: {endpoints: [{{UP}}], protocol: http1, tls: {ca: {{DIR}}/ca.pem, server_name: backend.internal}}
   mtls: {endpoints: [{{UP}}], tls: {ca: {{DIR}}/ca.pem, server_name: backend.internal, cert: {{DIR}}/client.pem, key: {{DIR}}/client.key}}
   h2: {endpoints: [{{UP}}], protocol: h2, tls: {ca: {{DIR}}/ca.pem, server_name: backend.internal, cert: {{DIR}}/client.pem, key: {{DIR}}/client.key}}
   wrongname: {endpoints: [{{UP}}], tls: {ca: {{DIR}}/ca.pem, server_name: other.internal}}
   untrusted: {endpoints: [{{UP}}], tls: {server_name: backend.internal}}
 services:
   verified: {pools: [verified]}
+  h1only: {pools: [h1only]}
+  http1: {pools: [http1]}
   mtls: {pools: [mtls]}
   h2: {pools: [h2]}
   wrongname: {pools: [wrongname]}
   untrusted: {pools: [untrusted]}
 routes:
   - {name: verified, match: {path_prefix: /verified}, service: verified}
+  - {name: h1only, match: {path_prefix: /h1only}, service: h1only}
+  - {name: http1, match: {path_prefix: /http1}, service: http1}
   - {name: mtls, match: {path_prefix: /mtls}, service: mtls}
   - {name: h2, match: {path_prefix: /h2}, service: h2}
   - {name: wrongname, match: {path_prefix: /wrongname}, service: wrongname}
   - {name: untrusted, match: {path_prefix: /untrusted}, service: untrusted}
 `
-	e := newTLSEnv(t, y, map[string]string{"DIR": dir, "UP": up.Listener.Addr().String()}, roots)
+	e := newTLSEnv(t, y, map[string]string{"DIR": dir, "UP": up.Listener.Addr().String(), "UP1": up1.Listener.Addr().String()}, roots)
 	c := e.client(nil)
 	tests := []struct {
 		path     string
 		code     int
 		wantSeen string
 	}{
-		{"/verified", 200, "HTTP/1.1 -"},
-		{"/mtls", 200, "HTTP/1.1 meridian"},
+		{"/verified", 200, "HTTP/2.0 -"},
+		{"/h1only", 200, "HTTP/1.1 -"},
+		{"/http1", 200, "HTTP/1.1 -"},
+		{"/mtls", 200, "HTTP/2.0 meridian"},
 		{"/h2", 200, "HTTP/2.0 meridian"},
 		{"/wrongname", 502, ""},
 		{"/untrusted", 502, ""},

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-lb/meridian/acme"
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -95,7 +96,7 @@ func certNames(leaf *x509.Certificate) []string {
 
 // buildCertSet indexes pairs in config order: an earlier pair wins a name
 // two pairs both cover, and the first pair is the default.
-func buildCertSet(pairs []*loadedPair, extra []*tls.Certificate, failUnknown bool) *certSet {
+func buildCertSet(pairs []*loadedPair, failUnknown bool) *certSet {
 	s := &certSet{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, failUnknown: failUnknown}
 	add := func(c *tls.Certificate) {
 		if s.def == nil {
@@ -117,9 +118,6 @@ func buildCertSet(pairs []*loadedPair, extra []*tls.Certificate, failUnknown boo
 		if p.cert != nil {
 			add(p.cert)
 		}
-	}
-	for _, c := range extra {
-		add(c)
 	}
 	return s
 }
@@ -157,6 +155,9 @@ type TLSStatus struct {
 	// At is when files were last read.
 	At           time.Time    `json:"at"`
 	Certificates []CertStatus `json:"certificates"`
+	// ACME lists the tls.acme domains: expiry of the certificate served,
+	// and the last failure to obtain or renew it.
+	ACME []acme.Status `json:"acme,omitempty"`
 }
 
 // caFile is a client CA file as last read, keeping the last good pool of a

@@ -161,7 +161,8 @@ func forbidden(w http.ResponseWriter, msg string) {
 	http.Error(w, msg, http.StatusForbidden)
 }
 
-// PlainEdge wraps the proxy handler for the plain-text listener: routes
+// PlainEdge wraps the proxy handler for the plain-text listener: ACME
+// HTTP-01 validations for ts's tls.acme domains are answered first; routes
 // with redirect_https get a 308 to the same URL on HTTPS (at ts's port, or
 // 443 without ts), unless a trusted proxy says the client already used
 // HTTPS; routes that require a client certificate get 403, since plain
@@ -169,6 +170,9 @@ func forbidden(w http.ResponseWriter, msg string) {
 func PlainEdge(h *Handler, ts *TLSServer) http.Handler {
 	return &plainEdge{next: h, ts: ts}
 }
+
+// acmeChallengePath is where ACME HTTP-01 validations ask (RFC 8555 8.3).
+const acmeChallengePath = "/.well-known/acme-challenge/"
 
 type plainEdge struct {
 	next  *Handler
@@ -181,6 +185,9 @@ type plainEdge struct {
 func (p *plainEdge) Drain(ctx context.Context) { p.next.Drain(ctx) }
 
 func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.ts != nil && strings.HasPrefix(r.URL.Path, acmeChallengePath) && p.ts.ServeACMEChallenge(w, r) {
+		return
+	}
 	route, trusted := policyRoute(p.next, &p.cache, r, func(pol *tablePolicy) bool { return pol.auth || pol.redirect })
 	if route == nil {
 		p.next.ServeHTTP(w, r)

@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/meridian-lb/meridian/acme"
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -57,6 +59,7 @@ type TLSServer struct {
 	log      *zap.Logger
 	reloads  *prometheus.CounterVec
 	h2errs   *prometheus.CounterVec
+	acmeEvts *prometheus.CounterVec
 	// Grace bounds the drain on shutdown, as Server.Grace does.
 	Grace time.Duration
 
@@ -65,12 +68,18 @@ type TLSServer struct {
 
 	mu     sync.Mutex // serialises reloads; guards the fields below
 	tlsCfg config.TLS
+	listen config.Listen
 	routes []*config.Route
-	pairs  map[config.CertPair]*pairState
-	cas    map[string]*caFile
-	status TLSStatus
-	paths  []string
-	repath chan struct{} // pokes Run to watch a new set of paths
+	// acme is the manager of the current tls.acme section, nil without
+	// one; acmeCtx is Run's context, which managers run under (nil
+	// outside Run, when a new manager waits for Run to start it).
+	acme    *acme.Manager
+	acmeCtx context.Context
+	pairs   map[config.CertPair]*pairState
+	cas     map[string]*caFile
+	status  TLSStatus
+	paths   []string
+	repath  chan struct{} // pokes Run to watch a new set of paths
 }
 
 // pairState is one configured pair: what is served, and what was last seen
@@ -85,6 +94,7 @@ type pairState struct {
 // tlsGen is one immutable generation of everything a handshake reads.
 type tlsGen struct {
 	certs      *certSet
+	acme       *acme.Manager // nil without tls.acme
 	minVersion uint16
 	base       *tls.Config // no client certificate requested
 	auth       []authRoute // routes requiring client certificates
@@ -146,16 +156,16 @@ func NewTLSServer(h *Handler, cfg *config.Config, logger *zap.Logger, reg promet
 			Name: "meridian_http2_errors_total",
 			Help: "HTTP/2 protocol errors on the TLS listener by type, e.g. too_many_early_resets (rapid reset).",
 		}, []string{"type"}),
+		acmeEvts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_acme_events_total",
+			Help: "ACME certificate events by type (obtaining, obtained, failed) and domain; renewals count as obtaining and obtained.",
+		}, []string{"event", "domain"}),
 	}
 	if s.Grace <= 0 {
 		s.Grace = config.DefaultGrace
 	}
-	if cfg.TLS.ACME != nil {
-		// Refuse rather than serve without the certificates it asks for.
-		return nil, errors.New("tls.acme: automatic certificates are not supported yet; configure tls.certificates and renew them with an external ACME client")
-	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.reloads, s.h2errs} {
+		for _, c := range []prometheus.Collector{s.reloads, s.h2errs, s.acmeEvts} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("tls metrics: %w", err)
 			}
@@ -163,6 +173,9 @@ func NewTLSServer(h *Handler, cfg *config.Config, logger *zap.Logger, reg promet
 	}
 	s.h = &policyHandler{s: s, next: h}
 	if err := s.reload(cfg, true); err != nil {
+		if s.acme != nil {
+			s.acme.Stop()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -190,6 +203,7 @@ func (s *TLSServer) reload(cfg *config.Config, start bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tlsCfg = cfg.TLS
+	s.listen = cfg.Listen
 	s.routes = cfg.Routes
 	return s.rebuildLocked(start)
 }
@@ -280,8 +294,18 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 	}
 	s.cas = cas
 
-	set := buildCertSet(served, nil, s.tlsCfg.UnknownSNI == "fail")
-	if set.def == nil {
+	switch ch, err := s.acmeLocked(); {
+	case err != nil:
+		errs = append(errs, err)
+		failed = true
+	case ch:
+		changed = true
+	}
+
+	set := buildCertSet(served, s.tlsCfg.UnknownSNI == "fail")
+	if set.def == nil && s.acme == nil {
+		// Without ACME nothing could answer a handshake. (With it, names
+		// wait for their certificates.)
 		err := errors.Join(append(errs, errors.New("no usable certificate"))...)
 		if start {
 			return err
@@ -297,6 +321,7 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 
 	g := &tlsGen{
 		certs:       set,
+		acme:        s.acme,
 		minVersion:  tls.VersionTLS12,
 		auth:        auth,
 		cas:         map[string]*x509.CertPool{},
@@ -358,6 +383,50 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 	return nil
 }
 
+// acmeLocked brings the ACME manager in line with tls.acme: a new or
+// changed section gets a new manager (started when Run is running; it
+// loads what the old one stored), a removed one stops. A section whose
+// manager cannot be built keeps the previous manager. It reports whether
+// the manager changed. Caller holds mu.
+func (s *TLSServer) acmeLocked() (bool, error) {
+	want := s.tlsCfg.ACME
+	if want == nil {
+		if s.acme == nil {
+			return false, nil
+		}
+		s.acme.Stop()
+		s.acme = nil
+		return true, nil
+	}
+	if s.acme != nil && reflect.DeepEqual(s.acme.Config(), *want) {
+		return false, nil
+	}
+	m, err := acme.New(*want, acme.Options{
+		HTTPAddr:  s.listen.HTTP,
+		HTTPSAddr: s.listen.HTTPS,
+		Logger:    s.log.Named("acme"),
+		OnEvent:   func(event, domain string) { s.acmeEvts.WithLabelValues(event, domain).Inc() },
+	})
+	if err != nil {
+		return false, err
+	}
+	if s.acme != nil {
+		s.acme.Stop()
+	}
+	s.acme = m
+	if s.acmeCtx != nil {
+		m.Start(s.acmeCtx)
+	}
+	return true, nil
+}
+
+// ServeACMEChallenge answers an ACME HTTP-01 validation request, which
+// reaches the plain listener, and reports whether r was one.
+func (s *TLSServer) ServeACMEChallenge(w http.ResponseWriter, r *http.Request) bool {
+	g := s.gen.Load()
+	return g != nil && g.acme != nil && g.acme.ServeHTTPChallenge(w, r)
+}
+
 // serverConfig is the handshake config of a generation: for names no route
 // asks a client certificate of (cas nil), or asking for one signed by any of
 // cas. Client certificates are requested, not verified, at the handshake:
@@ -370,6 +439,11 @@ func (g *tlsGen) serverConfig(cas *x509.CertPool) *tls.Config {
 		NextProtos:     []string{"h2", "http/1.1"},
 		GetCertificate: g.getCertificate,
 	}
+	if g.acme != nil && g.acme.ALPN() {
+		// TLS-ALPN-01 validations offer only this protocol: without it in
+		// the list their handshakes would fail before GetCertificate.
+		c.NextProtos = append(c.NextProtos, acme.ALPNProto)
+	}
 	if cas != nil {
 		c.ClientAuth = tls.RequestClientCert
 		c.ClientCAs = cas // sent as acceptable issuers, a hint for clients
@@ -380,11 +454,30 @@ func (g *tlsGen) serverConfig(cas *x509.CertPool) *tls.Config {
 	return c
 }
 
-// getCertificate picks the certificate for a handshake by SNI.
+// getCertificate picks the certificate for a handshake by SNI: an ACME
+// validation's, then the ACME certificate of a tls.acme domain, then the
+// files' (exact, wildcard, default), then, with no files to default to,
+// the first ACME domain's.
 func (g *tlsGen) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := routing.NormalizeHost(hello.ServerName)
+	m := g.acme
+	if m != nil {
+		if acme.IsChallenge(hello) {
+			return m.Certificate(hello)
+		}
+		if m.Covers(name) {
+			if c, err := m.Certificate(hello); err == nil {
+				return c, nil
+			}
+		}
+	}
 	if c := g.certs.lookup(name); c != nil {
 		return c, nil
+	}
+	if m != nil && !g.certs.failUnknown {
+		if c, err := m.Fallback(hello); err == nil {
+			return c, nil
+		}
 	}
 	return nil, fmt.Errorf("tls: no certificate for server name %q", hello.ServerName)
 }
@@ -451,6 +544,14 @@ func (s *TLSServer) Status() TLSStatus {
 	defer s.mu.Unlock()
 	st := s.status
 	st.Certificates = slices.Clone(st.Certificates)
+	if s.acme != nil {
+		st.ACME = s.acme.Status()
+		for _, a := range st.ACME {
+			if a.Error != "" {
+				st.OK = false
+			}
+		}
+	}
 	return st
 }
 
@@ -463,6 +564,20 @@ func (s *TLSServer) Port() int { return int(s.port.Load()) }
 // when they change, until ctx is done. A reload that changes the files in
 // use moves the watch.
 func (s *TLSServer) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.acmeCtx = ctx
+	if s.acme != nil {
+		s.acme.Start(ctx)
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.acmeCtx = nil
+		if s.acme != nil {
+			s.acme.Stop()
+		}
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
