@@ -19,5 +19,14 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 
+echo "== pebble (the ACME test CA the tls.acme tests run against)"
+if [ -z "${MERIDIAN_PEBBLE:-}" ]; then
+  if GOBIN="$PWD/bin" go install github.com/letsencrypt/pebble/v2/cmd/pebble@latest; then
+    export MERIDIAN_PEBBLE="$PWD/bin/pebble"
+  else
+    echo "pebble could not be installed: the ACME tests will be skipped (they say so)" >&2
+  fi
+fi
+
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 600s "$@" ./...
