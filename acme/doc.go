@@ -9,11 +9,14 @@
 // through Certificate on the TLS listener.
 //
 // Concurrency: a Manager is built once per tls.acme section; Certificate,
-// Covers, ServeHTTPChallenge and Status are safe for concurrent use and do
-// not block on the network (a handshake for a name whose certificate is
-// still being obtained gets an error, and the TLS listener falls back to
-// its files). Start begins issuance and renewal in background goroutines
-// that end with Stop or with Start's context. A config change builds a new
-// Manager and stops the old one; the new one finds the certificates in
-// storage.
+// Covers, ServeHTTPChallenge and Status are safe for concurrent use and
+// never wait for the CA: a handshake for a name whose certificate is still
+// being obtained gets an error, and the TLS listener falls back to its
+// files. They may read storage (a challenge solved by another instance
+// sharing it). Start begins issuance and renewal in background goroutines
+// that end with Stop or with Start's context; Stop waits for certmagic's
+// maintenance pass, which may be talking to the CA, so callers do not hold
+// locks across it. A config change builds a new Manager and stops the old
+// one; the new one finds the certificates in storage. A change made while
+// a renewal runs can delay that renewal to the next maintenance pass.
 package acme

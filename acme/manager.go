@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +49,7 @@ type Options struct {
 // and serves them, and the challenges, to Meridian's listeners.
 type Manager struct {
 	cfg     config.ACME
+	caSum   [32]byte // of the CA file's contents
 	domains []string // normalised, in config order
 	magic   *certmagic.Config
 	issuer  *certmagic.ACMEIssuer
@@ -63,8 +66,11 @@ type Manager struct {
 }
 
 // New prepares a Manager for cfg (defaults applied, validated): it creates
-// the storage directory and reads the CA file, but asks the CA nothing
-// until Start.
+// the storage directory, reads the CA file and loads the stored
+// certificates, so they serve from the first handshake. It asks the CA for
+// nothing new until Start, but certmagic's maintenance, which renews
+// stored certificates when due, runs from here on: every Manager must be
+// stopped.
 func New(cfg config.ACME, o Options) (*Manager, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -73,11 +79,13 @@ func New(cfg config.ACME, o Options) (*Manager, error) {
 		return nil, fmt.Errorf("tls.acme.storage: %w", err)
 	}
 	var roots *x509.CertPool
+	var caSum [32]byte
 	if cfg.CA != "" {
 		pem, err := os.ReadFile(cfg.CA)
 		if err != nil {
 			return nil, fmt.Errorf("tls.acme.ca: %w", err)
 		}
+		caSum = sha256.Sum256(pem)
 		roots = x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("tls.acme.ca %s: no certificate found", cfg.CA)
@@ -85,6 +93,7 @@ func New(cfg config.ACME, o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg:     cfg,
+		caSum:   caSum,
 		http01:  slices.Contains(cfg.Challenges, config.ChallengeHTTP01),
 		alpn01:  slices.Contains(cfg.Challenges, config.ChallengeTLSALPN01),
 		log:     o.Logger,
@@ -104,15 +113,24 @@ func New(cfg config.ACME, o Options) (*Manager, error) {
 		Storage: &certmagic.FileStorage{Path: cfg.Storage},
 		Logger:  o.Logger,
 		OnEvent: m.event,
+		// Events are built only for what event uses, not for every
+		// handshake (tls_get_certificate).
+		ShouldEmitFunc: func(e string) bool { return strings.HasPrefix(e, "cert_") || e == "cached_managed_cert" },
 		// Let's Encrypt ended OCSP in 2025; stapling would only add
 		// requests that fail.
 		OCSP: certmagic.OCSPConfig{DisableStapling: true},
 	})
+	// One host serves both solvers: the listeners' when they agree, else
+	// every address (the solvers' own listeners are then on other hosts
+	// than Meridian's, which is what they need).
 	host, httpPort := splitAddr(o.HTTPAddr)
-	if host == "" {
-		host, _ = splitAddr(o.HTTPSAddr)
+	tlsHost, tlsPort := splitAddr(o.HTTPSAddr)
+	switch {
+	case o.HTTPAddr == "":
+		host = tlsHost
+	case o.HTTPSAddr != "" && tlsHost != host:
+		host = ""
 	}
-	_, tlsPort := splitAddr(o.HTTPSAddr)
 	m.issuer = certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA:     cfg.Directory,
 		Email:  cfg.Email,
@@ -155,9 +173,20 @@ func normalize(name string) string {
 	return strings.ToLower(strings.TrimSuffix(name, "."))
 }
 
-// Config is the section the Manager was built from, so a reload can tell
-// whether it changed.
-func (m *Manager) Config() config.ACME { return m.cfg }
+// Matches reports whether cfg is the section the Manager was built from,
+// with the same CA file contents, so a reload keeps the Manager. An
+// unreadable CA file counts as unchanged: the Manager keeps the roots it
+// read.
+func (m *Manager) Matches(cfg config.ACME) bool {
+	if !reflect.DeepEqual(m.cfg, cfg) {
+		return false
+	}
+	if cfg.CA == "" {
+		return true
+	}
+	b, err := os.ReadFile(cfg.CA)
+	return err != nil || sha256.Sum256(b) == m.caSum
+}
 
 // ALPN reports whether the TLS listener must offer ALPNProto, that is
 // whether TLS-ALPN-01 is among the challenges.
@@ -233,20 +262,27 @@ func (m *Manager) Certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	return m.managed(hello, name)
 }
 
-// Fallback is the certificate of the first managed domain, for handshakes
-// no other certificate covers (no SNI, unknown names) when there are no
-// certificate files to default to.
+// Fallback is the certificate of the first managed domain that has one,
+// for handshakes no other certificate covers (no SNI, unknown names) when
+// there are no certificate files to default to.
 func (m *Manager) Fallback(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	h := *hello
-	h.ServerName = m.domains[0]
-	return m.managed(&h, m.domains[0])
+	for _, d := range m.domains {
+		h.ServerName = d
+		if c, err := m.managed(&h, d); err == nil {
+			return c, nil
+		}
+	}
+	return nil, errNotYet
 }
 
 // managed returns the certificate for name, refusing one certmagic found
-// for another name: it defaults rather than fails.
+// for another name (it defaults rather than fails) and an expired one
+// (after long downtime or failed renewals), so the caller can fall back to
+// a certificate file.
 func (m *Manager) managed(hello *tls.ClientHelloInfo, name string) (*tls.Certificate, error) {
 	c, err := m.magic.GetCertificate(hello)
-	if err != nil || c == nil || c.Leaf == nil || c.Leaf.VerifyHostname(name) != nil {
+	if err != nil || c == nil || c.Leaf == nil || c.Leaf.VerifyHostname(name) != nil || !time.Now().Before(c.Leaf.NotAfter) {
 		return nil, errNotYet
 	}
 	return c, nil
@@ -262,17 +298,30 @@ func (m *Manager) ServeHTTPChallenge(w http.ResponseWriter, r *http.Request) boo
 }
 
 // event records certmagic's issuance events: failures for Status, all of
-// them for the caller's metrics.
+// them for the caller's metrics. A certificate loaded into the cache (one
+// another instance sharing storage obtained, say) clears a failure too.
 func (m *Manager) event(_ context.Context, event string, data map[string]any) error {
 	domain, _ := data["identifier"].(string)
 	switch event {
+	case "cached_managed_cert":
+		sans, _ := data["sans"].([]string)
+		m.mu.Lock()
+		for _, n := range sans {
+			delete(m.failed, n)
+		}
+		m.mu.Unlock()
+		return nil
 	case "cert_obtained":
 		m.mu.Lock()
 		delete(m.failed, domain)
 		m.mu.Unlock()
 	case "cert_failed":
+		err, _ := data["error"].(error)
+		if errors.Is(err, context.Canceled) {
+			return nil // a Stop, not a failure
+		}
 		msg := "failed"
-		if err, ok := data["error"].(error); ok {
+		if err != nil {
 			msg = err.Error()
 		}
 		m.mu.Lock()

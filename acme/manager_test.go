@@ -2,9 +2,15 @@ package acme
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -292,4 +298,55 @@ func TestNewErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMatches checks what makes a reload keep a Manager: the same section
+// and the same CA file contents.
+func TestMatches(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	writeCA := func(cn string) {
+		t.Helper()
+		if err := os.WriteFile(ca, selfSigned(t, cn), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCA("one")
+	cfg := config.ACME{Directory: "https://127.0.0.1:1/dir", Domains: []string{"m.example.com"}, Storage: filepath.Join(dir, "s"), CA: ca, Challenges: []string{config.ChallengeHTTP01}}
+	m, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	if !m.Matches(cfg) {
+		t.Error("same section: no match")
+	}
+	other := cfg
+	other.Domains = []string{"m.example.com", "n.example.com"}
+	if m.Matches(other) {
+		t.Error("another domain list matches")
+	}
+	writeCA("two")
+	if m.Matches(cfg) {
+		t.Error("a rotated CA file matches")
+	}
+	os.Remove(ca)
+	if !m.Matches(cfg) {
+		t.Error("an unreadable CA file should keep the Manager")
+	}
+}
+
+// selfSigned returns a PEM self-signed CA certificate named cn.
+func selfSigned(t *testing.T, cn string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

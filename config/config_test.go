@@ -100,7 +100,7 @@ func TestParseProblems(t *testing.T) {
 		{"empty file", func(string) string { return "" }, []string{`bad.yaml: file is empty`}},
 		{"alias bomb", func(string) string { return aliasBomb }, []string{`bad.yaml:1: a: unknown key "a"`}},
 		{"acme without https and with bad values", func(s string) string {
-			return s + "tls:\n  acme:\n    directory: http://ca.example/dir\n    email: nobody\n    domains: [\"*.example.com\", www.example.com, WWW.example.com., localhost, 10.0.0.1]\n    challenges: [dns-01]\n"
+			return s + "tls:\n  acme:\n    directory: http://ca.example/dir\n    email: nobody\n    domains: [\"*.example.com\", www.example.com, WWW.example.com., localhost, 10.0.0.1, bücher.example.com, exa_mple.com, \"a.*.example.com\", \"www.example.com:443\", -bad-.example.com]\n    challenges: [dns-01]\n"
 		}, []string{
 			`tls.acme: ACME certificates are served on listen.https`,
 			`bad.yaml:28: tls.acme.directory: want the CA's https:// directory URL`,
@@ -109,6 +109,11 @@ func TestParseProblems(t *testing.T) {
 			`tls.acme.domains[2]: duplicate domain "WWW.example.com."`,
 			`tls.acme.domains[3]: invalid domain "localhost"`,
 			`tls.acme.domains[4]: "10.0.0.1" is an address`,
+			`tls.acme.domains[5]: internationalized name "bücher.example.com": write its ASCII form "xn--bcher-kva.example.com"`,
+			`tls.acme.domains[6]: invalid domain "exa_mple.com"`,
+			`tls.acme.domains[7]: invalid domain "a.*.example.com"`,
+			`tls.acme.domains[8]: invalid domain "www.example.com:443"`,
+			`tls.acme.domains[9]: invalid domain "-bad-.example.com"`,
 			`tls.acme.storage: missing storage directory`,
 			`tls.acme.challenges[0]: want http-01 or tls-alpn-01, not "dns-01"`,
 		}},

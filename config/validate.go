@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/net/idna"
 )
 
 // validator collects problems; each check appends and moves on, so one run
@@ -180,14 +181,9 @@ func (v *validator) acme(a *ACME) {
 	for i, d := range a.Domains {
 		p := fmt.Sprintf("tls.acme.domains[%d]", i)
 		name := strings.ToLower(strings.TrimSuffix(d, "."))
-		switch _, ok := mdns.IsDomainName(name); {
-		case strings.HasPrefix(name, "*."):
-			v.add(p, "wildcard %q needs the DNS-01 challenge, which Meridian does not run: list the names, or configure a wildcard certificate in tls.certificates", d)
-		case name == "" || !ok || !strings.Contains(name, "."):
-			v.add(p, "invalid domain %q: want a fully qualified name", d)
-		case net.ParseIP(name) != nil:
-			v.add(p, "%q is an address: ACME certificates here are for names", d)
-		case seen[name]:
+		if msg := acmeDomainProblem(d, name); msg != "" {
+			v.add(p, "%s", msg)
+		} else if seen[name] {
 			v.add(p, "duplicate domain %q", d)
 		}
 		seen[name] = true
@@ -203,6 +199,33 @@ func (v *validator) acme(a *ACME) {
 			v.add(fmt.Sprintf("tls.acme.challenges[%d]", i), "want %s or %s, not %q", ChallengeHTTP01, ChallengeTLSALPN01, c)
 		}
 	}
+}
+
+// acmeDomainProblem says why a CA would refuse d (name is d normalised),
+// or "" when it is a plain host name: letters, digits and hyphens in
+// labels of at most 63 characters, two labels at least.
+func acmeDomainProblem(d, name string) string {
+	switch {
+	case strings.HasPrefix(name, "*."):
+		return fmt.Sprintf("wildcard %q needs the DNS-01 challenge, which Meridian does not run: list the names, or configure a wildcard certificate in tls.certificates", d)
+	case net.ParseIP(name) != nil:
+		return fmt.Sprintf("%q is an address: ACME certificates here are for names", d)
+	}
+	if a, err := idna.Lookup.ToASCII(name); err == nil && a != name {
+		return fmt.Sprintf("internationalized name %q: write its ASCII form %q", d, a)
+	}
+	labels := strings.Split(name, ".")
+	if len(labels) < 2 || len(name) > 253 {
+		return fmt.Sprintf("invalid domain %q: want a fully qualified name", d)
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' || strings.IndexFunc(l, func(c rune) bool {
+			return !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-')
+		}) >= 0 {
+			return fmt.Sprintf("invalid domain %q: labels are letters, digits and inner hyphens", d)
+		}
+	}
+	return ""
 }
 
 func (v *validator) consul() {

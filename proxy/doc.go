@@ -7,9 +7,10 @@
 // logs and metrics. Plain HTTP/1.1 pools are reached through h1Client,
 // which sends requests without a body on the handler's goroutine over
 // kept-alive connections, and http.Transport for the rest. TLSServer
-// terminates TLS (certificates by SNI, reloaded from disk, HTTP/2 limits)
-// and enforces the routes' TLS policy (client certificates, 421 on
-// SNI/Host mismatch, HSTS); PlainEdge adds HTTPS redirects to the plain
+// terminates TLS (certificates by SNI, reloaded from disk or obtained by
+// the acme package's Manager, HTTP/2 limits) and enforces the routes' TLS
+// policy (client certificates, 421 on SNI/Host mismatch, HSTS); PlainEdge
+// answers ACME HTTP-01 validations and adds HTTPS redirects to the plain
 // listener.
 //
 // Concurrency: the handler loads the live routing table once per request
@@ -23,5 +24,7 @@
 // connection pools by protocol and TLS settings, so reloads reuse them.
 // TLSServer's handshakes read one immutable certificate generation through
 // an atomic pointer; reloads (Reload, the file watcher in Run) build a new
-// generation under a mutex and never touch open connections.
+// generation under a mutex and never touch open connections. The ACME
+// manager runs under Run's context; a reload that changes tls.acme builds
+// a new one, which finds the stored certificates, and stops the old.
 package proxy

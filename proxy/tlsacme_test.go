@@ -22,7 +22,7 @@ import (
 const acmeConfig = `
 listen: {http: "{{HTTP}}", https: "{{HTTPS}}"}
 tls:
-  certificates: [{cert: {{DIR}}/files.pem, key: {{DIR}}/files.key}]
+  certificates: [{cert: {{DIR}}/{{FILES}}.pem, key: {{DIR}}/{{FILES}}.key}]
 {{ACME}}
 pools: {be: {endpoints: [{{BACKEND}}]}}
 services: {be: {pools: [be]}}
@@ -56,7 +56,7 @@ func TestTLSACME(t *testing.T) {
 			be := newBackend(t, "be", nil)
 			acme := "  acme: {directory: \"" + pb.Directory + "\", email: ops@example.com, domains: [" + domain + "], storage: " +
 				filepath.Join(dir, "acme") + ", ca: " + pb.CAFile + ", challenges: [" + tc.challenge + "]}"
-			vars := map[string]string{"HTTP": pln.Addr().String(), "HTTPS": ln.Addr().String(), "DIR": dir, "BACKEND": be.addr, "ACME": acme}
+			vars := map[string]string{"HTTP": pln.Addr().String(), "HTTPS": ln.Addr().String(), "DIR": dir, "FILES": "files", "BACKEND": be.addr, "ACME": acme}
 			if tc.atReload {
 				vars["ACME"] = ""
 			}
@@ -107,8 +107,18 @@ func TestTLSACME(t *testing.T) {
 				t.Errorf("obtained events %v, want 1", n)
 			}
 
+			// A reload that removes tls.acme but whose certificate files are
+			// unusable leaves nothing to serve: the previous setup stays.
+			vars["ACME"], vars["FILES"] = "", "missing"
+			if err := e.swap(acmeConfig, vars); err == nil {
+				t.Error("reload to missing files and no ACME: no error")
+			}
+			if leaf, _, err := e.handshake(domain, nil); err != nil || leaf.VerifyHostname(domain) != nil {
+				t.Errorf("after a reload that left nothing to serve: %v %v", leaf, err)
+			}
+
 			// Removing tls.acme stops serving the name's ACME certificate.
-			vars["ACME"] = ""
+			vars["ACME"], vars["FILES"] = "", "files"
 			if err := e.swap(acmeConfig, vars); err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +145,7 @@ func TestTLSACMEBadSection(t *testing.T) {
 	be := newBackend(t, "be", nil)
 	ln, pln := listenLoopback(t), listenLoopback(t)
 	bad := "  acme: {directory: \"https://127.0.0.1:1/dir\", domains: [a.example.com], storage: " + filepath.Join(dir, "acme") + ", ca: " + filepath.Join(dir, "missing.pem") + "}"
-	vars := map[string]string{"HTTP": pln.Addr().String(), "HTTPS": ln.Addr().String(), "DIR": dir, "BACKEND": be.addr, "ACME": bad}
+	vars := map[string]string{"HTTP": pln.Addr().String(), "HTTPS": ln.Addr().String(), "DIR": dir, "FILES": "files", "BACKEND": be.addr, "ACME": bad}
 
 	tb := compileBound(t, health.New(health.Options{}), acmeConfig, vars)
 	if _, err := NewTLSServer(NewHandler(Options{}), tb.Config, nil, nil); err == nil || !strings.Contains(err.Error(), "tls.acme.ca") {

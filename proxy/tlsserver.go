@@ -9,7 +9,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -70,11 +69,19 @@ type TLSServer struct {
 	tlsCfg config.TLS
 	listen config.Listen
 	routes []*config.Route
-	// acme is the manager of the current tls.acme section, nil without
-	// one; acmeCtx is Run's context, which managers run under (nil
-	// outside Run, when a new manager waits for Run to start it).
+	// acme is the manager the current generation uses, nil without one;
+	// acmeCtx is Run's context, which managers run under (nil before Run,
+	// when a new manager waits for Run to start it). acmeErr is the last
+	// error building a manager, so a retry that fails the same way is not
+	// reported again. retired managers are stopped once mu is released:
+	// stopping waits for certmagic's maintenance, which may be talking to
+	// the CA. closed is set when Run ends or Close is called: no manager
+	// is built after it.
 	acme    *acme.Manager
 	acmeCtx context.Context
+	acmeErr string
+	retired []*acme.Manager
+	closed  bool
 	pairs   map[config.CertPair]*pairState
 	cas     map[string]*caFile
 	status  TLSStatus
@@ -173,9 +180,6 @@ func NewTLSServer(h *Handler, cfg *config.Config, logger *zap.Logger, reg promet
 	}
 	s.h = &policyHandler{s: s, next: h}
 	if err := s.reload(cfg, true); err != nil {
-		if s.acme != nil {
-			s.acme.Stop()
-		}
 		return nil, err
 	}
 	return s, nil
@@ -195,17 +199,44 @@ func (s *TLSServer) Reload(cfg *config.Config) error {
 // as the watcher in Run does when they change.
 func (s *TLSServer) ReloadFiles() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.rebuildLocked(false)
 }
 
 func (s *TLSServer) reload(cfg *config.Config, start bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.tlsCfg = cfg.TLS
-	s.listen = cfg.Listen
+	if start {
+		// Listeners are bound once; ACME challenges keep arriving where
+		// they are, whatever a reload says.
+		s.listen = cfg.Listen
+	}
 	s.routes = cfg.Routes
 	return s.rebuildLocked(start)
+}
+
+// unlock releases mu, then stops the managers the rebuild retired.
+func (s *TLSServer) unlock() {
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
+	for _, m := range retired {
+		m.Stop()
+	}
+}
+
+// Close stops the ACME manager of a server whose Run will not be called
+// (a start that failed after NewTLSServer); Run's end does the same.
+func (s *TLSServer) Close() {
+	s.mu.Lock()
+	defer s.unlock()
+	s.closed = true
+	s.acmeCtx = nil
+	if s.acme != nil {
+		s.retired = append(s.retired, s.acme)
+		s.acme = nil
+	}
 }
 
 // rebuildLocked reads what changed on disk and publishes a new generation.
@@ -294,16 +325,19 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 	}
 	s.cas = cas
 
-	switch ch, err := s.acmeLocked(); {
-	case err != nil:
+	am, err := s.acmeCandidateLocked()
+	if err != nil {
 		errs = append(errs, err)
-		failed = true
-	case ch:
-		changed = true
+		if msg := err.Error(); msg != s.acmeErr {
+			s.acmeErr = msg
+			failed = true
+		}
+	} else {
+		s.acmeErr = ""
 	}
 
 	set := buildCertSet(served, s.tlsCfg.UnknownSNI == "fail")
-	if set.def == nil && s.acme == nil {
+	if set.def == nil && am == nil {
 		// Without ACME nothing could answer a handshake. (With it, names
 		// wait for their certificates.)
 		err := errors.Join(append(errs, errors.New("no usable certificate"))...)
@@ -311,12 +345,26 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 			return err
 		}
 		if old := s.gen.Load(); old != nil {
-			// Keep serving the previous set rather than nothing.
-			set = old.certs
+			// Keep serving the previous set, and manager, rather than
+			// nothing.
+			set, am = old.certs, old.acme
 		}
 	}
 	if start && len(errs) > 0 {
+		if am != nil {
+			am.Stop()
+		}
 		return errors.Join(errs...)
+	}
+	if am != s.acme {
+		if s.acme != nil {
+			s.retired = append(s.retired, s.acme)
+		}
+		s.acme = am
+		if am != nil && s.acmeCtx != nil {
+			am.Start(s.acmeCtx)
+		}
+		changed = true
 	}
 
 	g := &tlsGen{
@@ -359,7 +407,7 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 	switch {
 	case failed:
 		s.reloads.WithLabelValues("failure").Inc()
-		s.log.Error("TLS files rejected; the previous certificates keep serving", zap.Error(errors.Join(errs...)))
+		s.log.Error("TLS settings rejected; the previous certificates keep serving", zap.Error(errors.Join(errs...)))
 	case changed && !start:
 		s.reloads.WithLabelValues("success").Inc()
 		s.log.Info("TLS certificates reloaded", zap.Int("certificates", len(served)))
@@ -383,23 +431,20 @@ func (s *TLSServer) rebuildLocked(start bool) error {
 	return nil
 }
 
-// acmeLocked brings the ACME manager in line with tls.acme: a new or
-// changed section gets a new manager (started when Run is running; it
-// loads what the old one stored), a removed one stops. A section whose
-// manager cannot be built keeps the previous manager. It reports whether
-// the manager changed. Caller holds mu.
-func (s *TLSServer) acmeLocked() (bool, error) {
+// acmeCandidateLocked returns the manager the next generation should use
+// for tls.acme: the current one while the section (and its CA file) is
+// unchanged, a new, unstarted one when it changed, nil without a section.
+// A section whose manager cannot be built keeps the current one, with the
+// error. Caller holds mu.
+func (s *TLSServer) acmeCandidateLocked() (*acme.Manager, error) {
 	want := s.tlsCfg.ACME
-	if want == nil {
-		if s.acme == nil {
-			return false, nil
-		}
-		s.acme.Stop()
-		s.acme = nil
-		return true, nil
-	}
-	if s.acme != nil && reflect.DeepEqual(s.acme.Config(), *want) {
-		return false, nil
+	switch {
+	case want == nil:
+		return nil, nil
+	case s.acme != nil && s.acme.Matches(*want):
+		return s.acme, nil
+	case s.closed:
+		return s.acme, errors.New("tls.acme: the TLS server has stopped")
 	}
 	m, err := acme.New(*want, acme.Options{
 		HTTPAddr:  s.listen.HTTP,
@@ -408,16 +453,9 @@ func (s *TLSServer) acmeLocked() (bool, error) {
 		OnEvent:   func(event, domain string) { s.acmeEvts.WithLabelValues(event, domain).Inc() },
 	})
 	if err != nil {
-		return false, err
+		return s.acme, err
 	}
-	if s.acme != nil {
-		s.acme.Stop()
-	}
-	s.acme = m
-	if s.acmeCtx != nil {
-		m.Start(s.acmeCtx)
-	}
-	return true, nil
+	return m, nil
 }
 
 // ServeACMEChallenge answers an ACME HTTP-01 validation request, which
@@ -565,19 +603,14 @@ func (s *TLSServer) Port() int { return int(s.port.Load()) }
 // use moves the watch.
 func (s *TLSServer) Run(ctx context.Context) error {
 	s.mu.Lock()
-	s.acmeCtx = ctx
-	if s.acme != nil {
-		s.acme.Start(ctx)
+	if !s.closed {
+		s.acmeCtx = ctx
+		if s.acme != nil {
+			s.acme.Start(ctx)
+		}
 	}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.acmeCtx = nil
-		if s.acme != nil {
-			s.acme.Stop()
-		}
-	}()
+	defer s.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

@@ -292,6 +292,7 @@ func (a *App) Run(ctx context.Context) error {
 			return fmt.Errorf("tls: %w", err)
 		}
 		if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+			tlsSrv.Close()
 			adminLn.Close()
 			if httpLn != nil {
 				httpLn.Close()
