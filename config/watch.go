@@ -11,8 +11,13 @@ import (
 )
 
 // DefaultDebounce coalesces the bursts of events one save produces (an
-// editor's write-temp-then-rename, cp's truncate then write).
-const DefaultDebounce = 100 * time.Millisecond
+// editor's write-temp-then-rename, cp's truncate then write, a Kubernetes
+// symlink swap), which arrive within a millisecond or two, while keeping a
+// reload within its 50 ms budget. A writer slower than that makes its
+// reader see a partial file first; the config rebuild re-reads such a file
+// rather than report it (internal/app), and certificate files use a longer
+// debounce, since cert and key are often replaced one after the other.
+const DefaultDebounce = 10 * time.Millisecond
 
 // Watcher tells its caller when a file may have changed. It watches the
 // file's directory, not the file: editors and Kubernetes replace files by

@@ -34,6 +34,12 @@ var modernCiphers = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
+// certDebounce is the quiet time after a change to a certificate, key or
+// client CA file before they are re-read: tools replace the certificate and
+// the key one after the other, and a reload between the two would reject
+// the mismatched pair once.
+const certDebounce = 250 * time.Millisecond
+
 // HTTP/2 limits of the TLS listener. Go's server already bounds rapid
 // reset (CVE-2023-44487: at most MaxConcurrentStreams handlers run per
 // connection, and a connection queueing more than four times that is closed
@@ -619,7 +625,7 @@ func (s *TLSServer) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		wctx, cancel := context.WithCancel(ctx)
 		if len(paths) > 0 {
-			w := &config.Watcher{Paths: paths, Logger: s.log}
+			w := &config.Watcher{Paths: paths, Logger: s.log, Debounce: certDebounce}
 			wg.Go(func() {
 				if err := w.Run(wctx, func() { _ = s.ReloadFiles() }); err != nil {
 					s.log.Error("certificate watcher stopped; files reload only with the config", zap.Error(err))

@@ -42,7 +42,14 @@ type Options struct {
 	// ConsulAddr is the agent a consul://KEY ConfigPath is read from; empty
 	// means CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
 	ConsulAddr string
+
+	// settle overrides fileSettle (tests that must not depend on timing).
+	settle time.Duration
 }
+
+// fileSettle is how long a config file that stopped parsing must stay
+// unchanged before the failed reload counts (see rebuilder.settle).
+const fileSettle = 100 * time.Millisecond
 
 // Addrs are the addresses the App's listeners are bound to.
 type Addrs struct {
@@ -135,6 +142,12 @@ func New(opts Options) (_ *App, err error) {
 		OnChange:    a.dns.HealthChanged,
 	})
 	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
+	if a.kv == nil {
+		a.rebuild.settle = fileSettle
+		if opts.settle > 0 {
+			a.rebuild.settle = opts.settle
+		}
+	}
 	if a.consul, err = consulClient(cfg); err != nil {
 		return nil, err
 	}

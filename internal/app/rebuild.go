@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -40,6 +41,13 @@ type rebuilder struct {
 	// apply runs after a successful compile and before publication: health
 	// sync and binding, catalog wants, log level.
 	apply func(cfg *config.Config, t *routing.Table)
+	// settle is how long a file that no longer parses must stay as it is
+	// before the failure counts, 0 to count at once. The watcher fires
+	// within milliseconds of a change, while a writer such as cp or a slow
+	// pipe may not have finished: its half-written file is re-read rather
+	// than reported. A source that replaces its content atomically
+	// (Consul KV) needs none.
+	settle time.Duration
 
 	mu     sync.Mutex // guards status, for the admin API
 	status ReloadStatus
@@ -124,15 +132,26 @@ func (r *rebuilder) rebuild() error {
 		return r.fail(err)
 	}
 	var fresh error
-	if sum := sha256.Sum256(data); sum != r.lastHash || r.cfg == nil {
+	for {
+		sum := sha256.Sum256(data)
+		if sum == r.lastHash && r.cfg != nil {
+			break
+		}
 		r.lastHash = sum // a bad file is logged once, not on every poke
 		cfg, err := config.Parse(r.src.Name(), data)
-		if err != nil {
-			r.cand = nil
-			fresh = r.fail(err)
-		} else {
+		if err == nil {
 			r.cand, r.candLogged = cfg, false
+			break
 		}
+		if r.cfg != nil {
+			if newer, changed := r.waitSettled(data); changed {
+				data = newer
+				continue
+			}
+		}
+		r.cand = nil
+		fresh = r.fail(err)
+		break
 	}
 	if r.cand != nil {
 		t, err := r.compile(r.cand)
@@ -159,6 +178,20 @@ func (r *rebuilder) rebuild() error {
 		r.publish(r.cfg, t, false)
 	}
 	return fresh
+}
+
+// waitSettled re-reads the source for up to settle and returns the first
+// content that differs from data; changed is false when it stayed the same
+// (or could not be read) the whole time.
+func (r *rebuilder) waitSettled(data []byte) (newer []byte, changed bool) {
+	const step = 10 * time.Millisecond
+	for waited := time.Duration(0); waited < r.settle; waited += step {
+		time.Sleep(step)
+		if b, err := r.src.Read(); err == nil && !bytes.Equal(b, data) {
+			return b, true
+		}
+	}
+	return nil, false
 }
 
 // publish applies and stores t. reload says a new config took effect, which
