@@ -13,9 +13,9 @@
 # (geo.example.test A with ECS 198.51.100.0/24; a geo-steered record under
 # Meridian, a static one elsewhere, so the others get their best case).
 # dnsperf runs on CPU $CLIENT_CPU, every server on CPU $SERVER_CPU. Rounds
-# rotate the server order; the summary quotes medians. Meridian is served by
-# bench/dnsmeridian (routing.Compile + dns.Server), profiled in a last
-# steered run. Before each run the script waits (up to 2 minutes) for the
+# rotate the server order; the summary quotes medians. Meridian is the real
+# binary (cmd/meridian run: health engine, metrics and admin API included),
+# profiled through its admin API's /debug/pprof during a last steered run. Before each run the script waits (up to 2 minutes) for the
 # machine to be idle and records how busy it was (busy_before). Raw output
 # goes to bench/results/dns-<date>.txt.
 set -euo pipefail
@@ -27,7 +27,7 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.12.1}
 OUT=${OUT:-bench/results/dns-$(date +%Y-%m-%d).txt}
-P_MERIDIAN=5301 P_COREDNS=5302 P_KNOT=5303 P_BARE=5304
+P_MERIDIAN=5301 P_COREDNS=5302 P_KNOT=5303 P_BARE=5304 P_ADMIN=5305
 
 log() { echo "$@" | tee -a "$OUT"; }
 
@@ -54,7 +54,7 @@ mkdir -p "$(dirname "$OUT")"
 log "# bench/dns.sh $(date -u +%FT%TZ) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 log "# dnsperf -c 8 -l $DURATION on CPU $CLIENT_CPU, servers on CPU $SERVER_CPU, $ROUNDS rounds; $(go version)"
 
-go build -o "$WORK/meridian-dns" ./bench/dnsmeridian
+go build -o "$WORK/meridian" ./cmd/meridian
 go build -o "$WORK/dnsbare" ./bench/dnsbare
 COREDNS=""
 if GOBIN="$WORK/gobin" go install "github.com/coredns/coredns@$COREDNS_VERSION" >"$WORK/coredns-install.log" 2>&1; then
@@ -75,7 +75,7 @@ geo       IN A   192.0.2.1
 EOF
 
 cat >"$WORK/meridian.yaml" <<EOF
-listen: {dns: 127.0.0.1:$P_MERIDIAN}
+listen: {dns: 127.0.0.1:$P_MERIDIAN, admin: 127.0.0.1:$P_ADMIN}
 log: {level: warn}
 geo:
   nets: {127.0.0.0/8: eu, 198.51.100.0/24: us}
@@ -145,7 +145,7 @@ start() { # name port cmd...
 }
 
 SERVERS=()
-start meridian $P_MERIDIAN "$WORK/meridian-dns" -config "$WORK/meridian.yaml" && SERVERS+=(meridian)
+start meridian $P_MERIDIAN "$WORK/meridian" run -config "$WORK/meridian.yaml" -watch=false && SERVERS+=(meridian)
 if [[ -n $COREDNS ]]; then
 	start coredns $P_COREDNS "$COREDNS" -conf "$WORK/Corefile" -quiet && SERVERS+=(coredns)
 fi
@@ -241,22 +241,14 @@ done
 # Profile Meridian's answer path on the steered query.
 log ""
 log "Profile: meridian, steered query, ${DURATION}s"
-kill -INT "${PID[meridian]}" 2>/dev/null || true
-wait "${PID[meridian]}" 2>/dev/null || true
-taskset -c "$SERVER_CPU" "$WORK/meridian-dns" -config "$WORK/meridian.yaml" -cpuprofile "$WORK/cpu.prof" >"$WORK/meridian-prof.log" 2>&1 &
-PROFPID=$!
-PIDS+=("$PROFPID")
-for _ in $(seq 100); do
-	dig +short +time=1 +tries=1 -p $P_MERIDIAN @127.0.0.1 ns1.example.test A 2>/dev/null | grep -q 192.0.2.53 && break
-	sleep 0.1
-done
+curl -s -o "$WORK/cpu.prof" "http://127.0.0.1:$P_ADMIN/debug/pprof/profile?seconds=$DURATION" &
+CURLPID=$!
 taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p $P_MERIDIAN -d "$WORK/steered.txt" -c 8 -l "$DURATION" -E "$ECS_OPT" >/dev/null 2>&1
-kill -INT "$PROFPID"
-wait "$PROFPID" 2>/dev/null || true
-go tool pprof -top -nodecount=30 "$WORK/meridian-dns" "$WORK/cpu.prof" 2>/dev/null | sed 's/^/  /' | tee -a "$OUT"
+wait "$CURLPID" || true
+go tool pprof -top -nodecount=30 "$WORK/meridian" "$WORK/cpu.prof" 2>/dev/null | sed 's/^/  /' | tee -a "$OUT"
 log ""
 log "cumulative, by area:"
-go tool pprof -top -cum -nodecount=40 "$WORK/meridian-dns" "$WORK/cpu.prof" 2>/dev/null |
+go tool pprof -top -cum -nodecount=40 "$WORK/meridian" "$WORK/cpu.prof" 2>/dev/null |
 	grep -E 'dns\.\(\*Server\)\.(serve|datagram|udpBatchWorker)$|dns\.answer$|ReadBatch|WriteBatch|Msg\)\.(Unpack|PackBuffer)$|mallocgc$|gcBgMarkWorker|findRunnable|prometheus' |
 	sed 's/^/  /' | tee -a "$OUT"
 log ""
