@@ -154,7 +154,9 @@ func (c *Config) SetDefaults() {
 		if r == nil {
 			continue
 		}
-		def(&r.Name, fmt.Sprintf("route-%d", i))
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("route-%d", i)
+		}
 		if m := r.Mirror; m != nil {
 			if m.MaxBody == 0 {
 				m.MaxBody = DefaultMirrorMaxBody

@@ -5,6 +5,8 @@
 // that tells the rebuild loop when the file changed.
 //
 // Concurrency: a *Config returned by Parse or Load is never written again and
-// may be read from any goroutine. Watcher runs in its own goroutine and only
-// sends on a channel. The package imports no other Meridian package.
+// may be read from any goroutine. Parse parses a large file in pieces on
+// goroutines of its own (one per core), all done when it returns; it keeps
+// no state between calls. Watcher runs in its own goroutine and only sends
+// on a channel. The package imports no other Meridian package.
 package config

@@ -6,9 +6,11 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -64,42 +66,140 @@ func Load(path string) (*Config, []byte, error) {
 // Parse decodes data strictly (unknown keys, wrong types and bad durations
 // are errors), fills defaults and validates. name is used in messages only.
 // On failure the error is an *Error listing every problem with its line.
+//
+// A reload runs Parse on the whole file, so the path without problems is
+// kept lean: a large file is parsed and decoded in pieces on every core
+// (see pieces.go), the path→line index is only built when there is a problem
+// to locate, and each distinct regular expression is compiled once and kept
+// on the Config for routing (see Config.Regexp).
 func Parse(name string, data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
+	return parse(name, data, runtime.GOMAXPROCS(0), splitMinBytes)
+}
+
+// parse is Parse cutting data into at most parts pieces when it has at
+// least minBytes; tests cut small files with it.
+func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
+	var pd pieceDecoder
+	root, maps, pieces, cut := parsePieces(data, parts, minBytes, pd.decode)
+	if !cut {
+		root = new(yaml.Node)
+		if err := yaml.Unmarshal(data, root); err != nil {
+			return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
+		}
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, &Error{Problems: []Problem{{File: name, Msg: "file is empty"}}}
 	}
-	lines := indexLines(root.Content[0])
+	doc := root.Content[0]
+	lines := lazyLines{root: doc}
 
-	// The tree is parsed once: unknown keys are found by walking it against
-	// the schema (Node.Decode has no strict mode), then it is decoded.
 	var cfg Config
 	var probs []Problem
-	unknownKeys(root.Content[0], reflect.TypeOf(cfg), "", func(path string, k *yaml.Node) {
-		probs = append(probs, Problem{File: name, Line: k.Line, Path: path, Msg: fmt.Sprintf("unknown key %q", k.Value)})
-	})
-	if err := root.Content[0].Decode(&cfg); err != nil {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
+	if !cut || !pd.join(&cfg, maps, pieces) {
+		// The tree is parsed once: unknown keys are found by walking it
+		// against the schema (Node.Decode has no strict mode), then it is
+		// decoded.
+		w := keyWalker{types: schema{}, report: func(path string, k *yaml.Node) {
+			probs = append(probs, Problem{File: name, Line: k.Line, Path: path, Msg: fmt.Sprintf("unknown key %q", k.Value)})
+		}}
+		w.walk(doc, configType)
+		if err := doc.Decode(&cfg); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
+			}
+			// Type errors leave the rest decoded: validate it too, so one
+			// run lists every problem in the file.
+			probs = append(probs, decodeProblems(name, te, lines.get())...)
 		}
-		// Type errors leave the rest decoded: validate it too, so one run
-		// lists every problem in the file.
-		probs = append(probs, decodeProblems(name, te, lines)...)
 	}
 	cfg.SetDefaults()
-	for _, p := range cfg.validate() {
-		p.File, p.Line = name, lines.line(p.Path)
+	vprobs, regexps := cfg.validate()
+	for _, p := range vprobs {
+		p.File, p.Line = name, lines.get().line(p.Path)
 		probs = append(probs, p)
 	}
 	if len(probs) > 0 {
 		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 		return nil, &Error{Problems: probs}
 	}
+	cfg.regexps = regexps
 	return &cfg, nil
+}
+
+var configType = reflect.TypeFor[Config]()
+
+// pieceDecoder decodes the root mapping of each piece of a cut file (see
+// parsePieces) on the piece's goroutine, into a Config of its own, and then
+// joins them: each top-level key's field is taken from the piece that has
+// the key, and a sequence continued across pieces is concatenated. That is
+// what decoding the whole tree gives, since the decoder handles top-level
+// keys and sequence items one by one.
+type pieceDecoder struct {
+	mu    sync.Mutex
+	parts map[int]*Config // by piece; nil for a piece that did not decode
+}
+
+// decode walks piece i's mapping for unknown keys and decodes it; it keeps
+// the result only when both are clean.
+func (pd *pieceDecoder) decode(i int, m *yaml.Node) {
+	clean := true
+	w := keyWalker{types: schema{}, report: func(string, *yaml.Node) { clean = false }}
+	w.walk(m, configType)
+	c := new(Config)
+	if !clean || m.Decode(c) != nil {
+		return
+	}
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	if pd.parts == nil {
+		pd.parts = map[int]*Config{}
+	}
+	pd.parts[i] = c
+}
+
+// join sets cfg to the pieces' configs joined. It reports false, leaving
+// cfg as it was, when a piece had an unknown key or failed to decode, or a
+// top-level key repeats: the caller then walks and decodes the whole tree
+// in one go, so every message is exactly the one a whole decode gives.
+func (pd *pieceDecoder) join(cfg *Config, maps []*yaml.Node, pieces []piece) bool {
+	if len(pd.parts) != len(maps) {
+		return false
+	}
+	types := schema{}
+	top := types.info(configType)
+	var joined Config
+	out := reflect.ValueOf(&joined).Elem()
+	seen := map[string]bool{}
+	for i, m := range maps {
+		src := reflect.ValueOf(pd.parts[i]).Elem()
+		for j := 0; j+1 < len(m.Content); j += 2 {
+			key := m.Content[j].Value
+			f := top.fields[key] // known: the walk found no unknown key
+			dst, part := out.Field(f.index), src.Field(f.index)
+			if j == 0 && pieces[i].seqKey != "" {
+				// The piece continues the sequence the piece before ended
+				// with: append its items, into a slice of exactly the
+				// length, as the decoder makes it.
+				if f.t.Kind() != reflect.Slice || types.info(f.t).custom {
+					return false
+				}
+				n := dst.Len() + part.Len()
+				s := reflect.MakeSlice(f.t, n, n)
+				reflect.Copy(s, dst)
+				reflect.Copy(s.Slice(dst.Len(), n), part)
+				dst.Set(s)
+				continue
+			}
+			if seen[key] {
+				return false // the decoder reports it: already defined
+			}
+			seen[key] = true
+			dst.Set(part)
+		}
+	}
+	*cfg = joined
+	return true
 }
 
 var lineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -167,6 +267,21 @@ type lineIndex struct {
 type entry struct {
 	path, value string
 	line, col   int
+}
+
+// lazyLines builds the line index of root on first use. Most parses find
+// no problem and never need it, and building it costs a string per node.
+type lazyLines struct {
+	root *yaml.Node
+	li   *lineIndex
+}
+
+func (l *lazyLines) get() lineIndex {
+	if l.li == nil {
+		li := indexLines(l.root)
+		l.li = &li
+	}
+	return *l.li
 }
 
 func indexLines(n *yaml.Node) lineIndex {
@@ -237,62 +352,127 @@ func (li lineIndex) find(line, col int, value string) string {
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
-// unknownKeys walks n against the type t decodes into and reports every
-// mapping key no field of a struct takes. Types with their own
-// UnmarshalYAML check their keys themselves.
-func unknownKeys(n *yaml.Node, t reflect.Type, path string, report func(path string, key *yaml.Node)) {
+// schema caches, for one Parse call, what the unknown-key walk needs to know
+// about each type it meets: a config has thousands of routes of the same few
+// types, and asking reflect for a struct's tags at every key was a sizeable
+// share of a reload. It lives for one call, so no state outlives Parse.
+type schema map[reflect.Type]*typeInfo
+
+// typeInfo is what the walk needs about one type (pointers removed).
+type typeInfo struct {
+	t reflect.Type
+	// custom is true when the type has its own UnmarshalYAML, which checks
+	// its keys itself.
+	custom bool
+	// fields maps a struct's yaml key names to their fields (yamlFields).
+	fields map[string]structField
+}
+
+// structField is one field of a struct, by its place and type.
+type structField struct {
+	index int
+	t     reflect.Type
+}
+
+func (s schema) info(t reflect.Type) *typeInfo {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(unmarshalerType) {
+	if ti, ok := s[t]; ok {
+		return ti
+	}
+	ti := &typeInfo{t: t, custom: reflect.PointerTo(t).Implements(unmarshalerType)}
+	if t.Kind() == reflect.Struct && !ti.custom {
+		ti.fields = yamlFields(t)
+	}
+	s[t] = ti
+	return ti
+}
+
+// keyWalker walks a tree against the type it decodes into and reports every
+// mapping key no field of a struct takes. Types with their own UnmarshalYAML
+// check their keys themselves. The path of a node is kept as a stack of
+// segments and only turned into a string for a report, since almost every
+// key is known.
+type keyWalker struct {
+	types  schema
+	report func(path string, key *yaml.Node)
+	segs   []pathSeg
+}
+
+// pathSeg is one step of a path: a mapping key when isKey is set, else a
+// sequence index.
+type pathSeg struct {
+	key   string
+	index int
+	isKey bool
+}
+
+// path renders the segments the way Problem paths are written:
+// pools.web-eu.endpoints[1].weight.
+func (w *keyWalker) path() string {
+	s := ""
+	for _, g := range w.segs {
+		switch {
+		case !g.isKey:
+			s += "[" + strconv.Itoa(g.index) + "]"
+		case s == "":
+			s = g.key
+		default:
+			s += "." + g.key
+		}
+	}
+	return s
+}
+
+func (w *keyWalker) walk(n *yaml.Node, t reflect.Type) {
+	ti := w.types.info(t)
+	if ti.custom {
 		return
 	}
-	join := func(k string) string {
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
 	switch {
-	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+	case ti.t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			f, ok := yamlField(t, k.Value)
-			if !ok {
-				report(join(k.Value), k)
-				continue
+			w.segs = append(w.segs, pathSeg{key: k.Value, isKey: true})
+			if f, ok := ti.fields[k.Value]; ok {
+				w.walk(v, f.t)
+			} else {
+				w.report(w.path(), k)
 			}
-			unknownKeys(v, f.Type, join(k.Value), report)
+			w.segs = w.segs[:len(w.segs)-1]
 		}
-	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+	case ti.t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		elem := ti.t.Elem()
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			unknownKeys(n.Content[i+1], t.Elem(), join(n.Content[i].Value), report)
+			w.segs = append(w.segs, pathSeg{key: n.Content[i].Value, isKey: true})
+			w.walk(n.Content[i+1], elem)
+			w.segs = w.segs[:len(w.segs)-1]
 		}
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+	case ti.t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		elem := ti.t.Elem()
 		for i, c := range n.Content {
-			unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), report)
+			w.segs = append(w.segs, pathSeg{index: i})
+			w.walk(c, elem)
+			w.segs = w.segs[:len(w.segs)-1]
 		}
 	}
 }
 
-// yamlField finds the field of struct type t whose yaml name is key.
-func yamlField(t reflect.Type, key string) (reflect.StructField, bool) {
+// yamlFields maps the yaml key names of struct type t to its fields. The
+// first field with a name wins; unexported fields and "-" take no key, as
+// in the yaml package.
+func yamlFields(t reflect.Type) map[string]structField {
+	fields := make(map[string]structField, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && name != "-" {
-			return f, true
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if _, dup := fields[name]; !dup && name != "-" {
+			fields[name] = structField{index: i, t: f.Type}
 		}
 	}
-	return reflect.StructField{}, false
-}
-
-// hasYAMLField reports whether the struct v points to has a field whose yaml
-// name is key.
-func hasYAMLField(v any, key string) bool {
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	_, ok := yamlField(t, key)
-	return ok
+	return fields
 }

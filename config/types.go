@@ -1,6 +1,9 @@
 package config
 
-import "net/netip"
+import (
+	"net/netip"
+	"regexp"
+)
 
 // Config is the whole routing configuration as the operator wrote it, after
 // defaults were applied. It is the input to routing.Compile and is never
@@ -21,7 +24,18 @@ type Config struct {
 	Services map[string]*Service `yaml:"services,omitempty"`
 	Routes   []*Route            `yaml:"routes,omitempty"`
 	Zones    []*Zone             `yaml:"zones,omitempty"`
+
+	// regexps holds every regular expression of the config (path_regex and
+	// regex matchers), compiled once by Parse while validating, so routing
+	// does not compile them again. Read-only once Parse returns.
+	regexps map[string]*regexp.Regexp
 }
+
+// Regexp returns expr compiled, when Parse compiled it while validating this
+// config, so a reload compiles each distinct expression once; nil otherwise
+// (a Config built by hand), and the caller compiles it. The result is shared
+// and, like every *regexp.Regexp, safe for concurrent use.
+func (c *Config) Regexp(expr string) *regexp.Regexp { return c.regexps[expr] }
 
 // Listen holds the addresses Meridian binds. An empty address disables that
 // listener, except admin which defaults to loopback.

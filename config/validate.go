@@ -20,6 +20,30 @@ import (
 type validator struct {
 	c     *Config
 	probs []Problem
+	// regexps holds each distinct expression the config uses, compiled
+	// once: configs repeat the same matcher on many routes.
+	regexps map[string]compiledRegexp
+}
+
+// compiledRegexp is one expression's compile result, error included, so a
+// bad expression repeated on several routes is reported at each of them.
+type compiledRegexp struct {
+	re  *regexp.Regexp
+	err error
+}
+
+// regexp compiles expr, or returns the result of compiling it before.
+func (v *validator) regexp(expr string) error {
+	r, ok := v.regexps[expr]
+	if !ok {
+		re, err := regexp.Compile(expr)
+		r = compiledRegexp{re: re, err: err}
+		if v.regexps == nil {
+			v.regexps = map[string]compiledRegexp{}
+		}
+		v.regexps[expr] = r
+	}
+	return r.err
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -28,9 +52,14 @@ func (v *validator) add(path, format string, args ...any) {
 
 // Validate checks a defaulted config and returns every problem found, with
 // paths but no lines (Parse fills the lines from the file).
-func (c *Config) Validate() []Problem { return c.validate() }
+func (c *Config) Validate() []Problem {
+	probs, _ := c.validate()
+	return probs
+}
 
-func (c *Config) validate() []Problem {
+// validate returns the problems and, for Parse to keep on the config, every
+// regular expression it compiled on the way (nil when there is none).
+func (c *Config) validate() ([]Problem, map[string]*regexp.Regexp) {
 	v := &validator{c: c}
 	v.listen()
 	v.logAndAdmin()
@@ -50,7 +79,7 @@ func (c *Config) validate() []Problem {
 	}
 	names := map[string]int{}
 	for i, r := range c.Routes {
-		p := fmt.Sprintf("routes[%d]", i)
+		p := "routes[" + strconv.Itoa(i) + "]"
 		if r == nil {
 			v.add(p, "empty route")
 			continue
@@ -75,7 +104,16 @@ func (c *Config) validate() []Problem {
 		origins[o] = i
 		v.zone(p, z)
 	}
-	return v.probs
+	var res map[string]*regexp.Regexp
+	if len(v.regexps) > 0 {
+		res = make(map[string]*regexp.Regexp, len(v.regexps))
+		for expr, r := range v.regexps {
+			if r.err == nil {
+				res[expr] = r.re
+			}
+		}
+	}
+	return v.probs, res
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -514,11 +552,14 @@ func (v *validator) weights(p string, ws []int) {
 	}
 }
 
-func (v *validator) serviceRef(p, name string) {
+// serviceRef checks that name (at p + "." + field) is a defined service.
+// The path is only built for a problem: a large config has thousands of
+// references, nearly all fine.
+func (v *validator) serviceRef(p, field, name string) {
 	if name == "" {
-		v.add(p, "missing service")
+		v.add(p+"."+field, "missing service")
 	} else if _, ok := v.c.Services[name]; !ok {
-		v.add(p, "unknown service %q", name)
+		v.add(p+"."+field, "unknown service %q", name)
 	}
 }
 
@@ -528,7 +569,7 @@ func (v *validator) route(p string, r *Route) {
 	case r.Service != "" && len(r.Split) > 0:
 		v.add(p, "set service or split, not both")
 	case r.Service != "":
-		v.serviceRef(p+".service", r.Service)
+		v.serviceRef(p, "service", r.Service)
 	case len(r.Split) == 0:
 		v.add(p, "needs a service or a split")
 	}
@@ -539,14 +580,14 @@ func (v *validator) route(p string, r *Route) {
 			v.add(sp, "empty split entry")
 			continue
 		}
-		v.serviceRef(sp+".service", e.Service)
+		v.serviceRef(sp, "service", e.Service)
 		if e.When != nil {
 			if e.Weight != nil {
 				v.add(sp+".weight", "a rule with when: takes no weight")
 			}
-			v.matchers(sp+".when.header", e.When.Header)
-			v.matchers(sp+".when.cookie", e.When.Cookie)
-			v.matchers(sp+".when.query", e.When.Query)
+			v.matchers(sp, "when.header", e.When.Header)
+			v.matchers(sp, "when.cookie", e.When.Cookie)
+			v.matchers(sp, "when.query", e.When.Query)
 			continue
 		}
 		if *e.Weight < 0 {
@@ -566,7 +607,7 @@ func (v *validator) route(p string, r *Route) {
 		}
 	}
 	if m := r.Mirror; m != nil {
-		v.serviceRef(p+".mirror.service", m.Service)
+		v.serviceRef(p, "mirror.service", m.Service)
 		if m.Percent < 0 || m.Percent > 100 {
 			v.add(p+".mirror.percent", "must be 0-100")
 		}
@@ -610,12 +651,12 @@ func (v *validator) route(p string, r *Route) {
 
 func (v *validator) match(p string, m *Match) {
 	for i, h := range m.Host {
-		hp := fmt.Sprintf("%s.host[%d]", p, i)
-		if len(m.Host) == 1 {
-			hp = p + ".host"
-		}
 		name := strings.TrimPrefix(h, "*.")
 		if _, ok := mdns.IsDomainName(name); !ok || name == "" || strings.Contains(name, "*") {
+			hp := fmt.Sprintf("%s.host[%d]", p, i)
+			if len(m.Host) == 1 {
+				hp = p + ".host"
+			}
 			v.add(hp, "invalid host %q", h)
 		}
 	}
@@ -635,7 +676,7 @@ func (v *validator) match(p string, m *Match) {
 		v.add(p+".path_prefix", "must start with /")
 	}
 	if m.PathRegex != "" {
-		if _, err := regexp.Compile(m.PathRegex); err != nil {
+		if err := v.regexp(m.PathRegex); err != nil {
 			v.add(p+".path_regex", "%v", err)
 		}
 	}
@@ -644,9 +685,9 @@ func (v *validator) match(p string, m *Match) {
 			v.add(fmt.Sprintf("%s.method[%d]", p, i), "invalid method %q (methods are upper case)", meth)
 		}
 	}
-	v.matchers(p+".headers", m.Headers)
-	v.matchers(p+".query", m.Query)
-	v.matchers(p+".cookies", m.Cookies)
+	v.matchers(p, "headers", m.Headers)
+	v.matchers(p, "query", m.Query)
+	v.matchers(p, "cookies", m.Cookies)
 	for i, c := range m.ClientCIDR {
 		if _, err := ParsePrefix(c); err != nil {
 			v.add(fmt.Sprintf("%s.client_cidr[%d]", p, i), "invalid CIDR %q", c)
@@ -654,7 +695,12 @@ func (v *validator) match(p string, m *Match) {
 	}
 }
 
-func (v *validator) matchers(p string, ms map[string]StringMatch) {
+// matchers checks the matchers at p + "." + field.
+func (v *validator) matchers(p, field string, ms map[string]StringMatch) {
+	if len(ms) == 0 {
+		return
+	}
+	p += "." + field
 	for _, k := range sortedKeys(ms) {
 		m := ms[k]
 		n := 0
@@ -667,7 +713,7 @@ func (v *validator) matchers(p string, ms map[string]StringMatch) {
 			v.add(p+"."+k, "set only one of exact, prefix, regex and present")
 		}
 		if m.Regex != "" {
-			if _, err := regexp.Compile(m.Regex); err != nil {
+			if err := v.regexp(m.Regex); err != nil {
 				v.add(p+"."+k+".regex", "%v", err)
 			}
 		}
@@ -731,7 +777,7 @@ func (v *validator) zone(p string, z *Zone) {
 			if len(r.Values) > 0 {
 				v.add(rp+".values", "a steered record takes service or values, not both")
 			}
-			v.serviceRef(rp+".service", r.Service)
+			v.serviceRef(rp, "service", r.Service)
 			if !slices.Contains(onAllDownDNS, r.OnAllDown) {
 				v.add(rp+".on_all_down", "want fail_open, nodata or fallback, not %q", r.OnAllDown)
 			}

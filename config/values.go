@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -124,7 +125,7 @@ func (e *Endpoint) UnmarshalYAML(n *yaml.Node) error {
 	}
 	type plain Endpoint
 	var p plain
-	if err := decodeStrict(n, &p); err != nil {
+	if err := decodeStrict(n, &p, endpointKeys); err != nil {
 		return err
 	}
 	*e = Endpoint(p)
@@ -139,22 +140,31 @@ func (m *StringMatch) UnmarshalYAML(n *yaml.Node) error {
 	}
 	type plain StringMatch
 	var p plain
-	if err := decodeStrict(n, &p); err != nil {
+	if err := decodeStrict(n, &p, stringMatchKeys); err != nil {
 		return err
 	}
 	*m = StringMatch(p)
 	return nil
 }
 
-// decodeStrict decodes a mapping node into v, rejecting unknown keys. The
-// yaml package's Node.Decode has no strict mode, so re-encode and decode.
-func decodeStrict(n *yaml.Node, v any) error {
+// endpointKeys and stringMatchKeys are the keys the mapping forms of
+// Endpoint and StringMatch take. They are read from the struct tags once,
+// since a config has thousands of matchers, and never written after.
+var (
+	endpointKeys    = yamlFields(reflect.TypeFor[Endpoint]())
+	stringMatchKeys = yamlFields(reflect.TypeFor[StringMatch]())
+)
+
+// decodeStrict decodes a mapping node into v, rejecting keys that are not
+// in keys (v's yaml fields). The yaml package's Node.Decode has no strict
+// mode, so the keys are checked first.
+func decodeStrict(n *yaml.Node, v any, keys map[string]structField) error {
 	if n.Kind != yaml.MappingNode {
 		return lineErr(n, "expected a mapping")
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
-		if !hasYAMLField(v, k.Value) {
+		if _, ok := keys[k.Value]; !ok {
 			return lineErr(k, "unknown key %q", k.Value)
 		}
 	}

@@ -353,44 +353,54 @@ func newMaglev(p *Pool, w weighted) *maglev {
 		return m
 	}
 	size := maglevSize(n)
-	offset := make([]uint64, n)
+	// Endpoint i's preference list is (offset + j·skip) mod size for
+	// j = 0, 1, ...; pos holds its next entry and is advanced by adding skip
+	// and subtracting size once, which gives the same list without a
+	// division per probe. The loop works on locals and plain slices: it is
+	// most of the cost of a reload with many maglev pools.
+	pos := make([]uint64, n)
 	skip := make([]uint64, n)
-	next := make([]uint64, n)
+	weight := make([]uint64, n)
 	filled := make([]uint64, n)
 	var maxW uint64
 	for i, e := range p.Endpoints {
-		offset[i] = hashString(e.Address) % size
+		pos[i] = hashString(e.Address) % size
 		skip[i] = hashString(e.Address+"\x00skip")%(size-1) + 1
-		maxW = max(maxW, uint64(max(e.Weight, 1)))
+		weight[i] = uint64(max(e.Weight, 1))
+		maxW = max(maxW, weight[i])
 	}
 	const empty = ^uint32(0)
-	m.table = make([]uint32, size)
-	for i := range m.table {
-		m.table[i] = empty
+	table := make([]uint32, size)
+	for i := range table {
+		table[i] = empty
 	}
-	placed := 0
-	for round := uint64(1); uint64(placed) < size; round++ {
-		for i, e := range p.Endpoints {
+	placed := uint64(0)
+	for round := uint64(1); placed < size; round++ {
+		for i := range n {
 			// An endpoint fills one more entry each time its share of
 			// rounds is due, so entries follow the weights.
-			if round*uint64(max(e.Weight, 1)) < maxW*filled[i] {
+			if round*weight[i] < maxW*filled[i] {
 				continue
 			}
-			for {
-				c := (offset[i] + next[i]*skip[i]) % size
-				next[i]++
-				if m.table[c] == empty {
-					m.table[c] = uint32(i)
-					filled[i]++
-					placed++
-					break
+			// Take the first free entry of i's list, and move past it.
+			c, s := pos[i], skip[i]
+			for table[c] != empty {
+				if c += s; c >= size {
+					c -= size
 				}
 			}
-			if uint64(placed) == size {
+			table[c] = uint32(i)
+			if c += s; c >= size {
+				c -= size
+			}
+			pos[i] = c
+			filled[i]++
+			if placed++; placed == size {
 				break
 			}
 		}
 	}
+	m.table = table
 	return m
 }
 

@@ -248,3 +248,81 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// maglevReference builds the lookup table straight from the definition,
+// (offset + j·skip) mod size for endpoint i's j-th preference, as the
+// table was built before newMaglev walked the lists incrementally.
+func maglevReference(p *Pool) []uint32 {
+	n := len(p.Endpoints)
+	size := maglevSize(n)
+	offset, skip := make([]uint64, n), make([]uint64, n)
+	next, filled := make([]uint64, n), make([]uint64, n)
+	var maxW uint64
+	for i, e := range p.Endpoints {
+		offset[i] = hashString(e.Address) % size
+		skip[i] = hashString(e.Address+"\x00skip")%(size-1) + 1
+		maxW = max(maxW, uint64(max(e.Weight, 1)))
+	}
+	const empty = ^uint32(0)
+	table := make([]uint32, size)
+	for i := range table {
+		table[i] = empty
+	}
+	placed := 0
+	for round := uint64(1); uint64(placed) < size; round++ {
+		for i, e := range p.Endpoints {
+			if round*uint64(max(e.Weight, 1)) < maxW*filled[i] {
+				continue
+			}
+			for {
+				c := (offset[i] + next[i]*skip[i]) % size
+				next[i]++
+				if table[c] == empty {
+					table[c] = uint32(i)
+					filled[i]++
+					placed++
+					break
+				}
+			}
+			if uint64(placed) == size {
+				break
+			}
+		}
+	}
+	return table
+}
+
+// TestMaglevTableMatchesDefinition pins the table to the definition, so an
+// optimisation of the build cannot move keys between endpoints (every
+// instance of a fleet, old and new, must map a key to the same endpoint).
+func TestMaglevTableMatchesDefinition(t *testing.T) {
+	tests := []struct {
+		name    string
+		n       int
+		weights func(i int) int
+	}{
+		{"one", 1, func(int) int { return 1 }},
+		{"two", 2, func(int) int { return 1 }},
+		{"weighted", 7, func(i int) int { return 1 + i%4 }},
+		{"skewed", 5, func(i int) int { return []int{100, 1, 1, 3, 50}[i] }},
+		{"large", 300, func(i int) int { return 1 + i%3 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Pool{Name: "p"}
+			for i := range tt.n {
+				p.Endpoints = append(p.Endpoints, &Endpoint{Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250), Weight: tt.weights(i)})
+			}
+			got := newMaglev(p, weighted{}).table
+			want := maglevReference(p)
+			if len(got) != len(want) {
+				t.Fatalf("table size %d, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("entry %d = endpoint %d, want %d", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}

@@ -1,13 +1,18 @@
 package routing
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
+	"io"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/geo"
@@ -40,8 +45,17 @@ type Inputs struct {
 
 // Compile turns a validated config and the current inputs into a table. It
 // is pure and deterministic: the same inputs give the same table and the same
-// Version, and nothing outside the returned table is touched.
+// Version, and nothing outside the returned table is touched. A reload waits
+// for it, so it spreads its costliest parts over goroutines of its own, all
+// done when it returns.
 func Compile(cfg *config.Config, in Inputs) (*Table, error) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// The config's share of the version is the costliest input to hash and
+	// needs nothing Compile builds, so it is computed beside the rest.
+	var digest configDigest
+	wg.Go(func() { digest = hashConfig(cfg) })
+
 	t := &Table{
 		Config:   cfg,
 		Pools:    make(map[string]*Pool, len(cfg.Pools)),
@@ -59,6 +73,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		}
 		t.TrustedProxies = append(t.TrustedProxies, p)
 	}
+	pools := make([]*Pool, 0, len(cfg.Pools))
 	for _, name := range sortedKeys(cfg.Pools) {
 		var prev *Pool
 		if in.Previous != nil {
@@ -69,7 +84,16 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 			t.Pending = append(t.Pending, fmt.Sprintf("pool %q: waiting for Consul service %q", name, cfg.Pools[name].Consul.Service))
 		}
 		t.Pools[name] = p
+		pools = append(pools, p)
 	}
+	// The balancers' tables (maglev's above all) depend on the pools alone
+	// and are, after the version hash, the costliest part: they are built
+	// beside the services, routes and zones, which never look at them.
+	wg.Go(func() {
+		for _, p := range pools {
+			p.picker = newPicker(p)
+		}
+	})
 	for _, name := range sortedKeys(cfg.Services) {
 		s := cfg.Services[name]
 		svc := &Service{Name: name, Policy: s.Policy, Weights: s.Weights}
@@ -91,14 +115,15 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	if t.Zones, err = compileZones(cfg, t.Services); err != nil {
 		return nil, err
 	}
-	t.Version = version(cfg, t)
+	wg.Wait()
+	t.Version = version(digest, t)
 	return t, nil
 }
 
 // compilePool resolves a pool's endpoints: the static ones in file order,
 // then the catalog's sorted by address. While a Consul selection has not
 // answered, the pool keeps prev's Consul endpoints; pending is true when it
-// has none to keep.
+// has none to keep. Compile then builds the pool's picker.
 func compilePool(name string, c *config.Pool, checks map[string]*config.Check, cat Catalog, prev *Pool) (*Pool, bool) {
 	p := &Pool{
 		Name:      name,
@@ -149,28 +174,117 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 			add(e.Address, max(e.Weight, 1), e.Region, "consul")
 		}
 	}
-	p.picker = newPicker(p)
 	return p, pending
 }
 
-// version hashes the config as decoded (so comments and key order do not
-// count), the resolved endpoints and the pending selections (so a catalog
-// change does).
-func version(cfg *config.Config, t *Table) string {
+// configDigest is the version hash after the config was written to it.
+type configDigest struct {
+	h   hash.Hash
+	err error // the config could not be encoded; version hashes the dump
+}
+
+// hashConfig starts the version hash with the config as decoded (so
+// comments and key order do not count).
+func hashConfig(cfg *config.Config) configDigest {
 	h := sha256.New()
-	// encoding/json writes maps in key order, so equal configs hash equal;
-	// it is several times cheaper than re-encoding YAML on large configs.
-	if err := json.NewEncoder(h).Encode(cfg); err != nil {
-		// Encoding a decoded config cannot fail; fall back to the dump.
+	return configDigest{h: h, err: writeConfigJSON(h, cfg)}
+}
+
+// writeConfigJSON writes exactly what json.NewEncoder(w).Encode(cfg) writes,
+// but one top-level field, and one item of a top-level list, at a time, so
+// that no buffer holds the whole encoding (megabytes for thousands of routes,
+// grown by doubling). encoding/json writes maps in key order, so equal
+// configs hash equal; it is several times cheaper than re-encoding YAML.
+// It fails where encoding/json fails (a NaN, say), after writing part.
+func writeConfigJSON(w io.Writer, cfg *config.Config) error {
+	// Each Encode writes one value and a newline; compact JSON has no other
+	// newline byte (strings escape theirs), so dropping them all leaves the
+	// values as json.Marshal writes them.
+	enc := json.NewEncoder(newlineDropper{w})
+	v := reflect.ValueOf(cfg).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		if _, tagged := t.Field(i).Tag.Lookup("json"); tagged {
+			// Field names are written here as encoding/json writes untagged
+			// fields; should a field get a json tag, encode in one piece.
+			return json.NewEncoder(w).Encode(cfg)
+		}
+	}
+	sep := "{"
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		io.WriteString(w, sep+`"`+f.Name+`":`)
+		sep = ","
+		fv := v.Field(i)
+		if fv.Kind() != reflect.Slice || fv.IsNil() || fv.Type().Elem().Kind() != reflect.Pointer {
+			if err := enc.Encode(fv.Interface()); err != nil {
+				return err
+			}
+			continue
+		}
+		io.WriteString(w, "[")
+		for j := range fv.Len() {
+			if j > 0 {
+				io.WriteString(w, ",")
+			}
+			if err := enc.Encode(fv.Index(j).Interface()); err != nil {
+				return err
+			}
+		}
+		io.WriteString(w, "]")
+	}
+	_, err := io.WriteString(w, "}\n")
+	return err
+}
+
+// newlineDropper writes to w everything but newline bytes.
+type newlineDropper struct{ w io.Writer }
+
+func (d newlineDropper) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			i = len(b)
+		}
+		if _, err := d.w.Write(b[:i]); err != nil {
+			return 0, err
+		}
+		b = b[min(i+1, len(b)):]
+	}
+	return n, nil
+}
+
+// version finishes the hash of the config (d) with the resolved endpoints
+// and the pending selections (so a catalog change counts too).
+func version(d configDigest, t *Table) string {
+	h := d.h
+	if d.err != nil {
+		// Encoding fails only on values JSON has no form for (a NaN
+		// share): hash the canonical dump instead.
+		h = sha256.New()
 		h.Write([]byte(t.String()))
 	}
+	var buf []byte
 	for _, name := range sortedKeys(t.Pools) {
 		for _, e := range t.Pools[name].Endpoints {
-			h.Write([]byte(name + "\x00" + e.Address + "\x00" + strconv.Itoa(e.Weight) + "\x00" + e.Region + "\n"))
+			buf = append(buf[:0], name...)
+			buf = append(buf, 0)
+			buf = append(buf, e.Address...)
+			buf = append(buf, 0)
+			buf = strconv.AppendInt(buf, int64(e.Weight), 10)
+			buf = append(buf, 0)
+			buf = append(buf, e.Region...)
+			buf = append(buf, '\n')
+			h.Write(buf)
 		}
 	}
 	for _, p := range t.Pending {
-		h.Write([]byte("pending\x00" + p + "\n"))
+		buf = append(append(append(buf[:0], "pending\x00"...), p...), '\n')
+		h.Write(buf)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

@@ -5,6 +5,7 @@
 // its canonical text form, compared by golden tests.
 //
 // Concurrency: a published Table is read by many goroutines without locks.
-// Compile and BindHealth run in the rebuild loop before publication; after
-// it, only atomics inside balancers and weighted schedules change.
+// Compile and BindHealth run in the rebuild loop before publication (Compile
+// uses goroutines of its own, done when it returns); after it, only atomics
+// inside balancers and weighted schedules change.
 package routing

@@ -32,10 +32,10 @@ const (
 	matchRegex
 )
 
-func compileValue(m config.StringMatch) (valueMatcher, error) {
+func compileValue(cfg *config.Config, m config.StringMatch) (valueMatcher, error) {
 	switch {
 	case m.Regex != "":
-		re, err := compileRegex(m.Regex)
+		re, err := compileRegex(cfg, m.Regex)
 		if err != nil {
 			return valueMatcher{}, err
 		}
@@ -52,7 +52,13 @@ func compileValue(m config.StringMatch) (valueMatcher, error) {
 
 // compileRegex compiles a route regular expression. Like nginx and Traefik,
 // it matches anywhere in the value: anchor it (^...$) to match all of it.
-func compileRegex(expr string) (*regexp.Regexp, error) {
+// The config's own compiled copy is reused when Parse made one (compiling
+// was the largest share of Compile on a big config); a config built by hand
+// has none, and the expression is compiled here.
+func compileRegex(cfg *config.Config, expr string) (*regexp.Regexp, error) {
+	if re := cfg.Regexp(expr); re != nil {
+		return re, nil
+	}
 	re, err := regexp.Compile(expr)
 	if err != nil {
 		return nil, fmt.Errorf("regex %q: %w", expr, err)
@@ -120,7 +126,7 @@ type namedMatcher struct {
 
 // compileNamed compiles a name → StringMatch map in sorted name order, so
 // evaluation and the text dump are deterministic.
-func compileNamed(ms map[string]config.StringMatch, header bool) ([]namedMatcher, error) {
+func compileNamed(cfg *config.Config, ms map[string]config.StringMatch, header bool) ([]namedMatcher, error) {
 	names := make([]string, 0, len(ms))
 	for k := range ms {
 		names = append(names, k)
@@ -128,7 +134,7 @@ func compileNamed(ms map[string]config.StringMatch, header bool) ([]namedMatcher
 	sort.Strings(names)
 	out := make([]namedMatcher, 0, len(names))
 	for _, k := range names {
-		vm, err := compileValue(ms[k])
+		vm, err := compileValue(cfg, ms[k])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}

@@ -59,7 +59,7 @@ type routeIndex struct {
 func compileRoutes(cfg *config.Config, services map[string]*Service) ([]*Route, error) {
 	out := make([]*Route, 0, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		rt, err := compileRoute(r, services)
+		rt, err := compileRoute(cfg, r, services)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: %w", r.Name, err)
 		}
@@ -73,7 +73,7 @@ func compileRoutes(cfg *config.Config, services map[string]*Service) ([]*Route, 
 	return out, nil
 }
 
-func compileRoute(r *config.Route, services map[string]*Service) (*Route, error) {
+func compileRoute(cfg *config.Config, r *config.Route, services map[string]*Service) (*Route, error) {
 	rt := &Route{Name: r.Name, Config: r}
 	if r.Service != "" {
 		s, ok := services[r.Service]
@@ -82,7 +82,7 @@ func compileRoute(r *config.Route, services map[string]*Service) (*Route, error)
 		}
 		rt.Service = s
 	} else {
-		sp, err := compileSplit(r, services)
+		sp, err := compileSplit(cfg, r, services)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +111,7 @@ func compileRoute(r *config.Route, services map[string]*Service) (*Route, error)
 	case m.PathPrefix != "":
 		rt.path = pathMatcher{kind: pathPrefix, value: m.PathPrefix}
 	case m.PathRegex != "":
-		re, err := compileRegex(m.PathRegex)
+		re, err := compileRegex(cfg, m.PathRegex)
 		if err != nil {
 			return nil, fmt.Errorf("match.path_regex: %w", err)
 		}
@@ -119,13 +119,13 @@ func compileRoute(r *config.Route, services map[string]*Service) (*Route, error)
 	}
 	rt.methods = slices.Clone(m.Method)
 	var err error
-	if rt.headers, err = compileNamed(m.Headers, true); err != nil {
+	if rt.headers, err = compileNamed(cfg, m.Headers, true); err != nil {
 		return nil, fmt.Errorf("match.headers.%w", err)
 	}
-	if rt.query, err = compileNamed(m.Query, false); err != nil {
+	if rt.query, err = compileNamed(cfg, m.Query, false); err != nil {
 		return nil, fmt.Errorf("match.query.%w", err)
 	}
-	if rt.cookies, err = compileNamed(m.Cookies, false); err != nil {
+	if rt.cookies, err = compileNamed(cfg, m.Cookies, false); err != nil {
 		return nil, fmt.Errorf("match.cookies.%w", err)
 	}
 	for _, c := range m.ClientCIDR {
@@ -191,6 +191,11 @@ func (r *Route) MirrorSample() bool {
 	return n*r.mirrorPer10k/10000 != (n-1)*r.mirrorPer10k/10000
 }
 
+// buildRouteIndex fills each bucket with the routes that can match it, in
+// route order. It goes through the routes once and puts each route only in
+// the buckets it can match, so a large table with exact hosts costs about
+// one append per host; a route with a wildcard or no host is checked
+// against every bucket, as it may match any.
 func buildRouteIndex(routes []*Route) *routeIndex {
 	ix := &routeIndex{exact: map[string][]*Route{}, wildcard: map[string][]*Route{}}
 	for _, r := range routes {
@@ -201,26 +206,40 @@ func buildRouteIndex(routes []*Route) *routeIndex {
 			ix.wildcard[w] = nil
 		}
 	}
-	for h := range ix.exact {
-		for _, r := range routes {
-			if r.matchHost(h) {
-				ix.exact[h] = append(ix.exact[h], r)
-			}
-		}
-	}
+	// A host whose longest matching wildcard is w (and which is no route's
+	// exact host) is matched by exactly the routes whose wildcards are
+	// label suffixes of w, and the host-less ones. "x" + w stands for
+	// every such host.
+	reps := make(map[string]string, len(ix.wildcard))
 	for w := range ix.wildcard {
-		// A host whose longest matching wildcard is w (and which is no
-		// route's exact host) is matched by exactly the routes whose
-		// wildcards are label suffixes of w, and the host-less ones. "x" + w
-		// stands for every such host.
-		rep := "x" + w
-		for _, r := range routes {
-			if r.matchHostWildcardOnly(rep) {
-				ix.wildcard[w] = append(ix.wildcard[w], r)
-			}
+		reps[w] = "x" + w
+	}
+	// add appends r to a bucket once, however many of its hosts match it.
+	add := func(bucket []*Route, r *Route) []*Route {
+		if n := len(bucket); n > 0 && bucket[n-1] == r {
+			return bucket
 		}
+		return append(bucket, r)
 	}
 	for _, r := range routes {
+		if len(r.wildcards) > 0 || len(r.host) == 0 {
+			for h, bucket := range ix.exact {
+				if r.matchHost(h) {
+					ix.exact[h] = add(bucket, r)
+				}
+			}
+		} else {
+			for _, h := range r.host {
+				ix.exact[h] = add(ix.exact[h], r)
+			}
+		}
+		if len(r.wildcards) > 0 || len(r.host) == 0 {
+			for w, bucket := range ix.wildcard {
+				if r.matchHostWildcardOnly(reps[w]) {
+					ix.wildcard[w] = add(bucket, r)
+				}
+			}
+		}
 		if len(r.host) == 0 && len(r.wildcards) == 0 {
 			ix.any = append(ix.any, r)
 		}

@@ -54,7 +54,7 @@ type Choice struct {
 	SetCookie string
 }
 
-func compileSplit(r *config.Route, services map[string]*Service) (*Split, error) {
+func compileSplit(cfg *config.Config, r *config.Route, services map[string]*Service) (*Split, error) {
 	sp := &Split{sticky: r.Sticky}
 	if s := r.Sticky; s != nil {
 		if s.Header != "" {
@@ -71,13 +71,13 @@ func compileSplit(r *config.Route, services map[string]*Service) (*Split, error)
 		if e.When != nil {
 			rule := splitRule{entry: i, service: svc}
 			var err error
-			if rule.header, err = compileNamed(e.When.Header, true); err != nil {
+			if rule.header, err = compileNamed(cfg, e.When.Header, true); err != nil {
 				return nil, fmt.Errorf("split[%d].when.header.%w", i, err)
 			}
-			if rule.cookie, err = compileNamed(e.When.Cookie, false); err != nil {
+			if rule.cookie, err = compileNamed(cfg, e.When.Cookie, false); err != nil {
 				return nil, fmt.Errorf("split[%d].when.cookie.%w", i, err)
 			}
-			if rule.query, err = compileNamed(e.When.Query, false); err != nil {
+			if rule.query, err = compileNamed(cfg, e.When.Query, false); err != nil {
 				return nil, fmt.Errorf("split[%d].when.query.%w", i, err)
 			}
 			sp.rules = append(sp.rules, rule)

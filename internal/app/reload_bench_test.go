@@ -2,35 +2,18 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/internal/configtest"
 )
 
-// bigConfigText is a config with n routes over n/10 pools and services
-// (the shape routing's BenchmarkReload2000Routes uses); tag changes one
-// route's path so every write is a new table.
-func bigConfigText(n, tag int) string {
-	var b strings.Builder
-	b.WriteString("listen: {admin: 127.0.0.1:0}\nlog: {level: warn}\npools:\n")
-	for i := range n / 10 {
-		fmt.Fprintf(&b, "  p%d: {endpoints: [127.0.0.1:%d, 127.0.0.1:%d], balance: maglev}\n", i, 10000+2*i, 10001+2*i)
-	}
-	b.WriteString("services:\n")
-	for i := range n / 10 {
-		fmt.Fprintf(&b, "  s%d: {pools: [p%d]}\n", i, i)
-	}
-	b.WriteString("routes:\n")
-	for i := range n {
-		fmt.Fprintf(&b, "  - {name: r%d, match: {host: h%d.example.com, path_prefix: /api/%d/%d, headers: {X-T: {regex: \"^t[0-9]+$\"}}}, service: s%d}\n", i, i%50, i, tag, i%(n/10))
-	}
-	return b.String()
-}
+// benchHead keeps the benchmark's instance to its admin listener and quiet.
+const benchHead = "listen: {admin: 127.0.0.1:0}\nlog: {level: warn}\n"
 
 // BenchmarkFileReload2000Routes measures the reload budget as stated: from
 // a config file being replaced (write a temporary file, rename it over the
@@ -39,7 +22,7 @@ func bigConfigText(n, tag int) string {
 func BenchmarkFileReload2000Routes(b *testing.B) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "meridian.yaml")
-	if err := os.WriteFile(path, []byte(bigConfigText(2000, 0)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(configtest.Big(2000, 0, benchHead)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	a, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
@@ -59,7 +42,7 @@ func BenchmarkFileReload2000Routes(b *testing.B) {
 	// Let the watcher's first poke (made once the watch is in place) pass.
 	time.Sleep(100 * time.Millisecond)
 
-	texts := [2][]byte{[]byte(bigConfigText(2000, 1)), []byte(bigConfigText(2000, 2))}
+	texts := [2][]byte{[]byte(configtest.Big(2000, 1, benchHead)), []byte(configtest.Big(2000, 2, benchHead))}
 	var total time.Duration
 	n := 0
 	for b.Loop() {
