@@ -9,7 +9,9 @@
 #
 # HTTP/1.1: wrk -t1 -c64 -d${DURATION}s --latency. h2c: h2load -t1 -c8 -m8
 # (64 streams) for ${DURATION}s, with a per-request log from which p50 and
-# p99 are computed. Per target and run it reports requests/s, p50 and p99
+# p99 are computed. h2tls: the same h2load run over TLS (certificates from
+# scripts/gencert) to each proxy's TLS listener; the backend has none, so
+# direct is not run and the ratio column is empty. Per target and run it reports requests/s, p50 and p99
 # latency, the CPU µs per request of the process under test (utime+stime
 # from /proc/<pid>/stat, children included, over the run; for "direct" that
 # is the backend), and requests/s as a ratio to direct (medians of the same
@@ -41,6 +43,7 @@ MAX_OTHERS=${MAX_OTHERS:-5}
 OUT=${OUT:-bench/results/http-$(date +%Y-%m-%d).txt}
 P_BACKEND=9500 P_GOPROXY=9501 P_MERIDIAN=9502 P_NGINX=9503 P_NGINX_H2=9504
 P_HAPROXY=9505 P_HAPROXY_H2=9506 P_ADMIN=9510
+P_MERIDIAN_TLS=9512 P_GOPROXY_TLS=9513 P_NGINX_TLS=9514 P_HAPROXY_TLS=9515
 HZ=$(getconf CLK_TCK)
 
 log() { echo "$@" | tee -a "$OUT"; }
@@ -78,8 +81,12 @@ go build -o "$WORK/goproxy" ./bench/goproxy
 go build -o "$WORK/meridian" ./cmd/meridian
 log "# meridian: $("$WORK/meridian" version) built from ./cmd/meridian ($(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes'))"
 
+go run ./scripts/gencert -dir "$WORK/certs" -names localhost,127.0.0.1 >/dev/null
+cat "$WORK/certs/server.pem" "$WORK/certs/server.key" >"$WORK/certs/haproxy.pem"
+
 cat >"$WORK/meridian.yaml" <<EOF
-listen: {http: 127.0.0.1:$P_MERIDIAN, admin: 127.0.0.1:$P_ADMIN}
+listen: {http: 127.0.0.1:$P_MERIDIAN, https: 127.0.0.1:$P_MERIDIAN_TLS, admin: 127.0.0.1:$P_ADMIN}
+tls: {certificates: [{cert: $WORK/certs/server.pem, key: $WORK/certs/server.key}]}
 log: {level: warn}
 http: {access_log: false}
 pools:
@@ -114,6 +121,9 @@ http {
     server {
         listen 127.0.0.1:$P_NGINX;
         listen 127.0.0.1:$P_NGINX_H2 http2;
+        listen 127.0.0.1:$P_NGINX_TLS ssl http2;
+        ssl_certificate $WORK/certs/server.pem;
+        ssl_certificate_key $WORK/certs/server.key;
         location / {
             proxy_pass http://be;
             proxy_http_version 1.1;
@@ -139,6 +149,7 @@ defaults
 frontend fe
     bind 127.0.0.1:$P_HAPROXY
     bind 127.0.0.1:$P_HAPROXY_H2 proto h2
+    bind 127.0.0.1:$P_HAPROXY_TLS ssl crt $WORK/certs/haproxy.pem alpn h2,http/1.1
     default_backend be
 backend be
     option forwardfor
@@ -154,7 +165,8 @@ start() { # name cpu cmd...
 	PID[$name]=$!
 }
 start backend "$CLIENT_CPU" "$WORK/backend" -addr 127.0.0.1:$P_BACKEND
-start goproxy "$PROXY_CPU" "$WORK/goproxy" -addr 127.0.0.1:$P_GOPROXY -upstream http://127.0.0.1:$P_BACKEND
+start goproxy "$PROXY_CPU" "$WORK/goproxy" -addr 127.0.0.1:$P_GOPROXY -upstream http://127.0.0.1:$P_BACKEND \
+	-tls-addr 127.0.0.1:$P_GOPROXY_TLS -cert "$WORK/certs/server.pem" -key "$WORK/certs/server.key"
 start meridian "$PROXY_CPU" "$WORK/meridian" run -config "$WORK/meridian.yaml"
 start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK/nginx"
 start haproxy "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db
@@ -167,9 +179,13 @@ for p in $P_BACKEND $P_GOPROXY $P_MERIDIAN $P_NGINX $P_HAPROXY; do
 	curl -fs -o /dev/null "http://127.0.0.1:$p/" || { log "# port $p does not answer"; tail "$WORK"/*.log; exit 1; }
 done
 curl -fs -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" || { log "# meridian admin does not answer"; exit 1; }
+for p in $P_GOPROXY_TLS $P_MERIDIAN_TLS $P_NGINX_TLS $P_HAPROXY_TLS; do
+	curl -fsk --http2 -o /dev/null "https://127.0.0.1:$p/" || { log "# TLS port $p does not answer"; tail "$WORK"/*.log; exit 1; }
+done
 
 declare -A PORT_H1=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [goproxy]=$P_GOPROXY [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
 declare -A PORT_H2=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [goproxy]=$P_GOPROXY [nginx]=$P_NGINX_H2 [haproxy]=$P_HAPROXY_H2)
+declare -A PORT_TLS=([meridian]=$P_MERIDIAN_TLS [goproxy]=$P_GOPROXY_TLS [nginx]=$P_NGINX_TLS [haproxy]=$P_HAPROXY_TLS)
 declare -A PROC=([direct]=backend [meridian]=meridian [goproxy]=goproxy [nginx]=nginx [haproxy]=haproxy)
 
 # ticks PID: utime and stime of PID and its children, in clock ticks.
@@ -230,8 +246,10 @@ measure() {
 		if [[ $proto == h1 ]]; then
 			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT_H1[$t]}/" >"$out" 2>&1; } 2>&1)
 		else
+			local url="http://127.0.0.1:${PORT_H2[$t]}/"
+			[[ $proto == h2tls ]] && url="https://127.0.0.1:${PORT_TLS[$t]}/"
 			rm -f "$lat"
-			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" h2load -t1 -c8 -m8 -D "$DURATION" --log-file="$lat" "http://127.0.0.1:${PORT_H2[$t]}/" >"$out" 2>&1; } 2>&1)
+			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" h2load -t1 -c8 -m8 -D "$DURATION" --log-file="$lat" "$url" >"$out" 2>&1; } 2>&1)
 		fi
 		read -r u1 s1 < <(ticks "$pid")
 		read -r bu1 bs1 < <(ticks "$bpid")
@@ -279,6 +297,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	order=("${TARGETS[@]:r-1}" "${TARGETS[@]:0:r-1}")
 	for t in "${order[@]}"; do measure h1 "$t" "$r"; done
 	for t in "${order[@]}"; do measure h2c "$t" "$r"; done
+	for t in "${order[@]}"; do [[ $t == direct ]] || measure h2tls "$t" "$r"; done
 done
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
@@ -289,9 +308,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "-" && b != "-" && b > 0) pri
 log ""
 log "# medians over $ROUNDS rounds; ratio: req/s over direct's median, same protocol"
 log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' proto target req/s p50_µs p99_µs CPU_µs/req user sys ratio)"
-for proto in h1 h2c; do
+for proto in h1 h2c h2tls; do
 	direct=$(field $proto direct rps)
 	for t in "${TARGETS[@]}"; do
+		[[ $proto == h2tls && $t == direct ]] && continue
 		rps=$(field $proto "$t" rps)
 		log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' $proto "$t" "$rps" "$(field $proto "$t" p50_us)" "$(field $proto "$t" p99_us)" \
 			"$(field $proto "$t" cpu_us)" "$(field $proto "$t" user_us)" "$(field $proto "$t" sys_us)" "$(ratio "$rps" "$direct")")"
@@ -300,7 +320,7 @@ done
 
 log ""
 log "# floor: Meridian no slower than the bare Go proxy (CPU µs/req ≤, req/s ≥); stretch: ≥ 0.8x nginx's req/s, p99 ≤ 1.5x nginx's"
-for proto in h1 h2c; do
+for proto in h1 h2c h2tls; do
 	mc=$(field $proto meridian cpu_us) gc=$(field $proto goproxy cpu_us)
 	mr=$(field $proto meridian rps) gr=$(field $proto goproxy rps) nr=$(field $proto nginx rps)
 	mp=$(field $proto meridian p99_us) np=$(field $proto nginx p99_us)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -22,10 +23,13 @@ const DefaultDebounce = 10 * time.Millisecond
 // Watcher tells its caller when a file may have changed. It watches the
 // file's directory, not the file: editors and Kubernetes replace files by
 // rename or symlink swap, which a watch on the file itself loses. It also
-// watches the directory the file resolves to through symlinks. Every event
-// there (create, write, rename, remove, chmod) counts; the caller re-reads
-// the real path and skips content it has already seen, so spurious pokes
-// cost one read.
+// watches the directory the file resolves to through symlinks. An event
+// counts when it names a watched file, a Kubernetes AtomicWriter entry
+// ("..data" and its timestamped directories), or anything in the directory
+// a file resolves to when that is another directory; writes to other files
+// beside the config (logs, editor swap files) are ignored, so a busy
+// neighbour costs no reloads. The caller re-reads the real path and skips
+// content it has already seen, so spurious pokes cost one read.
 type Watcher struct {
 	Paths    []string
 	Debounce time.Duration
@@ -45,11 +49,20 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 		debounce = DefaultDebounce
 	}
 	watched := map[string]bool{}
+	relevant := map[string]bool{} // event paths that concern a watched file
+	realDirs := map[string]bool{} // directories files resolve to, beside theirs
 	rewatch := func() {
+		clear(realDirs)
 		for _, p := range w.Paths {
+			p = filepath.Clean(p)
+			relevant[p] = true
 			dirs := []string{filepath.Dir(p)}
 			if real, err := filepath.EvalSymlinks(p); err == nil {
-				dirs = append(dirs, filepath.Dir(real))
+				relevant[real] = true
+				if rd := filepath.Dir(real); rd != dirs[0] {
+					realDirs[rd] = true
+					dirs = append(dirs, rd)
+				}
 			}
 			for _, d := range dirs {
 				if watched[d] {
@@ -84,6 +97,10 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 		case ev, ok := <-fw.Events:
 			if !ok {
 				return nil
+			}
+			name := filepath.Clean(ev.Name)
+			if !relevant[name] && !realDirs[filepath.Dir(name)] && !strings.HasPrefix(filepath.Base(name), "..") {
+				continue
 			}
 			w.Logger.Debug("file event", zap.String("name", ev.Name), zap.String("op", ev.Op.String()))
 			timer.Reset(debounce)

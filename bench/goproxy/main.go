@@ -21,6 +21,9 @@ func (b *pool) Put(x []byte) { b.p.Put(&x) }
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9501", "listen address")
 	upstream := flag.String("upstream", "http://127.0.0.1:9500", "backend URL")
+	tlsAddr := flag.String("tls-addr", "", "also serve HTTPS (h2 and HTTP/1.1) on this address, with -cert and -key")
+	cert := flag.String("cert", "", "certificate file for -tls-addr")
+	key := flag.String("key", "", "key file for -tls-addr")
 	flag.Parse()
 	target, err := url.Parse(*upstream)
 	if err != nil {
@@ -38,5 +41,9 @@ func main() {
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
 	srv := &http.Server{Addr: *addr, Handler: rp, ReadHeaderTimeout: 10 * time.Second, Protocols: &p}
+	if *tlsAddr != "" {
+		ts := &http.Server{Addr: *tlsAddr, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+		go func() { log.Fatal(ts.ListenAndServeTLS(*cert, *key)) }()
+	}
 	log.Fatal(srv.ListenAndServe())
 }
