@@ -79,8 +79,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 		},
 	}
+	d, _ := s.h.(drainer)
+	return serveUntil(ctx, srv, func() error { return srv.Serve(ll) }, d, s.Grace, s.log, "HTTP")
+}
+
+// serveUntil runs serve (srv's Serve or ServeTLS) until ctx is done, then
+// shuts srv down: it stops accepting, lets in-flight requests finish for up
+// to grace while d (when set) closes long-lived streams such as WebSockets,
+// then closes what remains. It returns serve's error unless that is the
+// shutdown's own.
+func serveUntil(ctx context.Context, srv *http.Server, serve func() error, d drainer, grace time.Duration, logger *zap.Logger, what string) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ll) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
@@ -89,14 +99,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	grace, cancel := context.WithTimeout(context.Background(), s.Grace)
+	gctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var wg sync.WaitGroup
-	if d, ok := s.h.(drainer); ok {
-		wg.Go(func() { d.Drain(grace) })
+	if d != nil {
+		wg.Go(func() { d.Drain(gctx) })
 	}
-	if err := srv.Shutdown(grace); err != nil {
-		s.log.Warn("HTTP shutdown grace period over; closing remaining connections", zap.Error(err))
+	if err := srv.Shutdown(gctx); err != nil {
+		logger.Warn(what+" shutdown grace period over; closing remaining connections", zap.Error(err))
 		_ = srv.Close()
 	}
 	wg.Wait()

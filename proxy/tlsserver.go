@@ -678,29 +678,11 @@ func (s *TLSServer) Serve(ctx context.Context, ln net.Listener) error {
 		// The handshake is bounded by the same timeout as a request head.
 		srv.ReadHeaderTimeout = config.DefaultReadHeaderTimeout
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(newConnLimit(ln, s.settings.MaxConns), "", "") }()
-	select {
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	case <-ctx.Done():
-	}
-	grace, cancel := context.WithTimeout(context.Background(), s.Grace)
-	defer cancel()
-	var wg sync.WaitGroup
+	var d drainer
 	if s.ph != nil {
-		wg.Go(func() { s.ph.Drain(grace) })
+		d = s.ph
 	}
-	if err := srv.Shutdown(grace); err != nil {
-		s.log.Warn("HTTPS shutdown grace period over; closing remaining connections", zap.Error(err))
-		_ = srv.Close()
-	}
-	wg.Wait()
-	<-errc
-	return nil
+	return serveUntil(ctx, srv, func() error { return srv.ServeTLS(newConnLimit(ln, s.settings.MaxConns), "", "") }, d, s.Grace, s.log, "HTTPS")
 }
 
 // connLimit caps the open TLS connections like the plain listener's
