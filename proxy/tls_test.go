@@ -339,10 +339,12 @@ routes:
   - {name: redirect, match: {host: plain.example.org}, service: s, redirect_https: true}
 `
 
-func TestTLSClientAuth(t *testing.T) {
+// newMTLSEnv serves mtlsConfig with a server certificate for
+// *.example.com and plain.example.org, and clients.pem (returned) holding
+// clientCA as the routes' client CA.
+func newMTLSEnv(t *testing.T, clientCA *testCA) (*tlsEnv, string) {
+	t.Helper()
 	ca := newTestCA(t, "server CA")
-	clientCA := newTestCA(t, "client CA")
-	otherCA := newTestCA(t, "other client CA")
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	dir := t.TempDir()
@@ -350,7 +352,13 @@ func TestTLSClientAuth(t *testing.T) {
 	caPath := filepath.Join(dir, "clients.pem")
 	writeFile(t, caPath, clientCA.pem)
 	be := newBackend(t, "be", nil)
-	e := newTLSEnv(t, mtlsConfig, map[string]string{"A": filepath.Join(dir, "a"), "BACKEND": be.addr, "CA": caPath}, roots)
+	return newTLSEnv(t, mtlsConfig, map[string]string{"A": filepath.Join(dir, "a"), "BACKEND": be.addr, "CA": caPath}, roots), caPath
+}
+
+func TestTLSClientAuth(t *testing.T) {
+	clientCA := newTestCA(t, "client CA")
+	otherCA := newTestCA(t, "other client CA")
+	e, _ := newMTLSEnv(t, clientCA)
 
 	good := &tls.Config{Certificates: []tls.Certificate{clientCA.tlsPair(t, "alice")}}
 	bad := &tls.Config{Certificates: []tls.Certificate{otherCA.tlsPair(t, "mallory")}}
@@ -485,17 +493,9 @@ func TestHTTPSURL(t *testing.T) {
 }
 
 func TestTLSClientCARotation(t *testing.T) {
-	ca := newTestCA(t, "server CA")
 	clientCA := newTestCA(t, "client CA")
 	newClientCA := newTestCA(t, "new client CA")
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	dir := t.TempDir()
-	writePair(t, ca, dir, "a", "*.example.com", "plain.example.org")
-	caPath := filepath.Join(dir, "clients.pem")
-	writeFile(t, caPath, clientCA.pem)
-	be := newBackend(t, "be", nil)
-	e := newTLSEnv(t, mtlsConfig, map[string]string{"A": filepath.Join(dir, "a"), "BACKEND": be.addr, "CA": caPath}, roots)
+	e, caPath := newMTLSEnv(t, clientCA)
 	newClient := &tls.Config{Certificates: []tls.Certificate{newClientCA.tlsPair(t, "bob")}}
 	if res, _ := e.get(e.client(newClient), "https://secure.example.com/admin", ""); res.StatusCode != 403 {
 		t.Fatalf("before rotation: %d, want 403", res.StatusCode)
