@@ -2,15 +2,9 @@ package acme
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +19,7 @@ import (
 
 	"github.com/meridian-lb/meridian/acme/acmetest"
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/internal/certtest"
 )
 
 // edge stands in for Meridian's listeners: a plain HTTP server that
@@ -307,7 +302,7 @@ func TestMatches(t *testing.T) {
 	ca := filepath.Join(dir, "ca.pem")
 	writeCA := func(cn string) {
 		t.Helper()
-		if err := os.WriteFile(ca, selfSigned(t, cn), 0o600); err != nil {
+		if err := os.WriteFile(ca, certtest.NewCA(t, cn).PEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -334,19 +329,4 @@ func TestMatches(t *testing.T) {
 	if !m.Matches(cfg) {
 		t.Error("an unreadable CA file should keep the Manager")
 	}
-}
-
-// selfSigned returns a PEM self-signed CA certificate named cn.
-func selfSigned(t *testing.T, cn string) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

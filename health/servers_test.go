@@ -1,20 +1,16 @@
 package health_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meridian-lb/meridian/internal/certtest"
 )
 
 // listen opens a loopback TCP listener closed at cleanup.
@@ -108,84 +104,37 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // pki is a throw-away CA that issues server and client certificates, written
 // as PEM files into a test directory.
 type pki struct {
+	ca     *certtest.CA
 	dir    string
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
 	CAFile string
 	Pool   *x509.CertPool
-	serial int64
 }
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "meridian test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{dir: t.TempDir(), cert: cert, key: key, Pool: x509.NewCertPool(), serial: 1}
-	p.Pool.AddCert(cert)
-	p.CAFile = p.write(t, "ca.pem", "CERTIFICATE", der)
+	p := &pki{ca: certtest.NewCA(t, "meridian test CA"), dir: t.TempDir(), Pool: x509.NewCertPool()}
+	p.Pool.AddCert(p.ca.Cert)
+	p.CAFile = p.write(t, "ca.pem", p.ca.PEM)
 	return p
 }
 
-func (p *pki) write(t testing.TB, name, typ string, der []byte) string {
+func (p *pki) write(t testing.TB, name string, b []byte) string {
 	t.Helper()
 	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-// issue makes a leaf certificate; it returns it loaded and as files.
+// issue makes a leaf certificate for name and 127.0.0.1; it returns it
+// loaded and as files.
 func (p *pki) issue(t testing.TB, name string, client bool) (tls.Certificate, string, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := p.write(t, name+".pem", "CERTIFICATE", der)
-	keyFile := p.write(t, name+".key", "EC PRIVATE KEY", kder)
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, key := p.ca.Issue(t, client, name, "127.0.0.1")
+	certFile := p.write(t, name+".pem", cert)
+	keyFile := p.write(t, name+".key", key)
+	c, err := tls.X509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}

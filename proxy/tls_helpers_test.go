@@ -2,18 +2,12 @@ package proxy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,89 +15,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/internal/certtest"
 	"github.com/meridian-lb/meridian/routing"
 )
-
-var serial atomic.Int64
-
-// testCA is a certificate authority made at test time.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a leaf for names (DNS names or IP addresses); client makes
-// it a client certificate. It returns the PEM certificate and key.
-func (ca *testCA) issue(t testing.TB, client bool, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-// tlsPair issues a client certificate usable with tls.Config.Certificates.
-func (ca *testCA) tlsPair(t testing.TB, names ...string) tls.Certificate {
-	t.Helper()
-	c, k := ca.issue(t, true, names...)
-	pair, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
-}
 
 // writeFile replaces path atomically (write a temp file, rename), as
 // editors and cert-manager do.
@@ -120,9 +34,9 @@ func writeFile(t testing.TB, path string, b []byte) {
 
 // writePair issues a server certificate for names into dir/base.{pem,key}
 // and returns the paths and the leaf's serial number.
-func writePair(t testing.TB, ca *testCA, dir, base string, names ...string) (certPath, keyPath string, serialNo string) {
+func writePair(t testing.TB, ca *certtest.CA, dir, base string, names ...string) (certPath, keyPath string, serialNo string) {
 	t.Helper()
-	c, k := ca.issue(t, false, names...)
+	c, k := ca.Issue(t, false, names...)
 	certPath, keyPath = filepath.Join(dir, base+".pem"), filepath.Join(dir, base+".key")
 	writeFile(t, keyPath, k)
 	writeFile(t, certPath, c)

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meridian-lb/meridian/internal/certtest"
 )
 
 // client returns an HTTPS client that dials the TLS listener whatever the
@@ -78,9 +80,9 @@ routes: [{name: r, service: s}]
 `
 
 func TestTLSSNISelection(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	serials := map[string]string{}
 	_, _, serials["a"] = writePair(t, ca, dir, "a", "a.example.com")
@@ -136,9 +138,9 @@ func TestTLSSNISelection(t *testing.T) {
 }
 
 func TestTLSVersionsAndALPN(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	writePair(t, ca, dir, "a", "a.example.com")
 	be := newBackend(t, "be", nil)
@@ -189,9 +191,9 @@ routes: [{name: r, service: s}]
 `
 
 func TestTLSCertRotation(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	_, _, oldSerial := writePair(t, ca, dir, "a", "a.example.com")
 
@@ -254,16 +256,16 @@ func TestTLSCertRotation(t *testing.T) {
 }
 
 func TestTLSBadKeyKeepsOld(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	certPath, keyPath, oldSerial := writePair(t, ca, dir, "a", "a.example.com")
 	be := newBackend(t, "be", nil)
 	e := newTLSEnv(t, rotateConfig, map[string]string{"A": filepath.Join(dir, "a"), "BACKEND": be.addr}, roots)
 
-	other := newTestCA(t, "other CA")
-	otherCert, _ := other.issue(t, false, "a.example.com")
+	other := certtest.NewCA(t, "other CA")
+	otherCert, _ := other.Issue(t, false, "a.example.com")
 	tests := []struct {
 		name       string
 		cert, key  []byte
@@ -342,26 +344,26 @@ routes:
 // newMTLSEnv serves mtlsConfig with a server certificate for
 // *.example.com and plain.example.org, and clients.pem (returned) holding
 // clientCA as the routes' client CA.
-func newMTLSEnv(t *testing.T, clientCA *testCA) (*tlsEnv, string) {
+func newMTLSEnv(t *testing.T, clientCA *certtest.CA) (*tlsEnv, string) {
 	t.Helper()
-	ca := newTestCA(t, "server CA")
+	ca := certtest.NewCA(t, "server CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	writePair(t, ca, dir, "a", "*.example.com", "plain.example.org")
 	caPath := filepath.Join(dir, "clients.pem")
-	writeFile(t, caPath, clientCA.pem)
+	writeFile(t, caPath, clientCA.PEM)
 	be := newBackend(t, "be", nil)
 	return newTLSEnv(t, mtlsConfig, map[string]string{"A": filepath.Join(dir, "a"), "BACKEND": be.addr, "CA": caPath}, roots), caPath
 }
 
 func TestTLSClientAuth(t *testing.T) {
-	clientCA := newTestCA(t, "client CA")
-	otherCA := newTestCA(t, "other client CA")
+	clientCA := certtest.NewCA(t, "client CA")
+	otherCA := certtest.NewCA(t, "other client CA")
 	e, _ := newMTLSEnv(t, clientCA)
 
-	good := &tls.Config{Certificates: []tls.Certificate{clientCA.tlsPair(t, "alice")}}
-	bad := &tls.Config{Certificates: []tls.Certificate{otherCA.tlsPair(t, "mallory")}}
+	good := &tls.Config{Certificates: []tls.Certificate{clientCA.TLSPair(t, true, "alice")}}
+	bad := &tls.Config{Certificates: []tls.Certificate{otherCA.TLSPair(t, true, "mallory")}}
 	tests := []struct {
 		name      string
 		conf      *tls.Config
@@ -421,13 +423,13 @@ func TestTLSClientAuth(t *testing.T) {
 }
 
 func TestTLSHSTSAndRedirect(t *testing.T) {
-	ca := newTestCA(t, "server CA")
+	ca := certtest.NewCA(t, "server CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	writePair(t, ca, dir, "a", "*.example.com", "plain.example.org")
 	caPath := filepath.Join(dir, "clients.pem")
-	writeFile(t, caPath, ca.pem)
+	writeFile(t, caPath, ca.PEM)
 	be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Strict-Transport-Security", "max-age=1")
 		fmt.Fprint(w, "ok")
@@ -493,14 +495,14 @@ func TestHTTPSURL(t *testing.T) {
 }
 
 func TestTLSClientCARotation(t *testing.T) {
-	clientCA := newTestCA(t, "client CA")
-	newClientCA := newTestCA(t, "new client CA")
+	clientCA := certtest.NewCA(t, "client CA")
+	newClientCA := certtest.NewCA(t, "new client CA")
 	e, caPath := newMTLSEnv(t, clientCA)
-	newClient := &tls.Config{Certificates: []tls.Certificate{newClientCA.tlsPair(t, "bob")}}
+	newClient := &tls.Config{Certificates: []tls.Certificate{newClientCA.TLSPair(t, true, "bob")}}
 	if res, _ := e.get(e.client(newClient), "https://secure.example.com/admin", ""); res.StatusCode != 403 {
 		t.Fatalf("before rotation: %d, want 403", res.StatusCode)
 	}
-	writeFile(t, caPath, newClientCA.pem)
+	writeFile(t, caPath, newClientCA.PEM)
 	waitFor(t, "the new client CA", func() bool {
 		res, _ := e.get(e.client(newClient), "https://secure.example.com/admin", "")
 		return res.StatusCode == 200
@@ -512,13 +514,13 @@ func TestTLSClientCARotation(t *testing.T) {
 // (mTLS), over h2 when the upstream offers it (protocol auto), and over
 // HTTP/1.1 when it does not or the pool says http1.
 func TestTLSUpstream(t *testing.T) {
-	ca := newTestCA(t, "upstream CA")
-	clientCA := newTestCA(t, "proxy client CA")
+	ca := certtest.NewCA(t, "upstream CA")
+	clientCA := certtest.NewCA(t, "proxy client CA")
 	dir := t.TempDir()
 	upCert, upKey, _ := writePair(t, ca, dir, "up", "backend.internal")
 	caPath := filepath.Join(dir, "ca.pem")
-	writeFile(t, caPath, ca.pem)
-	cc, ck := clientCA.issue(t, true, "meridian")
+	writeFile(t, caPath, ca.PEM)
+	cc, ck := clientCA.Issue(t, true, "meridian")
 	ccPath, ckPath := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
 	writeFile(t, ccPath, cc)
 	writeFile(t, ckPath, ck)
@@ -527,7 +529,7 @@ func TestTLSUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	clientRoots := x509.NewCertPool()
-	clientRoots.AddCert(clientCA.cert)
+	clientRoots.AddCert(clientCA.Cert)
 
 	var mu sync.Mutex
 	var seen []string
@@ -550,9 +552,9 @@ func TestTLSUpstream(t *testing.T) {
 	up1.StartTLS()
 	t.Cleanup(up1.Close)
 
-	front := newTestCA(t, "front CA")
+	front := certtest.NewCA(t, "front CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(front.cert)
+	roots.AddCert(front.Cert)
 	writePair(t, front, dir, "front", "www.example.com")
 	y := `
 listen: {https: "127.0.0.1:0"}

@@ -13,6 +13,7 @@ import (
 	"github.com/meridian-lb/meridian/acme/acmetest"
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/internal/certtest"
 )
 
 // acmeConfig serves a file certificate for files.example.com and, when
@@ -48,9 +49,9 @@ func TestTLSACME(t *testing.T) {
 			ln, pln := listenLoopback(t), listenLoopback(t)
 			pb := acmetest.Start(t, acmetest.Options{HTTPPort: tcpPort(pln), TLSPort: tcpPort(ln)})
 			acmeRoots := pb.Roots(t)
-			fileCA := newTestCA(t, "file CA")
+			fileCA := certtest.NewCA(t, "file CA")
 			fileRoots := x509.NewCertPool()
-			fileRoots.AddCert(fileCA.cert)
+			fileRoots.AddCert(fileCA.Cert)
 			dir := t.TempDir()
 			writePair(t, fileCA, dir, "files", "files.example.com")
 			be := newBackend(t, "be", nil)
@@ -138,9 +139,9 @@ func TestTLSACME(t *testing.T) {
 // running setup and reports the problem.
 func TestTLSACMEBadSection(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "file CA")
+	ca := certtest.NewCA(t, "file CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	writePair(t, ca, dir, "files", "files.example.com")
 	be := newBackend(t, "be", nil)
 	ln, pln := listenLoopback(t), listenLoopback(t)

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/meridian-lb/meridian/internal/certtest"
 )
 
 // TestTLSRapidReset floods one connection with streams it resets at once
@@ -21,9 +23,9 @@ import (
 // client's requests keep succeeding. The flood may not run more handlers
 // at once than the advertised stream limit.
 func TestTLSRapidReset(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	writePair(t, ca, dir, "a", "a.example.com")
 
@@ -133,9 +135,9 @@ func isClosed(c chan struct{}) bool {
 
 // TestTLSHTTP2Limits checks the settings the TLS listener advertises.
 func TestTLSHTTP2Limits(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	dir := t.TempDir()
 	writePair(t, ca, dir, "a", "a.example.com")
 	be := newBackend(t, "be", nil)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meridian-lb/meridian/acme"
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/internal/promutil"
 	"github.com/meridian-lb/meridian/routing"
 )
 
@@ -178,11 +179,9 @@ func NewTLSServer(h *Handler, cfg *config.Config, logger *zap.Logger, reg promet
 		s.Grace = config.DefaultGrace
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.reloads, s.h2errs, s.acmeEvts} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("tls metrics: %w", err)
-			}
-		}
+		s.reloads = promutil.Logged(reg, s.reloads, s.log)
+		s.h2errs = promutil.Logged(reg, s.h2errs, s.log)
+		s.acmeEvts = promutil.Logged(reg, s.acmeEvts, s.log)
 	}
 	s.h = &policyHandler{s: s, next: h}
 	if err := s.reload(cfg, true); err != nil {
