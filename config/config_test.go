@@ -97,7 +97,7 @@ func TestParseProblems(t *testing.T) {
 		{"bad regex", func(s string) string { return strings.Replace(s, `^a+$`, `^(a+$`, 1) },
 			[]string{`routes[0].match.headers.X-C.regex: error parsing regexp`}},
 		{"syntax error", func(s string) string { return s + "\n  - : : [\n" }, []string{`bad.yaml:`}},
-		{"empty file", func(string) string { return "" }, []string{`bad.yaml: file is empty`}},
+		{"empty file", func(string) string { return "" }, []string{`bad.yaml: config is empty`}},
 		{"alias bomb", func(string) string { return aliasBomb }, []string{`bad.yaml:1: a: unknown key "a"`}},
 		{"acme without https and with bad values", func(s string) string {
 			return s + "tls:\n  acme:\n    directory: http://ca.example/dir\n    email: nobody\n    domains: [\"*.example.com\", www.example.com, WWW.example.com., localhost, 10.0.0.1, bücher.example.com, exa_mple.com, \"a.*.example.com\", \"www.example.com:443\", -bad-.example.com]\n    challenges: [dns-01]\n"

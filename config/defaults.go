@@ -36,6 +36,17 @@ const (
 	DefaultMaxConns            = 10000
 	DefaultMaxIdleConnsPerHost = 64
 	DefaultHealthInFlight      = 256
+	// Request-path limits; the README's "Limits and defaults" table says
+	// why each has its value.
+	DefaultRouteTimeout           = 15 * time.Second // Envoy's route timeout
+	DefaultBodyTimeout            = 30 * time.Second
+	DefaultMinBodyRate            = 512 // bytes per second
+	DefaultBodyRateGrace          = 10 * time.Second
+	DefaultUpstreamIdleTimeout    = 60 * time.Second // nginx's proxy_read_timeout
+	DefaultMaxResponseHeaderBytes = 64 << 10
+	// MaxInformationalResponses is how many 1xx responses one request may
+	// relay; http.Transport stops at the same count without a trace hook.
+	MaxInformationalResponses = 5
 )
 
 // SetDefaults fills every unset field that has a default. Parse calls it
@@ -77,6 +88,16 @@ func (c *Config) SetDefaults() {
 	}
 	defInt(&h.MaxConns, DefaultMaxConns)
 	defInt(&h.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	defDur(&h.RouteTimeout, DefaultRouteTimeout)
+	defDur(&h.BodyTimeout, DefaultBodyTimeout)
+	if h.MinBodyRate == 0 {
+		h.MinBodyRate = DefaultMinBodyRate
+	}
+	defDur(&h.BodyRateGrace, DefaultBodyRateGrace)
+	defDur(&h.UpstreamIdleTimeout, DefaultUpstreamIdleTimeout)
+	if h.MaxResponseHeaderBytes == 0 {
+		h.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
 
 	d := &c.DNS
 	defInt(&d.UDPSize, DefaultUDPSize)
@@ -134,6 +155,11 @@ func (c *Config) SetDefaults() {
 			if p.Endpoints[i].Weight == 0 {
 				p.Endpoints[i].Weight = 1
 			}
+		}
+		if p.Outlier == nil {
+			// Passive detection is on unless switched off: a pool without an
+			// active check must still stop sending to a dead port.
+			p.Outlier = &Outlier{}
 		}
 		if o := p.Outlier; o != nil {
 			defInt(&o.ConsecutiveFailures, DefaultOutlierFailures)

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -52,15 +54,57 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// MaxFileBytes caps a config file. Parsing holds about eight times the
+// file in memory, so the cap bounds what one reload can cost (about
+// 128 MiB) whatever lands at the path; a file with 20,000 routes is under
+// 3 MiB. ReadFile refuses a larger file without reading it whole, and Parse
+// refuses larger data from any source.
+const MaxFileBytes = 16 << 20
+
 // Load reads, decodes, defaults and validates the file at path. It returns
 // the raw bytes too, so callers can hash exactly what was applied.
 func Load(path string) (*Config, []byte, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, err
 	}
 	cfg, err := Parse(path, data)
 	return cfg, data, err
+}
+
+// ReadFile reads the config file at path, through a limit: a file over
+// MaxFileBytes is an error, and at most one byte more than the limit is
+// ever read, so a huge file (a log written to the wrong path) costs no
+// memory. It also returns the open file's FileInfo, which identifies what
+// was read: os.SameFile on two readings tells a file written in place
+// (same file, new content) from one replaced by a rename or a symlink swap.
+func ReadFile(path string) ([]byte, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	size := fi.Size()
+	if fi.Mode().IsRegular() && size > MaxFileBytes {
+		return nil, nil, fmt.Errorf("config file %s is %d bytes, over the %d MiB limit", path, size, MaxFileBytes>>20)
+	}
+	var buf bytes.Buffer
+	if fi.Mode().IsRegular() {
+		buf.Grow(int(size) + bytes.MinRead) // one allocation for a file that does not grow meanwhile
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileBytes+1)); err != nil {
+		return nil, nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if buf.Len() > MaxFileBytes {
+		// It grew past the limit while being read, or is not a regular
+		// file and has no size to check first.
+		return nil, nil, fmt.Errorf("config file %s is over the %d MiB limit", path, MaxFileBytes>>20)
+	}
+	return buf.Bytes(), fi, nil
 }
 
 // Parse decodes data strictly (unknown keys, wrong types and bad durations
@@ -79,6 +123,9 @@ func Parse(name string, data []byte) (*Config, error) {
 // parse is Parse cutting data into at most parts pieces when it has at
 // least minBytes; tests cut small files with it.
 func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
+	if len(data) > MaxFileBytes {
+		return nil, &Error{Problems: []Problem{{File: name, Msg: fmt.Sprintf("config is %d bytes, over the %d MiB limit", len(data), MaxFileBytes>>20)}}}
+	}
 	var pd pieceDecoder
 	root, maps, pieces, cut := parsePieces(data, parts, minBytes, pd.decode)
 	if !cut {
@@ -87,8 +134,11 @@ func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
 			return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
 		}
 	}
-	if root.Kind == 0 || len(root.Content) == 0 {
-		return nil, &Error{Problems: []Problem{{File: name, Msg: "file is empty"}}}
+	// An empty document ("", comments only, "---", "null", "~") is an
+	// error, not a config with nothing in it: applied, it would replace a
+	// good table with one that serves nothing.
+	if root.Kind == 0 || len(root.Content) == 0 || isNull(root.Content[0]) {
+		return nil, &Error{Problems: []Problem{{File: name, Msg: "config is empty"}}}
 	}
 	doc := root.Content[0]
 	lines := lazyLines{root: doc}
@@ -128,6 +178,12 @@ func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
 }
 
 var configType = reflect.TypeFor[Config]()
+
+// isNull reports a document that is a null scalar: "null", "~", or nothing
+// after "---".
+func isNull(doc *yaml.Node) bool {
+	return doc.Kind == yaml.ScalarNode && doc.ShortTag() == "!!null"
+}
 
 // pieceDecoder decodes the root mapping of each piece of a cut file (see
 // parsePieces) on the piece's goroutine, into a Config of its own, and then

@@ -156,6 +156,29 @@ type HTTP struct {
 	AccessLog           bool `yaml:"access_log,omitempty"`
 	// MaxIdleConnsPerHost bounds the idle upstream connections per endpoint.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host,omitempty"`
+	// RouteTimeout is the timeout of routes that set none: the response
+	// head must arrive within it (Envoy's 15 s route timeout, but
+	// streamed bodies and WebSockets are not cut).
+	RouteTimeout Duration `yaml:"route_timeout,omitempty"`
+	// BodyTimeout cuts a request body that sends no byte for this long
+	// (408): the client's stall, charged to the client.
+	BodyTimeout Duration `yaml:"body_timeout,omitempty"`
+	// MinBodyRate is the slowest request body accepted, in bytes per second
+	// of waiting on the client, once BodyRateGrace of such waiting has
+	// passed; a slower body is cut with 408 (Apache's mod_reqtimeout
+	// MinRate). Time the upstream takes to accept the body is not counted.
+	MinBodyRate   Size     `yaml:"min_body_rate,omitempty"`
+	BodyRateGrace Duration `yaml:"body_rate_grace,omitempty"`
+	// MaxBodyBytes refuses larger request bodies with 413. Zero (the
+	// default) accepts any size: bodies are streamed, so a large one costs
+	// time, which the body limits above bound, not memory.
+	MaxBodyBytes Size `yaml:"max_body_bytes,omitempty"`
+	// UpstreamIdleTimeout cuts an upstream response body that sends no
+	// byte for this long (nginx's proxy_read_timeout); WebSocket tunnels
+	// are not cut.
+	UpstreamIdleTimeout Duration `yaml:"upstream_idle_timeout,omitempty"`
+	// MaxResponseHeaderBytes caps an upstream response head (502 above it).
+	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes,omitempty"`
 }
 
 // DNS holds server-wide settings of the DNS layer.
@@ -265,13 +288,23 @@ type HashOn struct {
 }
 
 // Outlier configures passive ejection from observed upstream failures.
+// Every pool has one (SetDefaults adds it): connect failures and resets
+// always count, timeouts with OnTimeout and 5xx responses with On5xx, since
+// a client can choose requests that are slow or fail on a healthy endpoint.
 type Outlier struct {
+	// Enabled turns passive detection off when false; unset means on.
+	Enabled             *bool    `yaml:"enabled,omitempty"`
 	ConsecutiveFailures int      `yaml:"consecutive_failures,omitempty"`
 	Ejection            Duration `yaml:"ejection,omitempty"`
 	MaxEjection         Duration `yaml:"max_ejection,omitempty"`
 	MaxEjectedPercent   int      `yaml:"max_ejected_percent,omitempty"`
 	On5xx               bool     `yaml:"on_5xx,omitempty"`
+	OnTimeout           bool     `yaml:"on_timeout,omitempty"`
 }
+
+// Active reports whether passive detection runs: the block exists and is
+// not switched off.
+func (o *Outlier) Active() bool { return o != nil && (o.Enabled == nil || *o.Enabled) }
 
 // ConsulSelect selects a pool's endpoints from the Consul catalog.
 type ConsulSelect struct {
@@ -301,14 +334,18 @@ type Service struct {
 
 // Route matches HTTP requests and sends them to a service or a split.
 type Route struct {
-	Name            string            `yaml:"name,omitempty"`
-	Match           Match             `yaml:"match,omitempty"`
-	Service         string            `yaml:"service,omitempty"`
-	Split           []*SplitEntry     `yaml:"split,omitempty"`
-	Sticky          *Sticky           `yaml:"sticky,omitempty"`
-	Mirror          *Mirror           `yaml:"mirror,omitempty"`
-	Retry           *Retry            `yaml:"retry,omitempty"`
-	Timeout         Duration          `yaml:"timeout,omitempty"`
+	Name    string        `yaml:"name,omitempty"`
+	Match   Match         `yaml:"match,omitempty"`
+	Service string        `yaml:"service,omitempty"`
+	Split   []*SplitEntry `yaml:"split,omitempty"`
+	Sticky  *Sticky       `yaml:"sticky,omitempty"`
+	Mirror  *Mirror       `yaml:"mirror,omitempty"`
+	Retry   *Retry        `yaml:"retry,omitempty"`
+	// Timeout bounds the whole exchange, retries included. Unset, the
+	// route gets http.route_timeout until the response head arrives (so
+	// streamed bodies and WebSockets are not cut); an explicit 0 means no
+	// limit.
+	Timeout         *Duration         `yaml:"timeout,omitempty"`
 	PerTryTimeout   Duration          `yaml:"per_try_timeout,omitempty"`
 	HostRewrite     string            `yaml:"host_rewrite,omitempty"`
 	StripPrefix     string            `yaml:"strip_prefix,omitempty"`

@@ -625,7 +625,7 @@ func (v *validator) route(p string, r *Route) {
 			v.add(p+".retry.budget_percent", "must be 0-100")
 		}
 	}
-	if r.PerTryTimeout > 0 && r.Timeout > 0 && r.PerTryTimeout > r.Timeout {
+	if r.PerTryTimeout > 0 && r.Timeout != nil && *r.Timeout > 0 && r.PerTryTimeout > *r.Timeout {
 		v.add(p+".per_try_timeout", "longer than the route timeout")
 	}
 	if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
@@ -862,4 +862,21 @@ func ParseRR(owner string, ttl uint32, typ, value string) (mdns.RR, error) {
 		return nil, fmt.Errorf("invalid %s value %q", typ, value)
 	}
 	return rr, nil
+}
+
+// Serves returns an *Error naming file name when c would serve nothing: no
+// listener besides the admin API (listen.http, listen.https, listen.dns),
+// no route and no zone. Such a file is a mistake (an empty template, "{}",
+// a tool that wrote nothing), and applied it would replace a good table
+// with one that answers every request 404 and every query REFUSED, while
+// the reload reports success. Parse does not apply this check, since tests
+// and tools parse fragments of a config; everything that serves one does:
+// meridian validate, the start and every reload.
+func (c *Config) Serves(name string) error {
+	l := c.Listen
+	if l.HTTP != "" || l.HTTPS != "" || l.DNS != "" || len(c.Routes) > 0 || len(c.Zones) > 0 {
+		return nil
+	}
+	return &Error{Problems: []Problem{{File: name,
+		Msg: "config defines nothing to serve: no listen.http, listen.https or listen.dns, no routes and no zones"}}}
 }

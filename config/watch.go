@@ -20,6 +20,18 @@ import (
 // debounce, since cert and key are often replaced one after the other.
 const DefaultDebounce = 10 * time.Millisecond
 
+// DefaultSettle is how long a config file written in place must stay
+// unchanged before the server applies it. A tool that writes the file in
+// place (cp, an editor that rewrites the file, a script's redirection, a
+// template renderer) may pause between writes, and a prefix of a config is
+// often valid YAML that serves less: applied, it answers 404 until the rest
+// arrives. One second waits out pauses four times the 250 ms that exposed
+// this, and is still a short delay for an edit made by hand. A file
+// replaced by a rename or a symlink swap is whole when it appears and is
+// applied within the debounce: replacing the file is the way to an
+// instant reload.
+const DefaultSettle = time.Second
+
 // Watcher tells its caller when a file may have changed. It watches the
 // file's directory, not the file: editors and Kubernetes replace files by
 // rename or symlink swap, which a watch on the file itself loses. It also
@@ -34,6 +46,16 @@ type Watcher struct {
 	Paths    []string
 	Debounce time.Duration
 	Logger   *zap.Logger
+	// Written and Replaced, when set, are called (they must not block) as
+	// events arrive, before the burst's poke: Written for a write to a
+	// watched file itself (fsnotify Write: a write or a truncation),
+	// Replaced for a file appearing at a watched path or a Kubernetes
+	// "..data" entry (fsnotify Create: a rename into place, a new file, a
+	// symlink swap). A write after the file appeared means the file now at
+	// the path is being written, even a newly created one; a rename raises
+	// no write.
+	Written  func()
+	Replaced func()
 }
 
 // Run watches until ctx is done, calling poke (which must not block) once
@@ -99,10 +121,17 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 				return nil
 			}
 			name := filepath.Clean(ev.Name)
-			if !relevant[name] && !realDirs[filepath.Dir(name)] && !strings.HasPrefix(filepath.Base(name), "..") {
+			dotdot := strings.HasPrefix(filepath.Base(name), "..")
+			if !relevant[name] && !realDirs[filepath.Dir(name)] && !dotdot {
 				continue
 			}
 			w.Logger.Debug("file event", zap.String("name", ev.Name), zap.String("op", ev.Op.String()))
+			if w.Written != nil && ev.Has(fsnotify.Write) && relevant[name] {
+				w.Written()
+			}
+			if w.Replaced != nil && ev.Has(fsnotify.Create) && (relevant[name] || dotdot) {
+				w.Replaced()
+			}
 			timer.Reset(debounce)
 		case err, ok := <-fw.Errors:
 			if !ok {

@@ -19,6 +19,10 @@ type client struct {
 	addr netip.Addr // source address, unmapped; invalid for "nowhere"
 	tcp  bool
 	tr   *trace // non-nil only when Explain asks why
+	// badECSLength is set by the transport when an ECS option's address
+	// length on the wire does not match its source prefix (ecsWireOK),
+	// which the decoded message can no longer show.
+	badECSLength bool
 }
 
 // result is one computed response and what metrics, logs and the
@@ -96,8 +100,8 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 
 	var ecs ecsInfo
 	if opt != nil && (t == nil || t.Config == nil || t.Config.Geo.ECS == nil || *t.Config.Geo.ECS) {
-		if ecs, ok = parseECS(opt); !ok {
-			m.Rcode = mdns.RcodeFormatError // RFC 7871 §7.1.1
+		if ecs, ok = parseECS(opt); !ok || c.badECSLength {
+			m.Rcode = mdns.RcodeFormatError // RFC 7871 §6, §7.1.1
 			return res
 		}
 	}

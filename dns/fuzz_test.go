@@ -57,6 +57,8 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	out = append(out,
 		rawECSQuery([]byte{0, 3, 0, 0}),
 		rawECSQuery([]byte{0, 1, 16, 0, 10, 1, 2}),
+		rawECSQuery([]byte{0, 1, 8, 0, 10, 0, 0, 0}),
+		rawECSQuery([]byte{0, 1, 32, 0, 10, 1, 2, 3, 4}),
 		[]byte{0x12, 0x34, 15 << 3, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 		[]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1},
 		[]byte{0, 4, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0, 1},
@@ -81,8 +83,9 @@ func FuzzAnswer(f *testing.F) {
 		if err := req.Unpack(data); err != nil {
 			return // the server answers these FORMERR before answer runs
 		}
+		badLength := !ecsWireOK(data)
 		for _, tcp := range []bool{false, true} {
-			res := answer(tab, req, client{addr: src, tcp: tcp})
+			res := answer(tab, req, client{addr: src, tcp: tcp, badECSLength: badLength})
 			if res.msg == nil {
 				if !req.Response {
 					t.Fatal("no response to a query")

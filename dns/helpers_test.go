@@ -234,6 +234,22 @@ func (h *harness) override(pool, addr string, a health.Action) {
 	h.srv.TableChanged(h.live.Load())
 }
 
+// eject reports one connect failure for an endpoint whose pool ejects on
+// the first (testdata/zone.yaml's outlier blocks): a health verdict, which
+// panic mode overrides, unlike an operator's drain. Like override, it
+// moves the zone serials at once.
+func (h *harness) eject(pool, addr string) {
+	h.t.Helper()
+	m := h.health.Member(pool, addr)
+	if m == nil {
+		h.t.Fatalf("no member %s/%s", pool, addr)
+	}
+	if m.Report(health.ConnectFailure); m.State() != health.StateEjected {
+		h.t.Fatalf("%s/%s: %s, want ejected", pool, addr, m.State())
+	}
+	h.srv.TableChanged(h.live.Load())
+}
+
 // exchange sends m over net ("udp" or "tcp") from source address from.
 func (h *harness) exchange(m *mdns.Msg, network, from string) (*mdns.Msg, error) {
 	c := &mdns.Client{Net: network, Timeout: 2 * time.Second, UDPSize: 65535}

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -137,6 +138,7 @@ func (s *Server) Run(ctx context.Context, addr string, ready func(udp, tcp net.A
 		MaxTCPQueries:  -1, // pipelining clients keep their connection; idle bounds it
 		MsgAcceptFunc:  acceptFunc,
 		MsgInvalidFunc: s.invalid,
+		DecorateReader: func(r mdns.Reader) mdns.Reader { return &ecsCheckReader{Reader: r, s: s, write: read} },
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -225,6 +227,50 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		c.addr, c.tcp = a.AddrPort().Addr().Unmap(), true
 	}
 	s.serve(w, r, c)
+}
+
+// ecsCheckReader reads TCP queries for miekg's server and makes the one
+// check its decoder cannot: the ECS address length on the wire
+// (ecsWireOK). A query that fails it is answered here, through serve like
+// any other query (FORMERR), and the next one is read; every other message
+// goes on to miekg untouched. miekg serves a connection's queries one at a
+// time, so nothing else writes to conn meanwhile.
+type ecsCheckReader struct {
+	mdns.Reader
+	s     *Server
+	write time.Duration // bounds the write of an answer sent from here
+}
+
+func (r *ecsCheckReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
+	for {
+		b, err := r.Reader.ReadTCP(conn, timeout)
+		if err != nil || ecsWireOK(b) {
+			return b, err
+		}
+		req := new(mdns.Msg)
+		if req.Unpack(b) != nil {
+			return b, nil // miekg answers what does not decode
+		}
+		c := client{tcp: true, badECSLength: true}
+		if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+			c.addr = a.AddrPort().Addr().Unmap()
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(r.write))
+		r.s.serve(tcpFramer{conn}, req, c)
+		_ = conn.SetWriteDeadline(time.Time{}) // miekg's own writes set none
+	}
+}
+
+// tcpFramer writes each message with its two-byte length (RFC 1035
+// 4.2.2), as miekg's TCP response writer does.
+type tcpFramer struct{ conn net.Conn }
+
+func (f tcpFramer) Write(b []byte) (int, error) {
+	bufs := net.Buffers{binary.BigEndian.AppendUint16(nil, uint16(len(b))), b}
+	if _, err := bufs.WriteTo(f.conn); err != nil {
+		return 0, fmt.Errorf("dns: write tcp answer: %w", err)
+	}
+	return len(b), nil
 }
 
 // msgWriter is what a zone transfer writes to: miekg's TCP writer frames

@@ -14,7 +14,9 @@ import (
 // MaxAnswers, rotated per query or drawn by endpoint weight. When no
 // endpoint is available anywhere, the record's on_all_down decides:
 // fail_open answers every endpoint of the first pool that fails open, at the
-// degraded TTL; nodata answers NODATA; fallback answers the fallback records
+// degraded TTL, except those an operator drained or forced down (panic mode
+// overrides health verdicts, not the operator; a pool with nothing else is
+// skipped); nodata answers NODATA; fallback answers the fallback records
 // (next is their CNAME target, to follow).
 func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next string) {
 	svc := s.Service
@@ -70,17 +72,22 @@ func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next 
 		}
 		idx := buf[:0]
 		for j := range ts {
-			idx = append(idx, j)
+			if !ts[j].Excluded() {
+				idx = append(idx, j)
+			}
+		}
+		if len(idx) == 0 {
+			continue // every address drained or forced down
 		}
 		r.pick(s, ts, idx, owner, true)
 		if ex != nil {
 			ex.Pools[i].Used = true
-			ex.Outcome, ex.TTL = "fail_open: no endpoint available in any pool; answering all of "+p.Name, s.DegradedTTL
+			ex.Outcome, ex.TTL = "fail_open: no endpoint available in any pool; answering every endpoint of "+p.Name+" not drained or forced down", s.DegradedTTL
 		}
 		return true, ""
 	}
 	if ex != nil {
-		ex.Outcome = "nodata: no pool has an endpoint of this address family"
+		ex.Outcome = "nodata: no pool that fails open has an endpoint of this address family that is not drained or forced down"
 	}
 	return false, ""
 }

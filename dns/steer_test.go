@@ -11,8 +11,11 @@ import (
 
 func aQuery(name string) tcase { return tcase{qname: name, qtype: mdns.TypeA} }
 
-// TestFailoverAndRecovery marks endpoints down with a real health engine and
-// checks the answers, the serial and the return when they recover.
+// TestFailoverAndRecovery takes endpoints out with a real health engine
+// (operator overrides and passive ejections) and checks the answers, the
+// serial and the return when they recover. Panic mode overrides health
+// verdicts only: a drained or forced-down endpoint is never answered, so a
+// pool an operator emptied is skipped even when everything fails open.
 func TestFailoverAndRecovery(t *testing.T) {
 	h := newHarness(t, loadConfig(t, "zone.yaml"))
 	www := func(from string) *mdns.Msg {
@@ -41,18 +44,16 @@ func TestFailoverAndRecovery(t *testing.T) {
 			answer: []string{"www.example.com. 30 IN A 198.51.100.10", "www.example.com. 30 IN A 198.51.100.11"}},
 		{name: "us clients unaffected", act: func() {}, from: "127.0.0.2",
 			answer: []string{"www.example.com. 30 IN A 198.51.100.10", "www.example.com. 30 IN A 198.51.100.11"}},
-		{name: "everything down: fail open to the client's region at the degraded TTL", act: func() {
-			h.override("web-us", "198.51.100.10:80", health.ActionDown)
-			h.override("web-us", "198.51.100.11:80", health.ActionDown)
-		}, answer: []string{"www.example.com. 10 IN A 192.0.2.1", "www.example.com. 10 IN A 192.0.2.2"}},
+		{name: "everything down: eu clients fail open to us, not to the drained eu", act: func() {
+			h.eject("web-us", "198.51.100.10:80")
+			h.eject("web-us", "198.51.100.11:80")
+		}, answer: []string{"www.example.com. 10 IN A 198.51.100.10", "www.example.com. 10 IN A 198.51.100.11"}},
 		{name: "fail open for us clients", act: func() {}, from: "127.0.0.2",
 			answer: []string{"www.example.com. 10 IN A 198.51.100.10", "www.example.com. 10 IN A 198.51.100.11"}},
-		{name: "us recovers: eu clients go there", act: func() { h.override("web-us", "198.51.100.11:80", health.ActionEnable) },
-			answer: []string{"www.example.com. 30 IN A 198.51.100.11"}},
-		{name: "eu recovers: eu clients return", act: func() {
-			h.override("web-eu", "192.0.2.1:80", health.ActionEnable)
-			h.override("web-eu", "192.0.2.2:80", health.ActionEnable)
-		}, answer: []string{"www.example.com. 30 IN A 192.0.2.1", "www.example.com. 30 IN A 192.0.2.2"}},
+		{name: "eu endpoint enabled: eu clients go there", act: func() { h.override("web-eu", "192.0.2.1:80", health.ActionEnable) },
+			answer: []string{"www.example.com. 30 IN A 192.0.2.1"}},
+		{name: "eu recovers: eu clients return", act: func() { h.override("web-eu", "192.0.2.2:80", health.ActionEnable) },
+			answer: []string{"www.example.com. 30 IN A 192.0.2.1", "www.example.com. 30 IN A 192.0.2.2"}},
 	}
 	serial := h.serial()
 	for i, st := range steps {
@@ -73,11 +74,19 @@ func TestFailoverAndRecovery(t *testing.T) {
 
 func TestOnAllDown(t *testing.T) {
 	h := newHarness(t, loadConfig(t, "zone.yaml"))
-	h.override("blue", "203.0.113.1:80", health.ActionDown)
-	h.override("green", "203.0.113.2:80", health.ActionDown)
+	h.eject("blue", "203.0.113.1:80")
+	h.eject("green", "203.0.113.2:80")
 	h.override("strict", "192.0.2.60:80", health.ActionDown)
-	h.override("lenient", "192.0.2.61:80", health.ActionDown)
-	for _, tc := range []tcase{
+	h.eject("lenient", "192.0.2.61:80")
+	check := func(cases []tcase) {
+		t.Helper()
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				sortAndCheck(t, h.mustExchange(tc.query(t), "udp", ""), tc, h.serial())
+			})
+		}
+	}
+	check([]tcase{
 		{name: "nodata", qname: "nd.example.com.", qtype: mdns.TypeA, ns: []string{negSOA}},
 		{name: "fallback CNAME is followed in the zone", qname: "fb.example.com.", qtype: mdns.TypeA,
 			answer: []string{"fb.example.com. 10 IN CNAME sorry.example.com.", "sorry.example.com. 300 IN A 192.0.2.99"}},
@@ -85,11 +94,17 @@ func TestOnAllDown(t *testing.T) {
 			answer: []string{"strict.example.com. 10 IN A 192.0.2.61"}},
 		{name: "weighted fails open too", qname: "bg.example.com.", qtype: mdns.TypeA,
 			answer: []string{"bg.example.com. 10 IN A 203.0.113.1"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			sortAndCheck(t, h.mustExchange(tc.query(t), "udp", ""), tc, h.serial())
-		})
-	}
+	})
+
+	// The operator's drain wins over failing open: a drained endpoint is
+	// never answered, and a pool left with nothing else is skipped.
+	h.override("blue", "203.0.113.1:80", health.ActionDrain)
+	h.override("lenient", "192.0.2.61:80", health.ActionDrain)
+	check([]tcase{
+		{name: "weighted fails open past the drained pool", qname: "bg.example.com.", qtype: mdns.TypeA,
+			answer: []string{"bg.example.com. 10 IN A 203.0.113.2"}},
+		{name: "nothing left to fail open to is NODATA", qname: "strict.example.com.", qtype: mdns.TypeA, ns: []string{negSOA}},
+	})
 }
 
 func TestWeightedShares(t *testing.T) {

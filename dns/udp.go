@@ -194,7 +194,7 @@ func (s *Server) datagram(b []byte, addr netip.Addr, w io.Writer) {
 		formerr(b, w)
 		return
 	}
-	s.serve(w, req, client{addr: addr})
+	s.serve(w, req, client{addr: addr, badECSLength: !ecsWireOK(b)})
 }
 
 // formerr answers a datagram that does not decode: its ID, FORMERR, no

@@ -32,9 +32,9 @@ type Options struct {
 	// "pool/address drain|down|enable" per line. It is read by New and
 	// re-read by Run whenever its directory changes.
 	StateFile string
-	// OnChange is called after any member's Available() changed (DNS uses
-	// it to move zone serials). It must not block and must not call back
-	// into the Engine synchronously.
+	// OnChange is called after any member's Available() or Excluded()
+	// changed (DNS uses it to move zone serials). It must not block and
+	// must not call back into the Engine synchronously.
 	OnChange func()
 }
 
@@ -333,7 +333,7 @@ func (e *Engine) Sync(pools []PoolSpec) {
 			}
 			e.pools[ps.Name] = p
 		}
-		if ps.Outlier != nil {
+		if ps.Outlier.Active() {
 			oc := *ps.Outlier
 			p.outlier.Store(&oc)
 		} else if p.outlier.Swap(nil) != nil {

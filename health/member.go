@@ -46,6 +46,7 @@ type Member struct {
 	gauge   prometheus.Gauge
 
 	avail   atomic.Bool  // the answer to Available
+	out     atomic.Bool  // the answer to Excluded
 	fails   atomic.Int32 // consecutive passive failures
 	ejected atomic.Bool
 	state   atomic.Value // State, for State()
@@ -73,6 +74,12 @@ type Member struct {
 // recomputes the value whenever an input changes.
 func (m *Member) Available() bool { return m.avail.Load() }
 
+// Excluded reports whether an operator took the endpoint out (drained or
+// forced down). Such an endpoint gets no new traffic, not even from a pool
+// that fails open: panic mode overrides health verdicts (probe down,
+// passive ejection), never an operator's intent. One atomic load.
+func (m *Member) Excluded() bool { return m.out.Load() }
+
 // State is the member's current state, which says why it is or is not
 // available (draining, ejected, down...).
 func (m *Member) State() State { return m.state.Load().(State) }
@@ -89,7 +96,7 @@ func (m *Member) Pool() string { return m.pool.name }
 // failure reaches the ejection threshold.
 func (m *Member) Report(o Outcome) {
 	if o != Success {
-		if oc := m.pool.outlier.Load(); oc != nil && (o != Status5xx || oc.On5xx) {
+		if oc := m.pool.outlier.Load(); oc != nil && (o != Status5xx || oc.On5xx) && (o != Timeout || oc.OnTimeout) {
 			m.failure(o, oc)
 			return
 		}
@@ -237,7 +244,8 @@ func (m *Member) endEjectionLocked(now time.Time) {
 	m.ejectedUntil = time.Time{}
 }
 
-// setOverride applies an admin action and reports whether Available changed.
+// setOverride applies an admin action and reports whether Available or
+// Excluded changed.
 func (m *Member) setOverride(a Action, src string, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -276,7 +284,9 @@ func (m *Member) compute() (State, string, bool) {
 
 // refreshLocked recomputes the member's state from its inputs; on a change it
 // records, logs and counts the transition once, updates the gauge and the
-// atomic Available, and reports whether Available changed. Caller holds m.mu.
+// atomics behind Available and Excluded, and reports whether either changed
+// (draining an endpoint that is already down changes what a pool in panic
+// mode serves, and so the DNS answers). Caller holds m.mu.
 func (m *Member) refreshLocked(now time.Time) bool {
 	if m.removed {
 		return false
@@ -295,8 +305,14 @@ func (m *Member) refreshLocked(now time.Time) bool {
 		zap.String("pool", m.pool.name), zap.String("endpoint", m.address),
 		zap.String("from", string(from)), zap.String("to", string(st)),
 		zap.Bool("available", avail), zap.String("reason", reason))
-	return m.avail.Swap(avail) != avail
+	out := excludedState(st)
+	availChanged := m.avail.Swap(avail) != avail
+	outChanged := m.out.Swap(out) != out
+	return availChanged || outChanged
 }
+
+// excludedState reports whether st is an operator's override.
+func excludedState(st State) bool { return st == StateDraining || st == StateForcedDown }
 
 // initLocked sets the state of a member that was just created, without
 // counting it as a transition. Caller holds m.mu.
@@ -305,6 +321,7 @@ func (m *Member) initLocked(now time.Time) {
 	m.cur, m.reason, m.since = st, reason, now
 	m.state.Store(st)
 	m.avail.Store(avail)
+	m.out.Store(excludedState(st))
 	m.gauge.Set(boolFloat(avail))
 	m.record(Transition{Time: now, To: st, Reason: "added: " + reason})
 }

@@ -53,7 +53,7 @@ func TestEjectionDoublesAndReturns(t *testing.T) {
 
 		// Each repeat ejection doubles, capped at max_ejection.
 		for i, want := range []time.Duration{10 * time.Second, 20 * time.Second, 25 * time.Second, 25 * time.Second} {
-			report(m, health.Timeout, 3)
+			report(m, health.Reset, 3)
 			if m.Available() || m.State() != health.StateEjected {
 				t.Fatalf("ejection %d: state %s", i, m.State())
 			}
@@ -61,10 +61,10 @@ func TestEjectionDoublesAndReturns(t *testing.T) {
 			if got := s.EjectedUntil.Sub(time.Now()); got != want {
 				t.Fatalf("ejection %d lasts %s, want %s", i, got, want)
 			}
-			if !strings.Contains(s.Reason, "3 consecutive failures (last: timeout)") {
+			if !strings.Contains(s.Reason, "3 consecutive failures (last: reset)") {
 				t.Fatalf("ejection reason %q", s.Reason)
 			}
-			report(m, health.Timeout, 10) // late failures while ejected change nothing
+			report(m, health.Reset, 10) // late failures while ejected change nothing
 			time.Sleep(want - time.Millisecond)
 			if m.Available() {
 				t.Fatalf("ejection %d ended early", i)
@@ -144,15 +144,19 @@ func TestMaxEjectedPercent(t *testing.T) {
 
 func TestOutlierOutcomes(t *testing.T) {
 	tests := []struct {
-		name    string
-		on5xx   bool
-		noOut   bool
-		outcome health.Outcome
-		ejected bool
+		name      string
+		on5xx     bool
+		onTimeout bool
+		off       bool
+		noOut     bool
+		outcome   health.Outcome
+		ejected   bool
 	}{
 		{name: "connect failure", outcome: health.ConnectFailure, ejected: true},
 		{name: "reset", outcome: health.Reset, ejected: true},
-		{name: "timeout", outcome: health.Timeout, ejected: true},
+		{name: "timeout ignored", outcome: health.Timeout},
+		{name: "timeout counted with on_timeout", onTimeout: true, outcome: health.Timeout, ejected: true},
+		{name: "switched off", off: true, outcome: health.ConnectFailure},
 		{name: "5xx ignored", outcome: health.Status5xx},
 		{name: "5xx counted with on_5xx", on5xx: true, outcome: health.Status5xx, ejected: true},
 		{name: "no outlier config", noOut: true, outcome: health.ConnectFailure},
@@ -163,7 +167,11 @@ func TestOutlierOutcomes(t *testing.T) {
 				r := newRig(t, health.Options{})
 				defer r.stop()
 				o := outlier(3, time.Second, time.Second, 100)
-				o.On5xx = tc.on5xx
+				o.On5xx, o.OnTimeout = tc.on5xx, tc.onTimeout
+				if tc.off {
+					off := false
+					o.Enabled = &off
+				}
 				if tc.noOut {
 					o = nil
 				}

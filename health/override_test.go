@@ -187,3 +187,58 @@ func TestSnapshotOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestExcludedOnlyByOperator checks that Excluded (no traffic even in panic
+// mode) follows the operator's drain and force-down only: a probe failure
+// or a passive ejection makes an endpoint unavailable but leaves it to
+// panic mode. Draining an endpoint that is already down changes what a
+// pool failing open may serve, so it must reach OnChange (DNS serials).
+func TestExcludedOnlyByOperator(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const addr = "10.0.0.1:80"
+		r := newRig(t, health.Options{})
+		defer r.stop()
+		r.p.Set(addr, errProbe)
+		r.e.Sync([]health.PoolSpec{{
+			Name: "web", CheckName: "c", Check: tcpCheck(time.Second, 1, 1, "up"),
+			Outlier: outlier(1, time.Minute, time.Minute, 100), Endpoints: []string{addr, "10.0.0.2:80"},
+		}})
+		synctest.Wait()
+		m := r.member(t, "web", addr)
+		r.drainChanges()
+
+		steps := []struct {
+			name      string
+			do        func()
+			state     health.State
+			available bool
+			excluded  bool
+			changes   int
+		}{
+			{"probe down", func() {}, health.StateDown, false, false, 0},
+			{"drained while down", func() { r.override(t, "web", addr, health.ActionDrain) }, health.StateDraining, false, true, 1},
+			{"forced down", func() { r.override(t, "web", addr, health.ActionDown) }, health.StateForcedDown, false, true, 0},
+			{"enabled: down again", func() { r.override(t, "web", addr, health.ActionEnable) }, health.StateDown, false, false, 1},
+			{"probe up", func() { r.p.Set(addr, nil); time.Sleep(time.Second); synctest.Wait() }, health.StateUp, true, false, 1},
+			{"ejected", func() { m.Report(health.ConnectFailure) }, health.StateEjected, false, false, 1},
+		}
+		for _, s := range steps {
+			s.do()
+			if m.State() != s.state || m.Available() != s.available || m.Excluded() != s.excluded {
+				t.Fatalf("%s: state %s available %t excluded %t, want %s %t %t",
+					s.name, m.State(), m.Available(), m.Excluded(), s.state, s.available, s.excluded)
+			}
+			if got := r.drainChanges(); got != s.changes {
+				t.Fatalf("%s: %d OnChange calls, want %d", s.name, got, s.changes)
+			}
+		}
+	})
+}
+
+// override applies an admin action that must succeed.
+func (r *rig) override(t *testing.T, pool, addr string, a health.Action) {
+	t.Helper()
+	if err := r.e.Override(pool, addr, a); err != nil {
+		t.Fatalf("%s %s/%s: %v", a, pool, addr, err)
+	}
+}

@@ -43,7 +43,7 @@ type PoolSpec struct {
 	CheckName string              // "" means no active check
 	Check     *config.Check       // nil also means no active check
 	TLS       *config.UpstreamTLS // pool's upstream TLS, used by https probes; may be nil
-	Outlier   *config.Outlier     // nil: no passive ejection
+	Outlier   *config.Outlier     // nil or not Active: no passive ejection
 	Endpoints []string            // "host:port"; duplicates are ignored
 }
 

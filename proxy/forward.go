@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
 )
 
@@ -153,8 +154,9 @@ var (
 	errPerTryTimeout = errors.New("per-try timeout")
 )
 
-// errorHandler answers a request that got no upstream response: 503 when
-// no endpoint was available, 504 on timeout, 502 otherwise. The body names
+// errorHandler answers a request that got no upstream response: the
+// client's faults as clientError does, 503 when no endpoint was available,
+// 504 on timeout, 502 otherwise. The body names
 // the route, never upstream details (those go to the access log and the
 // debug log).
 func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err error) {
@@ -165,11 +167,11 @@ func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	}
 	kind := x.errKind
 	if kind == "" {
-		kind = classify(err, x, nil)
+		kind = blame(err, x, nil)
 	}
-	if kind == kindCanceled {
-		// The client is gone; nobody reads an answer.
-		x.errKind = kindCanceled
+	x.errKind = kind
+	if clientKind(kind) {
+		h.clientError(x)
 		return
 	}
 	code, what := http.StatusBadGateway, "bad gateway"
@@ -182,9 +184,8 @@ func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err err
 		what = "upstream unreachable"
 	case kindReset:
 		what = "upstream connection failed"
-	}
-	if x.errKind == "" {
-		x.errKind = kind
+	case kindBadResponse:
+		what = "bad upstream response"
 	}
 	h.log.Debug("upstream request failed", zap2(x, err)...)
 	hd := w.Header()
@@ -204,6 +205,7 @@ type respWriter struct {
 	status  int
 	bytes   int64
 	wrote   bool
+	n1xx    int // 1xx responses relayed
 	lastExt time.Time
 }
 
@@ -212,7 +214,12 @@ func (w *respWriter) Header() http.Header { return w.w.Header() }
 func (w *respWriter) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		// ReverseProxy relays upstream 1xx headers as they came; hop-by-hop
-		// ones must not pass (golang/go#81319).
+		// ones must not pass (golang/go#81319). Past the cap (which relay
+		// enforces on the upstream too) they are not relayed.
+		if w.n1xx++; w.n1xx > config.MaxInformationalResponses {
+			clear(w.w.Header())
+			return
+		}
 		removeHopByHop(w.w.Header())
 		w.w.WriteHeader(code)
 		return

@@ -46,18 +46,15 @@ type h1Client struct {
 	dialer      *net.Dialer
 	maxIdle     int
 	idleTimeout time.Duration
+	maxHead     int64 // response head cap
 
 	mu    sync.Mutex
 	idle  map[string][]*h1Conn // by endpoint address, most recently used last
 	sweep *time.Timer          // closes expired idle connections; nil when none wait
 }
 
-// maxResponseHead bounds a response's head (1xx heads included), as
-// http.Transport does by default.
-const maxResponseHead = 10 << 20
-
-func newH1Client(fallback *http.Transport, d *net.Dialer, maxIdle int, idleTimeout time.Duration) *h1Client {
-	return &h1Client{fallback: fallback, dialer: d, maxIdle: maxIdle, idleTimeout: idleTimeout, idle: map[string][]*h1Conn{}}
+func newH1Client(fallback *http.Transport, d *net.Dialer, maxIdle int, idleTimeout time.Duration, maxHead int) *h1Client {
+	return &h1Client{fallback: fallback, dialer: d, maxIdle: maxIdle, idleTimeout: idleTimeout, maxHead: int64(maxHead), idle: map[string][]*h1Conn{}}
 }
 
 // takes reports whether the fast path sends req: plain HTTP, no body, no
@@ -361,7 +358,7 @@ func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 	} else {
 		return nil, pc.writeErr(err, start)
 	}
-	pc.lr.N = maxResponseHead
+	pc.lr.N = pc.cl.maxHead
 	if _, err := pc.br.Peek(1); err != nil {
 		if err == io.EOF {
 			return nil, errClosedIdle
@@ -373,7 +370,7 @@ func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 		res, err := http.ReadResponse(pc.br, req)
 		if err != nil {
 			if pc.lr.N <= 0 {
-				return nil, fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", maxResponseHead)
+				return nil, fmt.Errorf("%w (%d bytes)", errHeadTooLarge, pc.cl.maxHead)
 			}
 			return nil, err
 		}
@@ -386,7 +383,7 @@ func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
 				return nil, err
 			}
-			pc.lr.N = maxResponseHead // the caller has seen it; the limit starts over
+			pc.lr.N = pc.cl.maxHead // the caller has seen it; the limit starts over
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meridian-lb/meridian/config"
 )
 
 // rawUpstream is a scripted HTTP/1.1 upstream: for each request head read on
@@ -83,7 +85,7 @@ const okReply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 func newTestH1Client() *h1Client {
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	tr := &http.Transport{DialContext: d.DialContext, DisableCompression: true}
-	return newH1Client(tr, d, 4, time.Minute)
+	return newH1Client(tr, d, 4, time.Minute, config.DefaultMaxResponseHeaderBytes)
 }
 
 // do sends one request through c and reads the whole body.

@@ -152,8 +152,9 @@ type exchange struct {
 	errKind  string
 	upDur    time.Duration
 
-	body    *reqBody // nil without a request body
-	bodyBuf []byte   // the whole body, buffered so retries can resend it
+	body    *reqBody       // nil without a request body
+	guard   *upstreamGuard // nil when no wait on the upstream is bounded
+	bodyBuf []byte         // the whole body, buffered so retries can resend it
 	mirror  *mirrorJob
 
 	rw respWriter
@@ -223,6 +224,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) *exchange {
 // hijacked tunnel or a panic may still reach it.
 func (h *Handler) end(x *exchange) {
 	p := recover()
+	x.guard.stop()
 	if x.cancel != nil {
 		x.cancel()
 	}
@@ -268,6 +270,9 @@ func (h *Handler) prepare(x *exchange) bool {
 	}
 	if x.rs.timeout > 0 {
 		x.ctx, x.cancel = context.WithTimeout(x.ctx, x.rs.timeout)
+	}
+	if head, idle := x.rs.headTimeout, h.settings.UpstreamIdleTimeout.D(); head > 0 || idle > 0 {
+		x.guard, x.ctx = newGuard(x.ctx, head, idle)
 	}
 	return true
 }
@@ -422,19 +427,55 @@ func (h *Handler) prepareBody(x *exchange) bool {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return true
 	}
+	if m := int64(h.settings.MaxBodyBytes); m > 0 && r.ContentLength > m {
+		x.errKind = kindClientLarge
+		h.clientError(x)
+		return false
+	}
 	x.body = newReqBody(r.Body, x, h.settings)
 	r.Body = x.body
 	pol := &x.rs.retry
 	if pol.attempts > 0 && pol.on&^onConnect != 0 && idempotent(r) && r.ContentLength > 0 && r.ContentLength <= pol.maxBody {
 		buf := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(x.body, buf); err != nil {
-			x.closeConn = true
-			h.localError(x, http.StatusBadRequest, "meridian: request body incomplete\n")
+			x.body.fail(faultBad) // io.ReadFull's short read: no earlier fault was recorded
+			x.errKind = bodyFault(x.body.fault.Load()).kind()
+			h.clientError(x)
 			return false
 		}
 		x.bodyBuf = buf
 	}
 	return true
+}
+
+// clientError answers a request that failed by the client's fault
+// (x.errKind): 400, 408 or 413, on a connection closed after it, since
+// where the body stopped is unknown; or, when the client went away,
+// nothing at all: the handler aborts, so net/http cannot send its default
+// 200 on an empty answer.
+func (h *Handler) clientError(x *exchange) {
+	code, body := 0, ""
+	switch x.errKind {
+	case kindClientBody:
+		code, body = http.StatusBadRequest, "meridian: malformed or incomplete request body\n"
+	case kindClientTimeout:
+		code, body = http.StatusRequestTimeout, "meridian: request body timed out\n"
+	case kindClientSlow:
+		code, body = http.StatusRequestTimeout, "meridian: request body too slow\n"
+	case kindClientLarge:
+		code, body = http.StatusRequestEntityTooLarge, "meridian: request body too large\n"
+	}
+	if code == 0 || x.rw.wrote {
+		if !x.rw.wrote && x.req.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	x.closeConn = true
+	// Read nothing more from this client: the server would otherwise try
+	// to drain the rest of an announced body before closing.
+	_ = http.NewResponseController(x.rw.w).SetReadDeadline(time.Now())
+	h.localError(x, code, body)
 }
 
 // idempotent reports whether a request may be sent twice: the RFC 9110
@@ -471,6 +512,9 @@ func (h *Handler) finish(x *exchange, panicked any) {
 	}
 	if x.mirror != nil {
 		x.mirror.abandon()
+	}
+	if clientKind(x.errKind) {
+		h.met.clientError(x.errKind)
 	}
 	d := time.Since(x.start)
 	if x.rs != nil {

@@ -13,23 +13,44 @@ type metrics struct {
 	requests       *prometheus.CounterVec   // route, service, pool, code
 	duration       *prometheus.HistogramVec // route
 	upstreamErrors *prometheus.CounterVec   // kind
+	clientErrors   *prometheus.CounterVec   // kind
 	retries        *prometheus.CounterVec   // route, result
 	inFlight       prometheus.Gauge
 	mirror         *prometheus.CounterVec // result
 
-	errConnect, errReset, errTimeout, errNoEndpoint prometheus.Counter
-	mirrorSent, mirrorDropped, mirrorFailed         prometheus.Counter
+	errConnect, errReset, errTimeout, errNoEndpoint, errBadResponse prometheus.Counter
+	mirrorSent, mirrorDropped, mirrorFailed                         prometheus.Counter
 }
 
-// Upstream error kinds, the values of meridian_http_upstream_errors_total's
-// kind label and of the access log's error field.
+// Failure kinds, the values of the access log's error field. Each failure
+// is charged to one side, once (see blame): the upstream kinds are the
+// values of meridian_http_upstream_errors_total's kind label and the only
+// ones that reach the health engine; the client kinds are counted in
+// meridian_http_client_errors_total and never touch an endpoint's health.
 const (
-	kindConnect    = "connect_failure"
-	kindReset      = "reset"
-	kindTimeout    = "timeout"
-	kindNoEndpoint = "no_endpoint"
-	kindCanceled   = "client_canceled"
+	// The upstream's fault.
+	kindConnect     = "connect_failure"
+	kindReset       = "reset"
+	kindTimeout     = "timeout"
+	kindBadResponse = "bad_response" // head too large, too many 1xx, a switch nobody asked for
+	kindNoEndpoint  = "no_endpoint"
+
+	// The client's fault.
+	kindCanceled      = "client_canceled"     // went away before the response (499)
+	kindClientBody    = "client_bad_body"     // malformed or truncated body (400)
+	kindClientTimeout = "client_body_timeout" // body stalled (408)
+	kindClientSlow    = "client_body_slow"    // body below min_body_rate (408)
+	kindClientLarge   = "client_body_large"   // body over max_body_bytes (413)
 )
+
+// clientKind reports whether a failure kind is the client's fault.
+func clientKind(kind string) bool {
+	switch kind {
+	case kindCanceled, kindClientBody, kindClientTimeout, kindClientSlow, kindClientLarge:
+		return true
+	}
+	return false
+}
 
 func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 	m := &metrics{
@@ -44,7 +65,11 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 		}, []string{"route"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_http_upstream_errors_total",
-			Help: "Failed upstream attempts by kind: connect_failure, reset, timeout, no_endpoint.",
+			Help: "Failed upstream attempts by kind: connect_failure, reset, timeout, bad_response, no_endpoint.",
+		}, []string{"kind"}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_http_client_errors_total",
+			Help: "Requests that failed by the client's fault, by kind: client_canceled, client_bad_body, client_body_timeout, client_body_slow, client_body_large. They never count against an upstream.",
 		}, []string{"kind"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_http_retries_total",
@@ -63,6 +88,7 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 		m.requests = promutil.Logged(reg, m.requests, log)
 		m.duration = promutil.Logged(reg, m.duration, log)
 		m.upstreamErrors = promutil.Logged(reg, m.upstreamErrors, log)
+		m.clientErrors = promutil.Logged(reg, m.clientErrors, log)
 		m.retries = promutil.Logged(reg, m.retries, log)
 		m.inFlight = promutil.Logged(reg, m.inFlight, log)
 		m.mirror = promutil.Logged(reg, m.mirror, log)
@@ -71,6 +97,7 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 	m.errReset = m.upstreamErrors.WithLabelValues(kindReset)
 	m.errTimeout = m.upstreamErrors.WithLabelValues(kindTimeout)
 	m.errNoEndpoint = m.upstreamErrors.WithLabelValues(kindNoEndpoint)
+	m.errBadResponse = m.upstreamErrors.WithLabelValues(kindBadResponse)
 	m.mirrorSent = m.mirror.WithLabelValues("sent")
 	m.mirrorDropped = m.mirror.WithLabelValues("dropped")
 	m.mirrorFailed = m.mirror.WithLabelValues("failed")
@@ -87,5 +114,10 @@ func (m *metrics) upstreamError(kind string) {
 		m.errTimeout.Inc()
 	case kindNoEndpoint:
 		m.errNoEndpoint.Inc()
+	case kindBadResponse:
+		m.errBadResponse.Inc()
 	}
 }
+
+// clientError counts a failure charged to the client.
+func (m *metrics) clientError(kind string) { m.clientErrors.WithLabelValues(kind).Inc() }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -281,7 +282,7 @@ pools:
   slow: {endpoints: [{{SLOW}}]}
   reset: {endpoints: [{{RESET}}]}
   down: {endpoints: [{{GOOD}}], on_all_down: fail}
-  panic: {endpoints: [{{GOOD}}]}
+  panic: {endpoints: [{{GOOD}}], outlier: {consecutive_failures: 1, max_ejected_percent: 100}}
 services:
   dead: {pools: [dead]}
   slow: {pools: [slow]}
@@ -296,7 +297,9 @@ routes:
   - {name: r-panic, match: {path: /panic}, service: panic}
 `, map[string]string{"DEAD": dead, "SLOW": slow.addr, "RESET": reset.addr, "GOOD": good.addr})
 	e.override("down", good.addr, health.ActionDown)
-	e.override("panic", good.addr, health.ActionDown)
+	// Ejected, a health verdict that panic mode overrides (an operator's
+	// down it would not).
+	e.eng.Member("panic", good.addr).Report(health.ConnectFailure)
 	tests := []struct {
 		path string
 		code int
@@ -347,7 +350,7 @@ func TestRetries(t *testing.T) {
 	dead := deadAddr(t)
 	e := newEnv(t, `
 pools:
-  reset: {endpoints: [{{RESET}}, {{GOOD}}], balance: round_robin}
+  reset: {endpoints: [{{RESET}}, {{GOOD}}], balance: round_robin, outlier: {enabled: false}}
   five: {endpoints: [{{UNAVAIL}}, {{GOOD}}], balance: round_robin}
   dead: {endpoints: [{{DEAD}}, {{GOOD}}], balance: round_robin}
   hang: {endpoints: [{{HANG}}, {{GOOD}}], balance: round_robin}
@@ -531,6 +534,7 @@ routes: [{name: r, service: sa}]
 `, map[string]string{"A": a.addr}, withHTTP(func(h *config.HTTP) {
 		h.ReadHeaderTimeout = config.Duration(300 * time.Millisecond)
 		h.IdleTimeout = config.Duration(400 * time.Millisecond)
+		h.BodyTimeout = config.Duration(400 * time.Millisecond)
 	}))
 	tests := []struct{ name, raw string }{
 		{"slowloris head", "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "},
@@ -560,25 +564,62 @@ pools: {a: {endpoints: [{{A}}]}}
 services: {sa: {pools: [a]}}
 routes: [{name: r, service: sa}]
 `, map[string]string{"A": a.addr}, withHTTP(func(h *config.HTTP) { h.MaxConns = 1 }))
-	hold, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The held connection takes the only slot once accepted.
-	hold.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	bufio.NewReader(hold).ReadString('\n')
-	c := &http.Client{Timeout: 300 * time.Millisecond}
-	if res, err := c.Get(e.url + "/"); err == nil {
+	t.Run("busy connection holds the slot", func(t *testing.T) {
+		hold, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A head in progress: the connection is busy, not idle.
+		hold.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n"))
+		c := &http.Client{Timeout: 300 * time.Millisecond}
+		if res, err := c.Get(e.url + "/"); err == nil {
+			res.Body.Close()
+			t.Fatal("a second connection was served past max_conns")
+		}
+		hold.Close()
+		c.Timeout = 5 * time.Second
+		res, err := c.Get(e.url + "/")
+		if err != nil {
+			t.Fatalf("after the slot freed: %v", err)
+		}
 		res.Body.Close()
-		t.Fatal("a second connection was served past max_conns")
-	}
-	hold.Close()
-	c.Timeout = 5 * time.Second
-	res, err := c.Get(e.url + "/")
-	if err != nil {
-		t.Fatalf("after the slot freed: %v", err)
-	}
-	res.Body.Close()
+		c.CloseIdleConnections()
+	})
+	t.Run("idle keep-alive connection is reclaimed", func(t *testing.T) {
+		idle, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
+		br := bufio.NewReader(idle)
+		idle.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		// The connection now idles in keep-alive (idle_timeout 120 s) and
+		// holds the only slot; a new client must not wait for it.
+		start := time.Now()
+		c := &http.Client{Timeout: 5 * time.Second}
+		res, err = c.Get(e.url + "/")
+		if err != nil {
+			t.Fatalf("new client not admitted at the cap: %v", err)
+		}
+		res.Body.Close()
+		t.Logf("admitted after %v", time.Since(start))
+		idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+			t.Fatalf("the idle connection was not closed: %v", err)
+		}
+		c.CloseIdleConnections()
+	})
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
 
 func TestInformationalResponsesLoseHopByHop(t *testing.T) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/meridian-lb/meridian/config"
 )
 
 // relay is one request's trip upstream and back, outside any protocol
@@ -40,6 +43,7 @@ type relay struct {
 
 	mu   sync.Mutex // orders 1xx relays against the end of the round trip
 	done bool       // the round trip returned: no more 1xx is relayed
+	n1xx int        // 1xx responses relayed
 
 	body noCloseBody
 	vals [4]string // X-Forwarded-For, -Host, -Proto, X-Request-Id
@@ -100,7 +104,7 @@ func (h *Handler) relay(x *exchange) {
 		// so the upstream must not switch.
 		err := x.editResponse(res)
 		if err == nil {
-			err = errors.New("backend tried to switch protocol " + strings.TrimSpace(res.Header.Get("Upgrade")) + " when none was requested")
+			err = fmt.Errorf("%w: to %q when none was requested", errBadUpgrade, strings.TrimSpace(res.Header.Get("Upgrade")))
 		}
 		res.Body.Close()
 		h.errorHandler(rw, out, err)
@@ -160,7 +164,9 @@ func (h *Handler) relay(x *exchange) {
 }
 
 // got1xx relays an informational response (103 Early Hints and the like)
-// while the round trip is in flight.
+// while the round trip is in flight. An upstream that sends more than
+// config.MaxInformationalResponses fails the exchange as a bad response:
+// with a trace hook set, neither the Transport nor h1Client stops it.
 func (f *relay) got1xx(code int, header textproto.MIMEHeader) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -168,6 +174,9 @@ func (f *relay) got1xx(code int, header textproto.MIMEHeader) error {
 		// The round trip has returned: the header map is the final
 		// response's now.
 		return nil
+	}
+	if f.n1xx++; f.n1xx > config.MaxInformationalResponses {
+		return errTooMany1xx
 	}
 	h := f.rw.Header()
 	for k, vv := range header {

@@ -51,9 +51,11 @@ type drainer interface {
 // h2c preface; idle_timeout bounds keep-alive idling and any stall of a
 // request body or of a client reading the response; read_timeout, when set,
 // bounds reading each whole request body. max_conns caps open connections
-// (beyond it, accepting waits), and max_header_bytes the request head.
+// (beyond it, the longest-idle keep-alive connection is closed, or
+// accepting waits; see connCap), and max_header_bytes the request head.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ll := newLimitListener(ln, s.s.MaxConns, int(s.s.MaxHeaderBytes))
+	maxHeader := int(s.s.MaxHeaderBytes)
+	ll := newConnCap(ln, s.s.MaxConns, func(c net.Conn, slot *capSlot) net.Conn { return newServerConn(c, slot, maxHeader) })
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
@@ -77,6 +79,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if sc, ok := c.(*serverConn); ok && st == http.StateIdle {
 				sc.nextRequest()
 			}
+			ll.trackState(c, st)
 		},
 	}
 	d, _ := s.h.(drainer)
@@ -116,50 +119,3 @@ func serveUntil(ctx context.Context, srv *http.Server, serve func() error, d dra
 
 // connKey finds the *serverConn in a request context.
 type connKey struct{}
-
-// limitListener caps the open connections: Accept waits for a slot, which
-// a connection frees when it is closed (hijacked ones included).
-type limitListener struct {
-	net.Listener
-	sem       chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-	maxHeader int
-}
-
-func newLimitListener(ln net.Listener, n, maxHeader int) *limitListener {
-	l := &limitListener{Listener: ln, done: make(chan struct{}), maxHeader: maxHeader}
-	if n > 0 {
-		l.sem = make(chan struct{}, n)
-	}
-	return l
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	if l.sem != nil {
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		if l.sem != nil {
-			<-l.sem
-		}
-		return nil, err
-	}
-	return newServerConn(c, l), nil
-}
-
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-func (l *limitListener) release() {
-	if l.sem != nil {
-		<-l.sem
-	}
-}

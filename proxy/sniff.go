@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net"
 	"net/http"
-	"sync"
 )
 
 // serverConn is an accepted connection. It frees its listener slot on
@@ -29,8 +28,8 @@ import (
 // the connection turns idle (nextRequest).
 type serverConn struct {
 	net.Conn
-	l         *limitListener
-	closeOnce sync.Once
+	slot      *capSlot
+	maxHeader int
 
 	watching bool   // the head is being read: copy what Read returns
 	done     bool   // head holds a complete head, blank line included
@@ -41,8 +40,8 @@ type serverConn struct {
 	hasStash bool
 }
 
-func newServerConn(c net.Conn, l *limitListener) *serverConn {
-	sc := &serverConn{Conn: c, l: l}
+func newServerConn(c net.Conn, slot *capSlot, maxHeader int) *serverConn {
+	sc := &serverConn{Conn: c, slot: slot, maxHeader: maxHeader}
 	sc.reset()
 	return sc
 }
@@ -108,7 +107,7 @@ func (c *serverConn) watch(b []byte) {
 	if end >= 0 {
 		b = b[:end]
 	}
-	if len(c.head)+len(b) > c.l.maxHeader+4096 {
+	if len(c.head)+len(b) > c.maxHeader+4096 {
 		// Longer than any head Go accepts: unverifiable.
 		c.watching = false
 		return
@@ -221,6 +220,6 @@ func (c *serverConn) CloseWrite() error {
 
 func (c *serverConn) Close() error {
 	err := c.Conn.Close()
-	c.closeOnce.Do(c.l.release)
+	c.slot.free()
 	return err
 }

@@ -45,8 +45,7 @@ func FuzzSniff(f *testing.F) {
 	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), uint8(5))
 	f.Add([]byte("GET / HTTP/1.1\r\nA: b\r\r\n\r\nbody\n\n"), uint8(2))
 	f.Fuzz(func(t *testing.T, raw []byte, chunk uint8) {
-		l := newLimitListener(nil, 0, 1<<16)
-		c := newServerConn(nopConn{}, l)
+		c := newServerConn(nopConn{}, &capSlot{c: newConnCap(nil, 0, nil)}, 1<<16)
 		step := int(chunk%16) + 1
 		for i := 0; i < len(raw) && c.watching; i += step {
 			c.watch(raw[i:min(i+step, len(raw))])

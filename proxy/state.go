@@ -46,7 +46,8 @@ type routeState struct {
 	retriesSent, retriesRefused prometheus.Counter
 	shared                      *routeShared
 
-	timeout, perTry time.Duration
+	timeout, perTry time.Duration // timeout: the route's explicit one, whole exchange
+	headTimeout     time.Duration // the default route timeout, to the response head
 	retry           retryPolicy
 	hostRewrite     string
 	stripPrefix     string
@@ -226,8 +227,12 @@ func (h *Handler) buildState(t *routing.Table) *tableState {
 		st.accessLog = t.Config.HTTP.AccessLog
 	}
 	shared := make(map[string]*routeShared, len(t.Routes))
+	routeTimeout := config.DefaultRouteTimeout
+	if t.Config != nil && t.Config.HTTP.RouteTimeout > 0 {
+		routeTimeout = t.Config.HTTP.RouteTimeout.D()
+	}
 	for _, r := range t.Routes {
-		rs := h.routeState(r)
+		rs := h.routeState(r, routeTimeout)
 		if old := h.shared[r.Name]; old != nil {
 			rs.shared = old
 		} else {
@@ -280,7 +285,9 @@ func sortedPoolNames(t *routing.Table) []string {
 	return names
 }
 
-func (h *Handler) routeState(r *routing.Route) *routeState {
+// routeState compiles a route; routeTimeout is http.route_timeout, for
+// routes that set no timeout.
+func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *routeState {
 	c := r.Config
 	rs := &routeState{
 		route:          r,
@@ -288,12 +295,16 @@ func (h *Handler) routeState(r *routing.Route) *routeState {
 		duration:       h.met.duration.WithLabelValues(r.Name),
 		retriesSent:    h.met.retries.WithLabelValues(r.Name, "sent"),
 		retriesRefused: h.met.retries.WithLabelValues(r.Name, "budget_exhausted"),
-		timeout:        c.Timeout.D(),
 		perTry:         c.PerTryTimeout.D(),
 		retry:          compileRetry(c.Retry),
 		hostRewrite:    c.HostRewrite,
 		stripPrefix:    strings.TrimSuffix(c.StripPrefix, "/"),
 		stickyCookie:   r.StickyCookie(),
+	}
+	if c.Timeout != nil {
+		rs.timeout = c.Timeout.D()
+	} else {
+		rs.headTimeout = routeTimeout
 	}
 	for _, k := range sortedKeys(c.AddHeaders) {
 		rs.addHeaders = append(rs.addHeaders, headerKV{textproto.CanonicalMIMEHeaderKey(k), c.AddHeaders[k]})
@@ -385,6 +396,9 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient
 		TLSClientConfig:    tlsConf,
 		WriteBufferSize:    16 << 10,
 		ReadBufferSize:     16 << 10,
+		// An upstream head past the cap is a bad response (502), never
+		// relayed in part.
+		MaxResponseHeaderBytes: int64(h.maxResponseHead()),
 	}
 	if tr.MaxIdleConnsPerHost <= 0 {
 		tr.MaxIdleConnsPerHost = config.DefaultMaxIdleConnsPerHost
@@ -405,9 +419,17 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient
 	}
 	tr.Protocols = &p
 	if tlsConf == nil && (proto == "http1" || proto == "auto") {
-		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout)
+		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout, h.maxResponseHead())
 	}
 	return tr
+}
+
+// maxResponseHead is the upstream response head cap.
+func (h *Handler) maxResponseHead() int {
+	if m := int(h.settings.MaxResponseHeaderBytes); m > 0 {
+		return m
+	}
+	return config.DefaultMaxResponseHeaderBytes
 }
 
 // clientTLS builds the TLS client config of a pool and a fingerprint of

@@ -13,12 +13,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meridian-lb/meridian/internal/certtest"
+	"github.com/meridian-lb/meridian/routing"
 )
 
 // client returns an HTTPS client that dials the TLS listener whatever the
@@ -480,17 +482,107 @@ func TestHTTPSURL(t *testing.T) {
 		{"ipv6", "[::1]:80", "/x", 8443, "https://[::1]:8443/x"},
 		{"ipv6 without port", "[::1]", "/x", 443, "https://[::1]/x"},
 		{"escaped path kept", "a.example", "/a%20b", 443, "https://a.example/a%20b"},
+		{"hash in query escaped", "a.example", "/?a=#b", 443, "https://a.example/?a=%23b"},
+		{"ipv4 with port", "192.0.2.1:80", "/", 443, "https://192.0.2.1/"},
+		{"trailing dot dropped", "a.example.:80", "/", 443, "https://a.example/"},
+		{"empty port allowed", "a.example:", "/", 443, "https://a.example/"},
+		{"underscore label", "_svc.a.example", "/", 443, "https://_svc.a.example/"},
+		{"case kept", "A.Example", "/", 443, "https://A.Example/"},
 		{"userinfo in Host refused", "x@evil.example", "/", 443, ""},
 		{"empty host refused", "", "/", 443, ""},
+		{"unclosed bracket refused", "[:", "/", 443, ""},
+		{"bracketed non-address refused", "[a.example]", "/", 443, ""},
+		{"bracketed ipv4 refused", "[192.0.2.1]", "/", 443, ""},
+		{"ipv6 zone refused", "[fe80::1%25eth0]", "/", 443, ""},
+		{"junk after bracket refused", "[::1]x", "/", 443, ""},
+		{"unbracketed ipv6 refused", "::1", "/", 443, ""},
+		{"several colons refused", "a:b:c", "/", 443, ""},
+		{"name with colons refused", "X::", "/", 443, ""},
+		{"port not a number refused", "a.example:http", "/", 443, ""},
+		{"signed port refused", "a.example:+80", "/", 443, ""},
+		{"port too large refused", "a.example:65536", "/", 443, ""},
+		{"empty label refused", "a..example", "/", 443, ""},
+		{"lone dot refused", ".", "/", 443, ""},
+		{"label too long refused", strings.Repeat("a", 64) + ".example", "/", 443, ""},
+		{"slash in host refused", "a.example/x", "/", 443, ""},
+		{"percent in host refused", "a%2eexample", "/", 443, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", tc.target, nil)
 			r.Host = tc.host
-			if got, _ := httpsURL(r, tc.port); got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
+			got, ok := httpsURL(r, tc.port)
+			if got != tc.want || ok != (tc.want != "") {
+				t.Errorf("got %q, %v, want %q", got, ok, tc.want)
 			}
 		})
+	}
+}
+
+// TestRedirectHTTPSBadHostRaw sends Hosts that are not a valid
+// host[:port] to a catch-all redirect_https route through the real plain
+// listener. It writes the request bytes itself, since net/http clients
+// normalise or refuse such Hosts. Each must get 400, never a 308 with a
+// Location that does not parse, and never reach the backend.
+func TestRedirectHTTPSBadHostRaw(t *testing.T) {
+	ca := certtest.NewCA(t, "server CA")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	dir := t.TempDir()
+	writePair(t, ca, dir, "a", "a.example")
+	be := newBackend(t, "be", nil)
+	e := newTLSEnv(t, `
+listen: {https: "127.0.0.1:0", http: "127.0.0.1:0"}
+tls: {certificates: [{cert: {{A}}.pem, key: {{A}}.key}]}
+pools: {p: {endpoints: [{{BACKEND}}]}}
+services: {s: {pools: [p]}}
+routes:
+  - {name: redirect, match: {path_prefix: /}, service: s, redirect_https: true}
+`, map[string]string{"A": filepath.Join(dir, "a"), "BACKEND": be.addr}, roots)
+	waitFor(t, "the TLS listener's port", func() bool { return e.ts.Port() != 0 })
+	port := e.ts.Port()
+	tests := []struct {
+		name, host, location string
+		code                 int
+	}{
+		{"valid host redirected", "a.example:8080", fmt.Sprintf("https://a.example:%d/p?q=1", port), 308},
+		{"valid ipv6 redirected", "[::1]:8080", fmt.Sprintf("https://[::1]:%d/p?q=1", port), 308},
+		{"unclosed bracket", "[:", "", 400},
+		{"several colons", "a:b:c", "", 400},
+		{"name with colons", "X::", "", 400},
+		{"bracketed name", "[a.example]", "", 400},
+		{"userinfo", "x@evil.example", "", 400},
+		{"port not a number", "a.example:https", "", 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", e.plainAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c, "GET /p?q=1 HTTP/1.1\r\nHost: "+tc.host+"\r\nConnection: close\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			loc := res.Header.Get("Location")
+			if res.StatusCode != tc.code || loc != tc.location {
+				t.Fatalf("Host %q: got %d Location %q, want %d %q", tc.host, res.StatusCode, loc, tc.code, tc.location)
+			}
+			if loc != "" {
+				if _, err := url.Parse(loc); err != nil {
+					t.Errorf("Location %q does not parse: %v", loc, err)
+				}
+			}
+		})
+	}
+	if n := be.hits.Load(); n != 0 {
+		t.Errorf("backend got %d requests, want none", n)
 	}
 }
 
@@ -635,9 +727,12 @@ func (p *pacer) due() bool {
 	return true
 }
 
-// FuzzHTTPSURL checks that a redirect target always stays on the
-// request's host (no host, userinfo or path smuggled through Host) and
-// keeps the path.
+// FuzzHTTPSURL checks that a redirect target always parses, stays on the
+// host the route was matched on (no host, userinfo or path smuggled through
+// Host), and keeps the path and query. The seeds in
+// testdata/fuzz/FuzzHTTPSURL are inputs that once failed: Hosts that gave
+// an unparsable Location ("[:", "X::", "a:b:c") and a '#' in the query
+// that turned its end into a fragment.
 func FuzzHTTPSURL(f *testing.F) {
 	for _, s := range [][2]string{{"a.example", "/p?q=1"}, {"[::1]:80", "/x"}, {"a.example.:8080", "/a%20b"}, {"x@evil", "//evil/"}, {"a", "/%2e%2e/"}} {
 		f.Add(s[0], s[1], 8443)
@@ -666,6 +761,19 @@ func FuzzHTTPSURL(f *testing.F) {
 		if u.Scheme != "https" || u.User != nil || u.Hostname() != want || u.EscapedPath() != r.URL.EscapedPath() {
 			t.Fatalf("httpsURL(%q, %q) = %q: scheme %q user %v host %q (want %q) path %q (want %q)",
 				host, target, got, u.Scheme, u.User, u.Hostname(), want, u.EscapedPath(), r.URL.EscapedPath())
+		}
+		if routing.NormalizeHost(u.Host) != routing.NormalizeHost(r.Host) {
+			t.Fatalf("httpsURL(%q, %q) = %q: host %q is not the routed host %q",
+				host, target, got, routing.NormalizeHost(u.Host), routing.NormalizeHost(r.Host))
+		}
+		wantPort := strconv.Itoa(port)
+		if port == 443 {
+			wantPort = ""
+		}
+		wantQuery := strings.ReplaceAll(r.URL.RawQuery, "#", "%23")
+		if u.Port() != wantPort || u.RawQuery != wantQuery || u.Fragment != "" {
+			t.Fatalf("httpsURL(%q, %q) = %q: port %q (want %q) query %q (want %q) fragment %q",
+				host, target, got, u.Port(), wantPort, u.RawQuery, wantQuery, u.Fragment)
 		}
 	})
 }

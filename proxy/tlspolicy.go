@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/x509"
-	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,22 +226,16 @@ func policyRoute(h *Handler, cache *atomic.Pointer[tablePolicy], r *http.Request
 }
 
 // httpsURL is r's URL on HTTPS at port: the host without its port, the
-// path as the client sent it, and the query. It refuses a host that is not
-// a plain name or address (Go accepts "user@host" in Host, which would
-// make the redirect leave for another host).
+// path as the client sent it, and the query (with '#' escaped). It refuses (and the caller
+// answers 400) a Host that is not a valid host[:port]: a Location built
+// from "[:" or "a:b:c" does not parse, and Go accepts "user@host" in Host,
+// which would make the redirect leave for another host.
 func httpsURL(r *http.Request, port int) (string, bool) {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	host = strings.TrimSuffix(host, ".")
-	if host == "" || strings.IndexFunc(host, func(c rune) bool {
-		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '_')
-	}) >= 0 {
+	host, ok := redirectHost(r.Host)
+	if !ok {
 		return "", false
 	}
-	if strings.Contains(host, ":") {
+	if strings.IndexByte(host, ':') >= 0 {
 		host = "[" + host + "]"
 	}
 	if port != 443 {
@@ -249,7 +243,91 @@ func httpsURL(r *http.Request, port int) (string, bool) {
 	}
 	u := "https://" + host + r.URL.EscapedPath()
 	if r.URL.RawQuery != "" {
-		u += "?" + r.URL.RawQuery
+		// A '#' is not allowed in a query (RFC 3986 3.4) but Go's server
+		// passes it through; raw, it would start a fragment in the
+		// Location and cut the query short.
+		u += "?" + strings.ReplaceAll(r.URL.RawQuery, "#", "%23")
 	}
 	return u, true
+}
+
+// redirectHost returns the host of a Host value (RFC 9110 7.2: uri-host
+// [":" port]) without its port and trailing dot, and whether it is valid.
+// It splits the port as routing.NormalizeHost does (brackets, else a single
+// colon), so the redirect names the host the route was matched on. A valid
+// host is a bracketed IPv6 address without zone, an IPv4 address, or a DNS
+// name of letters, digits, '-' and '_' in labels of 1 to 63 bytes; a port
+// is at most five digits up to 65535 (RFC 3986 allows it empty). An
+// unbracketed IPv6 address is refused: its last group reads as a port.
+func redirectHost(hostport string) (string, bool) {
+	host, port := hostport, ""
+	if strings.HasPrefix(hostport, "[") {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return "", false
+		}
+		host, port = hostport[1:end], hostport[end+1:]
+		if port != "" && port[0] != ':' {
+			return "", false
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", false
+		}
+	} else {
+		if i := strings.IndexByte(hostport, ':'); i >= 0 {
+			host, port = hostport[:i], hostport[i:]
+		}
+		host = strings.TrimSuffix(host, ".")
+		if !validDNSName(host) {
+			return "", false
+		}
+	}
+	if port != "" && !validPort(port[1:]) {
+		return "", false
+	}
+	return host, true
+}
+
+// validPort reports whether p is an empty or decimal port up to 65535.
+func validPort(p string) bool {
+	if len(p) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+		n = n*10 + int(p[i]-'0')
+	}
+	return n <= 65535
+}
+
+// validDNSName reports whether h (without its trailing dot) is a host name
+// a URL can carry unescaped: labels of 1 to 63 letters, digits, '-' or '_'
+// (underscores appear in real service names), 253 bytes at most. IPv4
+// addresses pass as names.
+func validDNSName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(h); i++ {
+		switch c := h[i]; {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+			label++
+			if label > 63 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return label > 0
 }

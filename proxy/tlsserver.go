@@ -673,6 +673,8 @@ func (s *TLSServer) Serve(ctx context.Context, ln net.Listener) error {
 			return context.WithValue(ctx, connAuthKey{}, &connAuth{})
 		},
 	}
+	cl := newConnCap(ln, s.settings.MaxConns, nil)
+	srv.ConnState = cl.trackState
 	if srv.ReadHeaderTimeout <= 0 {
 		// The handshake is bounded by the same timeout as a request head.
 		srv.ReadHeaderTimeout = config.DefaultReadHeaderTimeout
@@ -681,52 +683,5 @@ func (s *TLSServer) Serve(ctx context.Context, ln net.Listener) error {
 	if s.ph != nil {
 		d = s.ph
 	}
-	return serveUntil(ctx, srv, func() error { return srv.ServeTLS(newConnLimit(ln, s.settings.MaxConns), "", "") }, d, s.Grace, s.log, "HTTPS")
-}
-
-// connLimit caps the open TLS connections like the plain listener's
-// max_conns: Accept waits for a slot, which Close frees.
-type connLimit struct {
-	net.Listener
-	sem  chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-func newConnLimit(ln net.Listener, n int) net.Listener {
-	if n <= 0 {
-		return ln
-	}
-	return &connLimit{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
-}
-
-func (l *connLimit) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *connLimit) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
+	return serveUntil(ctx, srv, func() error { return srv.ServeTLS(cl, "", "") }, d, s.Grace, s.log, "HTTPS")
 }

@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -113,9 +111,9 @@ func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) 
 			cancel(nil)
 			cancel = nil
 		}
-		kind = classify(err, x, c.actx)
+		kind = blame(err, x, c.actx)
 		x.errKind = kind
-		if kind != kindCanceled {
+		if !clientKind(kind) {
 			report(ep, outcomeOf(kind))
 			x.h.met.upstreamError(kind)
 		}
@@ -126,6 +124,7 @@ func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) 
 			report(ep, health.Success)
 		}
 		if !x.rs.retry.onStatus(res.StatusCode) {
+			x.guard.gotHead(res.StatusCode == http.StatusSwitchingProtocols)
 			return x.wrapBody(res, ep, cancel), true, nil
 		}
 		status = res.StatusCode
@@ -173,8 +172,9 @@ func (x *exchange) clientRegion() string {
 
 // pick chooses the next endpoint: the service's pools in policy order, the
 // first with an available endpoint not yet tried. Only when no pool has one
-// do pools that fail open serve from all their endpoints (panic mode), so a
-// failover service moves to its next pool before panicking.
+// do pools that fail open serve from all their endpoints but those an
+// operator drained or forced down (panic mode), so a failover service moves
+// to its next pool before panicking.
 func (x *exchange) pick() (*routing.Pool, *routing.Endpoint) {
 	svc := x.svc()
 	if svc == nil {
@@ -211,6 +211,7 @@ func (x *exchange) giveUp(res *http.Response, err error, ep *routing.Endpoint, c
 	if err != nil {
 		return nil, err
 	}
+	x.guard.gotHead(res.StatusCode == http.StatusSwitchingProtocols)
 	return x.wrapBody(res, ep, cancel), nil
 }
 
@@ -260,7 +261,7 @@ func (x *exchange) attemptRequest(out *http.Request, up *upstream, ep *routing.E
 //go:noinline // keeps roundTrip's frame small (see Handler.ServeHTTP)
 func (x *exchange) retryAllowed(kind string, status int, out *http.Request) bool {
 	pol := &x.rs.retry
-	if x.retries >= pol.attempts || x.err() != nil || kind == kindCanceled {
+	if x.retries >= pol.attempts || x.err() != nil || clientKind(kind) {
 		return false
 	}
 	noBody := out.Body == nil || out.Body == http.NoBody
@@ -273,39 +274,16 @@ func (x *exchange) retryAllowed(kind string, status int, out *http.Request) bool
 	return idempotent(x.req) && (noBody || x.bodyBuf != nil)
 }
 
-// classify names what went wrong with an attempt: the client went away,
-// the route's deadline or the attempt's per-try timeout passed, the
-// connection could not be made, or it failed after that.
-func classify(err error, x *exchange, actx context.Context) string {
-	if errors.Is(err, errNoEndpoint) {
-		return kindNoEndpoint
-	}
-	if cerr := x.err(); cerr != nil {
-		if errors.Is(cerr, context.DeadlineExceeded) {
-			return kindTimeout
-		}
-		return kindCanceled
-	}
-	if actx != nil && errors.Is(context.Cause(actx), errPerTryTimeout) {
-		return kindTimeout
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return kindConnect
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return kindTimeout
-	}
-	return kindReset
-}
-
+// outcomeOf is what an upstream failure kind tells passive outlier
+// detection. A bad response counts like a 5xx: only with on_5xx.
 func outcomeOf(kind string) health.Outcome {
 	switch kind {
 	case kindConnect:
 		return health.ConnectFailure
 	case kindTimeout:
 		return health.Timeout
+	case kindBadResponse:
+		return health.Status5xx
 	}
 	return health.Reset
 }
@@ -352,17 +330,18 @@ type upBody struct {
 }
 
 func (b *upBody) Read(p []byte) (int, error) {
+	g := b.x.guard
+	g.reading(true)
 	n, err := b.ReadCloser.Read(p)
+	g.reading(false)
 	if err != nil && err != io.EOF && !b.failed {
 		b.failed = true
 		x := b.x
-		if x.err() == nil {
-			x.errKind = kindReset
-			x.h.met.upstreamError(kindReset)
-			report(b.ep, health.Reset)
-		} else if errors.Is(x.err(), context.DeadlineExceeded) {
-			x.errKind = kindTimeout
-			x.h.met.upstreamError(kindTimeout)
+		kind := blame(err, x, nil)
+		x.errKind = kind
+		if !clientKind(kind) {
+			x.h.met.upstreamError(kind)
+			report(b.ep, outcomeOf(kind))
 		}
 	}
 	return n, err
@@ -392,58 +371,6 @@ type upRWBody struct {
 func (b *upRWBody) Read(p []byte) (int, error)  { return b.rwc.Read(p) }
 func (b *upRWBody) Write(p []byte) (int, error) { return b.rwc.Write(p) }
 func (b *upRWBody) Close() error                { return b.ub.Close() }
-
-// reqBody wraps the client's request body: it cuts a body that stalls for
-// idle_timeout (or, with read_timeout, one not read completely by then),
-// counts the bytes sent, and feeds the mirror copy. It is allocated apart
-// from the exchange because the transport may read it after the handler
-// returned.
-type reqBody struct {
-	rc      io.ReadCloser
-	n       atomic.Int64
-	setRead func(time.Time) error
-	stall   time.Duration
-	lastExt time.Time
-	tee     *mirrorTee
-}
-
-func newReqBody(rc io.ReadCloser, x *exchange, s config.HTTP) *reqBody {
-	b := &reqBody{rc: rc}
-	d, ok := x.rw.w.(interface{ SetReadDeadline(time.Time) error })
-	if !ok {
-		return b
-	}
-	if rt := s.ReadTimeout.D(); rt > 0 {
-		_ = d.SetReadDeadline(x.start.Add(rt))
-		return b
-	}
-	if s.IdleTimeout > 0 {
-		b.setRead, b.stall = d.SetReadDeadline, s.IdleTimeout.D()
-	}
-	return b
-}
-
-func (b *reqBody) Read(p []byte) (int, error) {
-	if b.setRead != nil {
-		if now := time.Now(); now.Sub(b.lastExt) >= b.stall/4 {
-			b.lastExt = now
-			_ = b.setRead(now.Add(b.stall))
-		}
-	}
-	n, err := b.rc.Read(p)
-	if n > 0 {
-		b.n.Add(int64(n))
-		if b.tee != nil {
-			b.tee.write(p[:n])
-		}
-	}
-	if err == io.EOF && b.tee != nil {
-		b.tee.done()
-	}
-	return n, err
-}
-
-func (b *reqBody) Close() error { return b.rc.Close() }
 
 // zap2 describes a failed exchange for the debug log.
 func zap2(x *exchange, err error) []zap.Field {

@@ -19,7 +19,8 @@ type picker interface {
 
 // pickKey is one pick's input: the request's hash key (ring_hash, maglev),
 // the endpoints this request already tried (retries), and whether the pool
-// is in panic mode (every endpoint counts, available or not).
+// is in panic mode (every endpoint counts, available or not, except those
+// an operator drained or forced down).
 type pickKey struct {
 	hash   uint64
 	hashed bool
@@ -28,7 +29,11 @@ type pickKey struct {
 }
 
 func (k *pickKey) eligible(e *Endpoint) bool {
-	if !k.all && !e.Available() {
+	if k.all {
+		if e.Excluded() {
+			return false // panic mode overrides health, never the operator
+		}
+	} else if !e.Available() {
 		return false
 	}
 	for _, t := range k.tried {
@@ -43,10 +48,11 @@ func (k *pickKey) eligible(e *Endpoint) bool {
 // tried (the endpoints this request already failed on). hash is the
 // request's key for ring_hash and maglev (see HashKey; hashed false means
 // the request has none and gets a random endpoint). With panicMode every
-// endpoint not yet tried counts, available or not: the caller sets it when
-// the pool is in panic mode (Usable reports it) and no other pool of the
-// service has an available endpoint. Pick returns nil when nothing is left,
-// and the caller moves on to the service's next pool.
+// endpoint not yet tried counts, available or not, except the ones an
+// operator drained or forced down (Endpoint.Excluded): the caller sets it
+// when the pool is in panic mode (Usable reports it) and no other pool of
+// the service has an available endpoint. Pick returns nil when nothing is
+// left, and the caller moves on to the service's next pool.
 func (p *Pool) Pick(hash uint64, hashed bool, tried []*Endpoint, panicMode bool) *Endpoint {
 	if len(p.Endpoints) == 0 {
 		return nil
@@ -150,7 +156,15 @@ func (r *roundRobin) pick(p *Pool, k pickKey) *Endpoint {
 			return e
 		}
 	}
-	return r.w.eligibleRandom(p, &k)
+	if e := r.w.eligibleRandom(p, &k); e != nil {
+		return e
+	}
+	// Nothing eligible: give the slot back. Callers ask every pool before
+	// asking again in panic mode, and a slot spent on each failed pass
+	// would move the schedule two steps a request: a two-endpoint pool in
+	// panic mode would send every request to the same endpoint.
+	r.wrr.next.Add(^uint64(0))
+	return nil
 }
 
 // leastRequest is the power of two choices: two weighted random candidates,

@@ -119,7 +119,7 @@ func TestLeastRequestPrefersIdle(t *testing.T) {
 func TestOnlyAvailableAndTried(t *testing.T) {
 	for _, balance := range []string{"round_robin", "random", "least_request", "ring_hash", "maglev"} {
 		t.Run(balance, func(t *testing.T) {
-			_, p, eng := poolTable(t, balance, "", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+			_, p, eng := poolTable(t, balance, "    outlier: {consecutive_failures: 1, max_ejected_percent: 100}\n", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
 			down(t, eng, "127.0.0.1:2")
 			for i := range 500 {
 				h := hashString(fmt.Sprint(i))
@@ -136,9 +136,15 @@ func TestOnlyAvailableAndTried(t *testing.T) {
 					t.Fatalf("picked %v with every available endpoint tried", e3)
 				}
 			}
-			// Panic mode: every endpoint down, the caller asks for all.
-			down(t, eng, "127.0.0.1:1")
-			down(t, eng, "127.0.0.1:3")
+			// Panic mode: nothing available, the caller asks for all but
+			// what the operator took out: 1 and 3 are ejected (a health
+			// verdict, which panic mode overrides), 2 stays forced down.
+			for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:3"} {
+				m := eng.Member("p", addr)
+				if m.Report(health.ConnectFailure); m.State() != health.StateEjected {
+					t.Fatalf("%s: %s, want ejected", addr, m.State())
+				}
+			}
 			if e := p.Pick(1, true, nil, false); e != nil {
 				t.Fatalf("picked %v with all down", e)
 			}
@@ -153,10 +159,47 @@ func TestOnlyAvailableAndTried(t *testing.T) {
 				}
 				seen[e.Address] = true
 			}
-			if len(seen) != 3 {
-				t.Errorf("panic mode used %v, want all three", seen)
+			if len(seen) != 2 || seen["127.0.0.1:2"] {
+				t.Errorf("panic mode used %v, want 1 and 3, never the forced-down 2", seen)
+			}
+			// Once the operator takes out the rest, the pool is unusable.
+			down(t, eng, "127.0.0.1:1")
+			if err := eng.Override("p", "127.0.0.1:3", health.ActionDrain); err != nil {
+				t.Fatal(err)
+			}
+			if ok, panicMode := p.Usable(); ok || panicMode {
+				t.Fatalf("all drained or forced down: Usable = %t, %t, want neither", ok, panicMode)
+			}
+			for i := range 100 {
+				if e := p.Pick(hashString(fmt.Sprint(i)), true, nil, true); e != nil {
+					t.Fatalf("panic mode picked %v with every endpoint drained or forced down", e)
+				}
 			}
 		})
+	}
+}
+
+// TestPanicPassKeepsRotation asks as the proxy does, a normal pass that
+// finds nothing and then a panic-mode pass, and checks that round robin
+// still alternates: a failed pass must not spend a slot of the schedule.
+func TestPanicPassKeepsRotation(t *testing.T) {
+	_, p, eng := poolTable(t, "round_robin", "    outlier: {consecutive_failures: 1, max_ejected_percent: 100}\n", "127.0.0.1:1", "127.0.0.1:2")
+	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
+		eng.Member("p", addr).Report(health.ConnectFailure)
+	}
+	seen := map[string]int{}
+	for range 10 {
+		if e := p.Pick(0, false, nil, false); e != nil {
+			t.Fatalf("normal pass picked %v with every endpoint ejected", e)
+		}
+		e := p.Pick(0, false, nil, true)
+		if e == nil {
+			t.Fatal("panic pass picked nothing")
+		}
+		seen[e.Address]++
+	}
+	if seen["127.0.0.1:1"] != 5 || seen["127.0.0.1:2"] != 5 {
+		t.Fatalf("panic mode picks %v, want 5 each", seen)
 	}
 }
 

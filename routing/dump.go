@@ -16,9 +16,11 @@ func (t *Table) String() string {
 		if p.HashOn != nil {
 			fmt.Fprintf(&b, "  hash_on header=%q cookie=%q client_ip=%t\n", p.HashOn.Header, p.HashOn.Cookie, p.HashOn.ClientIP)
 		}
-		if o := p.Outlier; o != nil {
-			fmt.Fprintf(&b, "  outlier failures=%d ejection=%s max_ejection=%s max_ejected=%d%% on_5xx=%t\n",
-				o.ConsecutiveFailures, o.Ejection.D(), o.MaxEjection.D(), o.MaxEjectedPercent, o.On5xx)
+		if o := p.Outlier; o.Active() {
+			fmt.Fprintf(&b, "  outlier failures=%d ejection=%s max_ejection=%s max_ejected=%d%% on_5xx=%t on_timeout=%t\n",
+				o.ConsecutiveFailures, o.Ejection.D(), o.MaxEjection.D(), o.MaxEjectedPercent, o.On5xx, o.OnTimeout)
+		} else {
+			fmt.Fprintf(&b, "  outlier off\n")
 		}
 		for _, e := range p.Endpoints {
 			fmt.Fprintf(&b, "  endpoint %s weight=%d region=%q source=%s\n", e.Address, e.Weight, e.Region, e.Source)

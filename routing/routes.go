@@ -366,8 +366,12 @@ func (r *Route) dump(b *strings.Builder) {
 		fmt.Fprintf(b, "  retry attempts=%d on=%s budget=%g%% max_retry_body=%d\n",
 			rt.Attempts, strings.Join(rt.On, ","), rt.BudgetPercent, int64(rt.MaxRetryBody))
 	}
-	if c.Timeout > 0 || c.PerTryTimeout > 0 {
-		fmt.Fprintf(b, "  timeout=%s per_try_timeout=%s\n", c.Timeout.D(), c.PerTryTimeout.D())
+	if c.Timeout != nil || c.PerTryTimeout > 0 {
+		timeout := "default"
+		if c.Timeout != nil {
+			timeout = c.Timeout.D().String()
+		}
+		fmt.Fprintf(b, "  timeout=%s per_try_timeout=%s\n", timeout, c.PerTryTimeout.D())
 	}
 	if c.HostRewrite != "" || c.StripPrefix != "" {
 		fmt.Fprintf(b, "  rewrite host=%q strip_prefix=%q\n", c.HostRewrite, c.StripPrefix)

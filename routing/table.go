@@ -40,7 +40,8 @@ type Pool struct {
 	Endpoints []*Endpoint
 	Balance   string
 	HashOn    *config.HashOn
-	// FailOpen is Envoy's panic mode: when no endpoint is available, use all.
+	// FailOpen is Envoy's panic mode: when no endpoint is available, use
+	// every endpoint an operator has not drained or forced down.
 	FailOpen  bool
 	CheckName string
 	Check     *config.Check
@@ -68,6 +69,11 @@ type Endpoint struct {
 
 // Available reports whether the endpoint may get new traffic right now.
 func (e *Endpoint) Available() bool { return e.Health == nil || e.Health.Available() }
+
+// Excluded reports whether an operator drained the endpoint or forced it
+// down. It then gets no new traffic even when its pool fails open: panic
+// mode overrides health verdicts, never the operator.
+func (e *Endpoint) Excluded() bool { return e.Health != nil && e.Health.Excluded() }
 
 // Service steers across pools by policy; routes and DNS records name it.
 type Service struct {

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,13 +130,16 @@ func TestPoolUsablePanicMode(t *testing.T) {
 	}
 }
 
-// TestPanicModeWithHealth binds a real health engine and forces endpoints
-// down: a fail-open pool uses all of them, a fail pool none.
+// TestPanicModeWithHealth binds a real health engine: a fail-open pool
+// whose endpoints are all ejected (a health verdict) uses them all, except
+// those an operator drained or forced down, which panic mode never
+// overrides; a pool with every endpoint taken out is unusable, and a fail
+// pool is unusable once none is available.
 func TestPanicModeWithHealth(t *testing.T) {
 	cfg, err := config.Parse("t.yaml", []byte(`
 pools:
-  open: {endpoints: [127.0.0.1:1, 127.0.0.1:2]}
-  closed: {endpoints: [127.0.0.1:3], on_all_down: fail}
+  open: {endpoints: [127.0.0.1:1, 127.0.0.1:2], outlier: {consecutive_failures: 1, max_ejected_percent: 100}}
+  closed: {endpoints: [127.0.0.1:3], on_all_down: fail, outlier: {consecutive_failures: 1, max_ejected_percent: 100}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -147,32 +151,64 @@ pools:
 	eng := health.New(health.Options{Logger: zap.NewNop(), Registerer: prometheus.NewRegistry()})
 	eng.Sync(tbl.HealthSpecs())
 	tbl.BindHealth(eng)
+	eject := func(pool, addr string) {
+		t.Helper()
+		m := eng.Member(pool, addr)
+		m.Report(health.ConnectFailure)
+		if m.State() != health.StateEjected {
+			t.Fatalf("%s/%s not ejected: %s", pool, addr, m.State())
+		}
+	}
+	addrs := func(eps []*Endpoint) []string {
+		var out []string
+		for _, e := range eps {
+			out = append(out, e.Address)
+		}
+		return out
+	}
 
 	open, closed := tbl.Pools["open"], tbl.Pools["closed"]
-	if ok, panic := open.Usable(); !ok || panic {
-		t.Fatalf("healthy pool: ok=%v panic=%v", ok, panic)
+	steps := []struct {
+		name      string
+		do        func()
+		ok, panic bool
+		eps       []string // AppendAvailable
+		degraded  bool
+	}{
+		{"healthy", func() {}, true, false, []string{"127.0.0.1:1", "127.0.0.1:2"}, false},
+		{"one ejected", func() { eject("open", "127.0.0.1:1") }, true, false, []string{"127.0.0.1:2"}, false},
+		{"all ejected: panic mode uses all", func() { eject("open", "127.0.0.1:2") }, true, true, []string{"127.0.0.1:1", "127.0.0.1:2"}, true},
+		{"one of them drained: panic mode skips it", func() { mustOverride(t, eng, "open", "127.0.0.1:1", health.ActionDrain) }, true, true, []string{"127.0.0.1:2"}, true},
+		{"the other forced down: unusable", func() { mustOverride(t, eng, "open", "127.0.0.1:2", health.ActionDown) }, false, false, nil, false},
+		{"drain lifted: back to panic mode on the ejected one", func() { mustOverride(t, eng, "open", "127.0.0.1:1", health.ActionEnable) }, true, true, []string{"127.0.0.1:1"}, true},
 	}
-	mustOverride(t, eng, "open", "127.0.0.1:1", health.ActionDown)
-	if eps, degraded := open.AppendAvailable(nil); len(eps) != 1 || eps[0].Address != "127.0.0.1:2" || degraded {
-		t.Errorf("one down: AppendAvailable = %v degraded=%v", eps, degraded)
+	for _, s := range steps {
+		s.do()
+		if ok, panic := open.Usable(); ok != s.ok || panic != s.panic {
+			t.Fatalf("%s: Usable = %v, %v, want %v, %v", s.name, ok, panic, s.ok, s.panic)
+		}
+		eps, degraded := open.AppendAvailable(nil)
+		if !slices.Equal(addrs(eps), s.eps) || degraded != s.degraded {
+			t.Fatalf("%s: AppendAvailable = %v degraded=%v, want %v %v", s.name, addrs(eps), degraded, s.eps, s.degraded)
+		}
+		if s.panic {
+			for range 20 {
+				if e := open.Pick(0, false, nil, true); e == nil || !slices.Contains(s.eps, e.Address) {
+					t.Fatalf("%s: panic pick %v, want one of %v", s.name, e, s.eps)
+				}
+			}
+		}
 	}
-	mustOverride(t, eng, "open", "127.0.0.1:2", health.ActionDrain)
-	if ok, panic := open.Usable(); !ok || !panic {
-		t.Errorf("all down, fail_open: ok=%v panic=%v, want panic mode", ok, panic)
+	if e := open.Pick(0, false, nil, true); e == nil || e.Address != "127.0.0.1:1" {
+		t.Fatalf("panic pick %v, want 127.0.0.1:1", e)
 	}
-	if eps, degraded := open.AppendAvailable(nil); len(eps) != 2 || !degraded {
-		t.Errorf("all down, fail_open: AppendAvailable = %d endpoints degraded=%v, want all 2, degraded", len(eps), degraded)
-	}
-	mustOverride(t, eng, "closed", "127.0.0.1:3", health.ActionDown)
+
+	eject("closed", "127.0.0.1:3")
 	if ok, _ := closed.Usable(); ok {
 		t.Error("all down, on_all_down fail: pool still usable")
 	}
 	if eps, _ := closed.AppendAvailable(nil); len(eps) != 0 {
 		t.Errorf("all down, on_all_down fail: AppendAvailable = %v", eps)
-	}
-	mustOverride(t, eng, "open", "127.0.0.1:1", health.ActionEnable)
-	if ok, panic := open.Usable(); !ok || panic {
-		t.Errorf("after enable: ok=%v panic=%v", ok, panic)
 	}
 }
 

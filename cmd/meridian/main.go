@@ -93,10 +93,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 		"SIGTERM or SIGINT drain gracefully (shutdown.grace); a second signal exits at once.", stderr)
 	watch := fs.Bool("watch", true, "reload when the file changes; with -watch=false only SIGHUP reloads")
 	consulAddr := fs.String("consul-addr", "", "Consul `address` for a -config consul://KEY (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	settle := fs.Duration("settle", config.DefaultSettle, "how long a config file written in place must stay unchanged before it is applied;\n"+
+		"a file replaced by a rename or a symlink swap is applied at once")
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
 	}
-	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch, ConsulAddr: *consulAddr}, stderr)
+	if *settle <= 0 {
+		fmt.Fprintf(stderr, "meridian run: -settle %v: want a positive duration\n", *settle)
+		return 2
+	}
+	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch, ConsulAddr: *consulAddr, Settle: *settle}, stderr)
 }
 
 func serve(opts app.Options, stderr io.Writer) int {
@@ -152,7 +158,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
 	}
-	data, err := os.ReadFile(*path)
+	data, _, err := config.ReadFile(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

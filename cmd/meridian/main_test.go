@@ -12,9 +12,33 @@ func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	if err := os.WriteFile(good, []byte("pools: {p: {endpoints: [127.0.0.1:1]}}\nservices: {s: {pools: [p]}}\n"), 0o644); err != nil {
+	if err := os.WriteFile(good, []byte("pools: {p: {endpoints: [127.0.0.1:1]}}\nservices: {s: {pools: [p]}}\nroutes: [{name: r, service: s}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Files that must not validate although the YAML is fine: they would
+	// serve nothing, or open the admin API, or cost the memory of a huge
+	// file.
+	file := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	nullDoc := file("null.yaml", "---\nnull\n")
+	emptyMap := file("map.yaml", "{}\n")
+	adminOnly := file("admin.yaml", "listen: {admin: 127.0.0.1:9999}\npools: {p: {endpoints: [127.0.0.1:1]}}\n")
+	emptyToken := file("token", " \n\t\n")
+	tokenCfg := file("token.yaml", "admin: {token_file: "+emptyToken+"}\nlisten: {http: 127.0.0.1:0}\n")
+	huge := filepath.Join(dir, "huge.yaml")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(50 << 20); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
+	f.Close()
 	if err := os.WriteFile(bad, []byte(`pools:
   p: {endpoints: [127.0.0.1:1], balance: fastest}
 services:
@@ -35,7 +59,12 @@ routes:
 		stdout []string
 		stderr []string
 	}{
-		{"good file", []string{"validate", "-config", good}, 0, []string{"good.yaml: ok: 0 routes, 1 services, 1 pools"}, nil},
+		{"good file", []string{"validate", "-config", good}, 0, []string{"good.yaml: ok: 1 routes, 1 services, 1 pools"}, nil},
+		{"null document", []string{"validate", "-config", nullDoc}, 1, nil, []string{"null.yaml: config is empty"}},
+		{"empty mapping", []string{"validate", "-config", emptyMap}, 1, nil, []string{"map.yaml: config defines nothing to serve"}},
+		{"admin listener only", []string{"validate", "-config", adminOnly}, 1, nil, []string{"admin.yaml: config defines nothing to serve"}},
+		{"empty token file", []string{"validate", "-config", tokenCfg}, 1, nil, []string{"admin.token_file " + emptyToken + ": empty token"}},
+		{"file over the size cap", []string{"validate", "-config", huge}, 1, nil, []string{"config file " + huge + " is 52428800 bytes, over the 16 MiB limit"}},
 		{"every problem with its line", []string{"validate", "-config", bad}, 1, nil, []string{
 			`bad.yaml:2: pools.p.balance: unknown balancer "fastest"`,
 			`bad.yaml:4: services.s.pools[0]: unknown pool "q"`,

@@ -34,12 +34,12 @@ type admin struct {
 	gatherer prometheus.Gatherer
 	logger   *zap.Logger
 	draining *atomic.Bool
-	token    *atomic.Pointer[string] // nil or empty: no token required
-	explain  http.Handler            // may be nil until DNS/proxy provide one
-	extra    func() []string         // reasons /readyz is not ready, besides draining
-	consul   func() any              // Consul selections' status; nil without Consul
-	geo      func() any              // GeoIP database status; nil without one
-	tls      func() any              // certificate status; returns nil without HTTPS
+	token    *atomic.Pointer[adminToken] // nil, or required and empty: locked
+	explain  http.Handler                // may be nil until DNS/proxy provide one
+	extra    func() []string             // reasons /readyz is not ready, besides draining
+	consul   func() any                  // Consul selections' status; nil without Consul
+	geo      func() any                  // GeoIP database status; nil without one
+	tls      func() any                  // certificate status; returns nil without HTTPS
 }
 
 func (a *admin) handler() http.Handler {
@@ -83,12 +83,18 @@ func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// auth requires the bearer token on /api/ when one is configured.
+// auth requires the bearer token on /api/ when one is configured. It fails
+// closed: with no token loaded yet, or a required token that is empty, no
+// call passes, whatever it presents (an empty token must never mean open).
 func (a *admin) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tok := a.token.Load(); tok != nil && *tok != "" {
+		var tok *adminToken
+		if a.token != nil {
+			tok = a.token.Load()
+		}
+		if tok == nil || tok.required {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(*tok)) != 1 {
+			if tok == nil || tok.value == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok.value)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meridian"`)
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
@@ -147,7 +153,7 @@ type poolJSON struct {
 	Balance   string         `json:"balance"`
 	Check     string         `json:"check,omitempty"`
 	FailOpen  bool           `json:"fail_open"`
-	Panic     bool           `json:"panic"`
+	Panic     bool           `json:"panic"` // traffic fails open to it now (Table.FailingOpen)
 	Endpoints []endpointJSON `json:"endpoints"`
 }
 
@@ -196,9 +202,9 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 		}
 		doc.Services[name] = sj
 	}
+	failing := t.FailingOpen() // panic only where traffic actually fails open
 	for name, p := range t.Pools {
-		_, panic := p.Usable()
-		pj := poolJSON{Region: p.Region, Balance: p.Balance, Check: p.CheckName, FailOpen: p.FailOpen, Panic: panic, Endpoints: []endpointJSON{}}
+		pj := poolJSON{Region: p.Region, Balance: p.Balance, Check: p.CheckName, FailOpen: p.FailOpen, Panic: failing[name], Endpoints: []endpointJSON{}}
 		for _, e := range p.Endpoints {
 			ej := endpointJSON{Address: e.Address, Weight: e.Weight, Region: e.Region, Source: e.Source, Available: e.Available()}
 			if st, ok := a.health.Status(name, e.Address); ok {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -42,9 +44,10 @@ type Options struct {
 	// ConsulAddr is the agent a consul://KEY ConfigPath is read from; empty
 	// means CONSUL_HTTP_ADDR, else 127.0.0.1:8500.
 	ConsulAddr string
-
-	// settle overrides fileSettle (tests that must not depend on timing).
-	settle time.Duration
+	// Settle is how long a config file written in place must stay
+	// unchanged before it is applied; 0 means config.DefaultSettle. A file
+	// replaced by a rename or a symlink swap is applied at once.
+	Settle time.Duration
 }
 
 // fileSettle is how long a config file that stopped parsing must stay
@@ -74,8 +77,11 @@ type App struct {
 	kv       *kvSource        // nil unless the config lives in Consul KV
 	liveCfg  *config.Config   // the published config; rebuild loop only
 	draining atomic.Bool
-	token    atomic.Pointer[string]
-	tls      atomic.Pointer[proxy.TLSServer] // set by Run when listen.https is
+	token    atomic.Pointer[adminToken] // what /api/ requires; set by apply
+	// nextToken is the token admit read for the config about to be
+	// published (rebuild loop only); apply installs it.
+	nextToken adminTokenFor
+	tls       atomic.Pointer[proxy.TLSServer] // set by Run when listen.https is
 
 	ready    chan struct{}
 	addrsMu  sync.Mutex
@@ -107,7 +113,7 @@ func New(opts Options) (_ *App, err error) {
 		}
 		src = a.kv
 	}
-	data, err := src.Read()
+	data, _, err := src.Read()
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +140,7 @@ func New(opts Options) (_ *App, err error) {
 	}
 	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg})
 	a.proxy = proxy.NewHandler(proxy.Options{Tables: &a.live, Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP})
+	a.reg.MustRegister(routing.NewPanicCollector(&a.live)) // meridian_pool_panic: both layers fail open from one table
 	a.health = health.New(health.Options{
 		Logger:      a.logger,
 		Registerer:  a.reg,
@@ -143,9 +150,13 @@ func New(opts Options) (_ *App, err error) {
 	})
 	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
 	if a.kv == nil {
+		if opts.Settle < 0 {
+			return nil, fmt.Errorf("settle %v: must not be negative", opts.Settle)
+		}
 		a.rebuild.settle = fileSettle
-		if opts.settle > 0 {
-			a.rebuild.settle = opts.settle
+		a.rebuild.inPlaceSettle = config.DefaultSettle
+		if opts.Settle > 0 {
+			a.rebuild.inPlaceSettle = opts.Settle
 		}
 	}
 	if a.consul, err = consulClient(cfg); err != nil {
@@ -165,6 +176,7 @@ func New(opts Options) (_ *App, err error) {
 	}
 	a.rebuild.compile = a.compile
 	a.rebuild.apply = a.apply
+	a.rebuild.admit = a.admit
 	if err := a.rebuild.rebuild(); err != nil {
 		return nil, err
 	}
@@ -172,16 +184,28 @@ func New(opts Options) (_ *App, err error) {
 }
 
 // Check parses, validates and compiles a config without serving it: what
-// `meridian validate` runs, and what every reload must pass. Compiling
-// catches what only the compiled table can see (two steered records at one
-// name, one network mapped to two regions).
+// `meridian validate` runs, and what every reload must pass. The config
+// must serve something (config.Config.Serves), and a token file it names
+// must hold a token. Compiling catches what only the compiled table can see
+// (two steered records at one name, one network mapped to two regions).
+// Every problem found is reported, not only the first.
 func Check(name string, data []byte) (*config.Config, error) {
 	cfg, err := config.Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
+	var errs []error
+	if err := cfg.Serves(name); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := loadToken(cfg.Admin.TokenFile); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
 	if _, err := routing.Compile(cfg, routing.Inputs{}); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
 }
@@ -212,7 +236,13 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl)
 	}
-	a.loadToken(cfg.Admin.TokenFile)
+	if a.nextToken.cfg == cfg {
+		// A new config: the token admit read for it. A recompile of the
+		// live config (a catalog change) keeps the token in force.
+		tok := a.nextToken.tok // a copy: the pointer must not alias nextToken
+		a.token.Store(&tok)
+		a.nextToken = adminTokenFor{}
+	}
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
 	a.dns.TableChanged(t)
@@ -231,22 +261,75 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	}
 }
 
-func (a *App) loadToken(path string) {
-	if path == "" {
-		empty := ""
-		a.token.Store(&empty)
-		return
-	}
-	b, err := os.ReadFile(path)
+// admit reads the admin token file a new config names, before the config
+// may replace the live one: a file that is missing, unreadable, empty or
+// only whitespace rejects the config, so the token in force (or, at start,
+// the start itself) stands, and the API is never opened by a bad file.
+func (a *App) admit(cfg *config.Config) error {
+	tok, err := loadToken(cfg.Admin.TokenFile)
 	if err != nil {
-		// Fail closed: a token file that cannot be read locks the API.
-		a.logger.Error("admin.token_file unreadable; /api/ refuses every call until it is fixed", zap.Error(err))
-		locked := "\x00unreadable"
-		a.token.Store(&locked)
-		return
+		return err
+	}
+	a.nextToken = adminTokenFor{cfg: cfg, tok: tok}
+	return nil
+}
+
+// adminToken is what /api/ requires.
+type adminToken struct {
+	// required is false only when no admin.token_file is configured: the
+	// API is then open to whoever reaches listen.admin (loopback unless
+	// configured otherwise).
+	required bool
+	// value is the bearer token. Required and empty never happens through
+	// loadToken; should it, the API is locked, not opened.
+	value string
+}
+
+// adminTokenFor is a token read for one config.
+type adminTokenFor struct {
+	cfg *config.Config
+	tok adminToken
+}
+
+// maxTokenBytes bounds what is read of a token file: a token is a line,
+// and a path that names a large file by mistake must not cost memory.
+const maxTokenBytes = 64 << 10
+
+// loadToken reads the admin token file at path; "" means none is
+// configured. The token is the file's content without surrounding
+// whitespace (a trailing newline is usual), and an empty one is an error:
+// empty must never mean "no token needed".
+func loadToken(path string) (adminToken, error) {
+	if path == "" {
+		return adminToken{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return adminToken{}, fmt.Errorf("admin.token_file %s: %w", path, pathErr(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenBytes+1))
+	if err != nil {
+		return adminToken{}, fmt.Errorf("admin.token_file %s: %w", path, pathErr(err))
+	}
+	if len(b) > maxTokenBytes {
+		return adminToken{}, fmt.Errorf("admin.token_file %s: over %d KiB, not a token", path, maxTokenBytes>>10)
 	}
 	tok := strings.TrimSpace(string(b))
-	a.token.Store(&tok)
+	if tok == "" {
+		return adminToken{}, fmt.Errorf("admin.token_file %s: empty token", path)
+	}
+	return adminToken{required: true, value: tok}, nil
+}
+
+// pathErr drops the path from an *fs.PathError, which the caller's message
+// already names.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Logger returns the App's logger.
@@ -339,7 +422,8 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return a.kv.run(gctx, a.rebuild.Poke) })
 	} else if !a.opts.NoWatch {
 		g.Go(func() error {
-			w := &config.Watcher{Paths: []string{a.opts.ConfigPath}, Logger: a.logger.Named("watch")}
+			w := &config.Watcher{Paths: []string{a.opts.ConfigPath}, Logger: a.logger.Named("watch"),
+				Written: a.rebuild.MarkWritten, Replaced: a.rebuild.MarkReplaced}
 			return w.Run(gctx, a.rebuild.Poke)
 		})
 	}
@@ -478,15 +562,12 @@ func (a *App) setAddr(f func(*Addrs)) {
 	f(&a.addrs)
 }
 
-// fileSource reads the config file at its real path on every call.
+// fileSource reads the config file at its real path on every call, up to
+// config.MaxFileBytes.
 type fileSource string
 
-func (f fileSource) Read() ([]byte, error) {
-	b, err := os.ReadFile(string(f))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", string(f), err)
-	}
-	return b, nil
+func (f fileSource) Read() ([]byte, os.FileInfo, error) {
+	return config.ReadFile(string(f))
 }
 
 func (f fileSource) Name() string { return string(f) }

@@ -119,9 +119,17 @@ func (h *harness) metric(name string) string {
 	return ""
 }
 
+// write replaces path's content the way tools that save atomically do:
+// write a temporary file beside it, rename it over. The reload is then
+// immediate; a write in place waits for the settle window, which
+// TestReloadPaths and TestSlowInPlaceWriter cover.
 func write(t *testing.T, path, text string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -161,14 +169,18 @@ func TestReloadPaths(t *testing.T) {
 		}},
 		{"editor write-temp-then-rename", func(t *testing.T, path, text string) {
 			tmp := filepath.Join(filepath.Dir(path), ".meridian.yaml.swp")
-			write(t, tmp, text)
+			if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.Rename(tmp, path); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"mv over the file from elsewhere", func(t *testing.T, path, text string) {
 			other := filepath.Join(t.TempDir(), "new.yaml")
-			write(t, other, text)
+			if err := os.WriteFile(other, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.Rename(other, path); err != nil {
 				t.Fatal(err)
 			}
@@ -177,7 +189,9 @@ func TestReloadPaths(t *testing.T) {
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
 			}
-			write(t, path, text)
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}},
 	}
 	for _, tt := range tests {

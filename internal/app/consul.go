@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -69,10 +70,12 @@ func newKVSource(ref catalog.KVRef, logger *zap.Logger) (*kvSource, error) {
 	return s, nil
 }
 
-func (s *kvSource) Read() ([]byte, error) {
+// Read returns the latest value; a KV value is replaced whole, so it has
+// no file to tell writes in place by.
+func (s *kvSource) Read() ([]byte, os.FileInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.data, nil
+	return s.data, nil, nil
 }
 
 func (s *kvSource) Name() string { return catalog.KVScheme + s.ref.Key }

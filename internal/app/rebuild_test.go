@@ -1,6 +1,8 @@
 package app
 
 import (
+	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,14 +22,14 @@ type scriptedSource struct {
 	reads [][]byte
 }
 
-func (s *scriptedSource) Read() ([]byte, error) {
+func (s *scriptedSource) Read() ([]byte, os.FileInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.reads[0]
 	if len(s.reads) > 1 {
 		s.reads = s.reads[1:]
 	}
-	return b, nil
+	return b, nil, nil
 }
 
 func (s *scriptedSource) Name() string { return "scripted.yaml" }
@@ -88,5 +90,70 @@ func TestRebuildSettle(t *testing.T) {
 				t.Errorf("failed reloads %v, want %v", got, tt.wantFails)
 			}
 		})
+	}
+}
+
+// flakySource reads as its content, or fails with err when err is set.
+type flakySource struct {
+	data []byte
+	err  error
+}
+
+func (s *flakySource) Read() ([]byte, os.FileInfo, error) {
+	if s.err != nil {
+		return nil, nil, s.err
+	}
+	return s.data, nil, nil
+}
+
+func (s *flakySource) Name() string { return "flaky.yaml" }
+
+// TestRebuildReadErrorReportedOnce: a source that cannot be read (a file
+// over the size cap, a missing file) is reported once however often the
+// loop is poked, the live config keeps following the other inputs, and the
+// next good read, even of the same bytes, counts as a successful reload.
+func TestRebuildReadErrorReportedOnce(t *testing.T) {
+	src := &flakySource{data: []byte(configText(1))}
+	r, live := newTestRebuilder(t, src, 0)
+	compiles := 0
+	r.compile = func(cfg *config.Config) (*routing.Table, error) {
+		compiles++
+		return routing.Compile(cfg, routing.Inputs{})
+	}
+	if err := r.rebuild(); err != nil {
+		t.Fatal(err)
+	}
+	counter := func(result string) float64 {
+		var m dto.Metric
+		if err := r.reloads.WithLabelValues(result).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	src.err = errors.New("config file flaky.yaml is 52428800 bytes, over the 16 MiB limit")
+	if err := r.rebuild(); err == nil {
+		t.Fatal("the read error was not returned")
+	}
+	before := compiles
+	for range 3 {
+		if err := r.rebuild(); err != nil {
+			t.Errorf("the same read error reported again: %v", err)
+		}
+	}
+	if got := counter("failure"); got != 1 {
+		t.Errorf("failed reloads = %v, want 1", got)
+	}
+	if compiles == before {
+		t.Error("the live config was not recompiled while the file was unreadable")
+	}
+	if r.Status().OK {
+		t.Error("status OK while the file is unreadable")
+	}
+	src.err = nil
+	if err := r.rebuild(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Status().OK || counter("success") != 2 || live.Load().Routes[0].Name != "r1" {
+		t.Errorf("after the file came back: status %+v, successes %v", r.Status(), counter("success"))
 	}
 }
