@@ -44,10 +44,7 @@ func Register(ctx context.Context, client *api.Client, cfg config.Register, self
 	if client == nil {
 		return nil, errors.New("consul register: nil Consul client")
 	}
-	name := cfg.Name
-	if name == "" {
-		name = "meridian"
-	}
+	name := cfg.Name // config.SetDefaults fills name and check_interval
 	reg, err := registration(name, cfg, self)
 	if err != nil {
 		return nil, fmt.Errorf("consul register %q: %w", name, err)
@@ -112,9 +109,6 @@ func registration(name string, cfg config.Register, self Self) (*api.AgentServic
 		reg.Meta[m.key] = strconv.Itoa(p)
 	}
 	interval := cfg.CheckInterval.D()
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
 	check := &api.AgentServiceCheck{
 		CheckID:                        reg.ID + "-readyz",
 		Interval:                       interval.String(),

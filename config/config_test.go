@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,8 +89,14 @@ func TestParseProblems(t *testing.T) {
 		{"bad CIDR in match", func(s string) string {
 			return strings.Replace(s, "path_prefix: /,", "path_prefix: /, client_cidr: [10.0.0.0/40],", 1)
 		}, []string{`routes[0].match.client_cidr[0]: invalid CIDR "10.0.0.0/40"`}},
-		{"record outside origin", func(s string) string { return strings.Replace(s, "name: txt,", "name: txt.example.org.,", 1) },
-			[]string{`zones[0].records[2].name: name "txt.example.org." is outside the zone example.com.`}},
+		{"unknown balancer", func(s string) string {
+			return strings.Replace(s, "    check: ready\n", "    check: ready\n    balance: fastest\n", 1)
+		},
+			[]string{`bad.yaml:10: pools.web-eu.balance: unknown balancer "fastest": want round_robin, least_request, random, ring_hash or maglev`}},
+		{"unknown policy", func(s string) string { return strings.Replace(s, "policy: geo", "policy: nearest", 1) },
+			[]string{`bad.yaml:12: services.web.policy: unknown policy "nearest": want failover, weighted or geo`}},
+		{"unknown check type", func(s string) string { return strings.Replace(s, "type: http,", "type: icmp,", 1) },
+			[]string{`bad.yaml:4: checks.ready.type: unknown check type "icmp": want http, https, tcp or dns`}},
 		{"listener collision", func(s string) string { return strings.Replace(s, "dns: 127.0.0.1:5353", "dns: 127.0.0.1:8080", 1) },
 			[]string{`bad.yaml:2: listen.dns: address 127.0.0.1:8080 collides with listen.http`}},
 		{"duplicate key", func(s string) string { return strings.Replace(s, "  web-us: {", "  web-eu: {", 1) },
@@ -97,7 +104,7 @@ func TestParseProblems(t *testing.T) {
 		{"bad regex", func(s string) string { return strings.Replace(s, `^a+$`, `^(a+$`, 1) },
 			[]string{`routes[0].match.headers.X-C.regex: error parsing regexp`}},
 		{"syntax error", func(s string) string { return s + "\n  - : : [\n" }, []string{`bad.yaml:`}},
-		{"empty file", func(string) string { return "" }, []string{`bad.yaml: config is empty`}},
+		{"empty file", func(string) string { return "" }, []string{`bad.yaml:1: config is empty`}},
 		{"alias bomb", func(string) string { return aliasBomb }, []string{`bad.yaml:1: a: unknown key "a"`}},
 		{"acme without https and with bad values", func(s string) string {
 			return s + "tls:\n  acme:\n    directory: http://ca.example/dir\n    email: nobody\n    domains: [\"*.example.com\", www.example.com, WWW.example.com., localhost, 10.0.0.1, bücher.example.com, exa_mple.com, \"a.*.example.com\", \"www.example.com:443\", -bad-.example.com]\n    challenges: [dns-01]\n"
@@ -146,7 +153,7 @@ g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
 func TestParseListsEveryProblem(t *testing.T) {
 	s := strings.Replace(good, "interval: 2s", "interval: 2x", 1)
 	s = strings.Replace(s, "    service: web\n", "    service: wbe\n", 1)
-	s = strings.Replace(s, "name: txt,", "name: txt.example.org.,", 1)
+	s = strings.Replace(s, "    check: ready\n", "    check: ready\n    protocol: h3\n", 1)
 	_, err := Parse("bad.yaml", []byte(s))
 	var e *Error
 	if err == nil || !asError(err, &e) {
@@ -187,6 +194,15 @@ func FuzzParse(f *testing.F) {
 		}
 		if err != nil && c != nil {
 			t.Fatal("config returned with an error")
+		}
+		// Every problem has a line, a syntax error its column too.
+		var e *Error
+		if err != nil && asError(err, &e) {
+			for _, p := range e.Problems {
+				if p.Line < 1 || p.Line > bytes.Count(data, []byte("\n"))+1 || strings.HasPrefix(p.Msg, "yaml: ") && p.Column < 1 {
+					t.Fatalf("problem without its place: %+v", p)
+				}
+			}
 		}
 	})
 }

@@ -119,29 +119,8 @@ func (c *Config) SetDefaults() {
 	defInt(&c.Health.MaxInFlight, DefaultHealthInFlight)
 
 	for _, ch := range c.Checks {
-		if ch == nil {
-			continue
-		}
-		defDur(&ch.Interval, DefaultCheckInterval)
-		if ch.Timeout == 0 {
-			ch.Timeout = Duration(min(DefaultCheckTimeout, ch.Interval.D()/2))
-		}
-		defInt(&ch.Rise, DefaultRise)
-		defInt(&ch.Fall, DefaultFall)
-		if ch.Jitter == 0 {
-			ch.Jitter = DefaultJitter
-		}
-		def(&ch.Initial, "down")
-		switch ch.Type {
-		case "http", "https":
-			def(&ch.Method, "GET")
-			def(&ch.Path, "/")
-			if len(ch.Expect) == 0 {
-				ch.Expect = []StatusRange{{200, 399}}
-			}
-		case "dns":
-			def(&ch.QType, "A")
-			def(&ch.RCode, "NOERROR")
+		if ch != nil {
+			ch.SetDefaults()
 		}
 	}
 	for _, p := range c.Pools {
@@ -161,12 +140,7 @@ func (c *Config) SetDefaults() {
 			// active check must still stop sending to a dead port.
 			p.Outlier = &Outlier{}
 		}
-		if o := p.Outlier; o != nil {
-			defInt(&o.ConsecutiveFailures, DefaultOutlierFailures)
-			defDur(&o.Ejection, DefaultOutlierEjection)
-			defDur(&o.MaxEjection, max(DefaultOutlierMaxEjection, o.Ejection.D()))
-			defInt(&o.MaxEjectedPercent, DefaultOutlierMaxEjectPct)
-		}
+		p.Outlier.SetDefaults()
 		if p.Consul != nil {
 			def(&p.Consul.Health, "passing")
 		}
@@ -239,7 +213,46 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-func def(s *string, v string) {
+// SetDefaults fills the check's unset fields. Config.SetDefaults calls it
+// for every check; a test that hands a check built in code to the health
+// engine or prober calls it too, since they read every field as set.
+func (ch *Check) SetDefaults() {
+	defDur(&ch.Interval, DefaultCheckInterval)
+	if ch.Timeout == 0 {
+		ch.Timeout = Duration(min(DefaultCheckTimeout, ch.Interval.D()/2))
+	}
+	defInt(&ch.Rise, DefaultRise)
+	defInt(&ch.Fall, DefaultFall)
+	if ch.Jitter == 0 {
+		ch.Jitter = DefaultJitter
+	}
+	def(&ch.Initial, "down")
+	switch ch.Type {
+	case "http", "https":
+		def(&ch.Method, "GET")
+		def(&ch.Path, "/")
+		if len(ch.Expect) == 0 {
+			ch.Expect = []StatusRange{{200, 399}}
+		}
+	case "dns":
+		def(&ch.QType, "A")
+		def(&ch.RCode, "NOERROR")
+	}
+}
+
+// SetDefaults fills the outlier block's unset fields. Config.SetDefaults
+// calls it for every pool; a test that hands an outlier block built in code
+// to the health engine calls it too, since the engine reads every field as
+// set.
+func (o *Outlier) SetDefaults() {
+	defInt(&o.ConsecutiveFailures, DefaultOutlierFailures)
+	defDur(&o.Ejection, DefaultOutlierEjection)
+	defDur(&o.MaxEjection, max(DefaultOutlierMaxEjection, o.Ejection.D()))
+	defInt(&o.MaxEjectedPercent, DefaultOutlierMaxEjectPct)
+}
+
+// def sets *s to v when unset; it takes the config's string enums too.
+func def[S ~string](s *S, v S) {
 	if *s == "" {
 		*s = v
 	}

@@ -13,32 +13,52 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // Problem is one thing wrong with a config file, located by path and line.
+//
+// A Problem is also an error, so that compile steps outside this package
+// (zones, geo networks, TLS files) can return what they find by config
+// path, alone or joined with errors.Join; Config.Locate then gives each its
+// file and line, as Parse does for its own.
 type Problem struct {
-	File string
-	Line int    // 0 when unknown
-	Path string // e.g. routes[0].split[1].service; empty for file-level problems
-	Msg  string
+	File   string
+	Line   int    // 0 when unknown
+	Column int    // 0 when unknown; set for YAML syntax errors, which have no path
+	Path   string // e.g. routes[0].split[1].service; empty for file-level problems
+	Msg    string
+
+	// plain marks a problem made from an error that is not a Problem: its
+	// place in the file is unknown, so Locate gives it no line.
+	plain bool
 }
 
-// String formats the problem the way compilers do: file:line: path: msg.
+// String formats the problem the way compilers do: file:line: path: msg,
+// with the column after the line when it is known.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
 	if p.Line > 0 {
 		b.WriteString(":" + strconv.Itoa(p.Line))
+		if p.Column > 0 {
+			b.WriteString(":" + strconv.Itoa(p.Column))
+		}
 	}
-	b.WriteString(": ")
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
 	if p.Path != "" {
 		b.WriteString(p.Path + ": ")
 	}
 	b.WriteString(p.Msg)
 	return b.String()
 }
+
+// Error is String: a Problem returned as an error reads the same.
+func (p Problem) Error() string { return p.String() }
 
 // Error lists every problem found in a config file. Load and Parse return it
 // so that the operator can fix a file in one pass.
@@ -107,22 +127,32 @@ func ReadFile(path string) ([]byte, os.FileInfo, error) {
 	return buf.Bytes(), fi, nil
 }
 
-// Parse decodes data strictly (unknown keys, wrong types and bad durations
-// are errors), fills defaults and validates. name is used in messages only.
-// On failure the error is an *Error listing every problem with its line.
+// Parse decodes data strictly (unknown keys, wrong types, bad durations and
+// unknown names such as a balancer are errors), fills defaults and
+// validates. name is used in messages only. On failure the error is an
+// *Error listing every problem with its line.
+//
+// extra are checks that other packages own, run on the decoded config
+// after the rules here whatever those found, their problems (see Locate)
+// listed with the rest: meridian validate passes the zone compiler's, so
+// one run reports every problem. The serving path passes none and compiles
+// instead, which finds the same problems.
+//
+// The Config keeps data (it is not copied: the caller must not change it),
+// so that Locate can place what compiling it finds.
 //
 // A reload runs Parse on the whole file, so the path without problems is
 // kept lean: a large file is parsed and decoded in pieces on every core
 // (see pieces.go), the path→line index is only built when there is a problem
 // to locate, and each distinct regular expression is compiled once and kept
 // on the Config for routing (see Config.Regexp).
-func Parse(name string, data []byte) (*Config, error) {
-	return parse(name, data, runtime.GOMAXPROCS(0), splitMinBytes)
+func Parse(name string, data []byte, extra ...func(*Config) error) (*Config, error) {
+	return parse(name, data, runtime.GOMAXPROCS(0), splitMinBytes, extra...)
 }
 
 // parse is Parse cutting data into at most parts pieces when it has at
 // least minBytes; tests cut small files with it.
-func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
+func parse(name string, data []byte, parts, minBytes int, extra ...func(*Config) error) (*Config, error) {
 	if len(data) > MaxFileBytes {
 		return nil, &Error{Problems: []Problem{{File: name, Msg: fmt.Sprintf("config is %d bytes, over the %d MiB limit", len(data), MaxFileBytes>>20)}}}
 	}
@@ -131,14 +161,14 @@ func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
 	if !cut {
 		root = new(yaml.Node)
 		if err := yaml.Unmarshal(data, root); err != nil {
-			return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
+			return nil, &Error{Problems: []Problem{syntaxProblem(name, data, err)}}
 		}
 	}
 	// An empty document ("", comments only, "---", "null", "~") is an
 	// error, not a config with nothing in it: applied, it would replace a
 	// good table with one that serves nothing.
 	if root.Kind == 0 || len(root.Content) == 0 || isNull(root.Content[0]) {
-		return nil, &Error{Problems: []Problem{{File: name, Msg: "config is empty"}}}
+		return nil, &Error{Problems: []Problem{{File: name, Line: 1, Msg: "config is empty"}}}
 	}
 	doc := root.Content[0]
 	lines := lazyLines{root: doc}
@@ -156,7 +186,7 @@ func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
 		if err := doc.Decode(&cfg); err != nil {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
-				return nil, &Error{Problems: []Problem{syntaxProblem(name, err)}}
+				return nil, &Error{Problems: []Problem{syntaxProblem(name, data, err)}}
 			}
 			// Type errors leave the rest decoded: validate it too, so one
 			// run lists every problem in the file.
@@ -165,16 +195,78 @@ func parse(name string, data []byte, parts, minBytes int) (*Config, error) {
 	}
 	cfg.SetDefaults()
 	vprobs, regexps := cfg.validate()
+	for _, check := range extra {
+		if err := check(&cfg); err != nil {
+			vprobs = appendProblems(vprobs, err)
+		}
+	}
 	for _, p := range vprobs {
-		p.File, p.Line = name, lines.get().line(p.Path)
+		if p.File == "" {
+			p.File, p.Line = name, lines.get().line(p.Path)
+		}
 		probs = append(probs, p)
 	}
 	if len(probs) > 0 {
-		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+		sortProblems(probs)
 		return nil, &Error{Problems: probs}
 	}
 	cfg.regexps = regexps
+	cfg.src = &source{name: name, data: data}
 	return &cfg, nil
+}
+
+// source is the file a Config was parsed from, kept to locate problems
+// found after Parse (see Locate). A config file is at most MaxFileBytes,
+// and its Config already holds about as much.
+type source struct {
+	name string
+	data []byte
+}
+
+// Locate returns err as an *Error whose problems carry the file and line
+// of the file c was parsed from, sorted by line, or nil when err is nil.
+// err is what a compile step found: Problems by config path, an *Error, or
+// errors joining them (errors.Join). A Problem is placed at its path's line,
+// or at its nearest ancestor in the file when the key was defaulted, or at
+// the document's first line when it has no path. Any other error is kept as
+// a problem of the whole file, without a line: return Problems to get one.
+//
+// The index from paths to lines is built from the kept source on each call,
+// which costs a parse of the file: Locate is for failures, not the path
+// where a table is published. A Config built by hand has no file; its
+// problems keep their paths and have no line.
+func (c *Config) Locate(err error) error {
+	if err == nil {
+		return nil
+	}
+	probs := appendProblems(nil, err)
+	if c.src == nil {
+		sortProblems(probs)
+		return &Error{Problems: probs}
+	}
+	var li *lineIndex
+	for i := range probs {
+		p := &probs[i]
+		if p.File != "" {
+			continue // located already (an *Error from Parse or Serves)
+		}
+		p.File = c.src.name
+		if p.plain {
+			continue
+		}
+		if li == nil {
+			root := new(yaml.Node)
+			if yaml.Unmarshal(c.src.data, root) != nil || len(root.Content) == 0 {
+				li = &lineIndex{}
+			} else {
+				idx := indexLines(root.Content[0])
+				li = &idx
+			}
+		}
+		p.Line = li.line(p.Path)
+	}
+	sortProblems(probs)
+	return &Error{Problems: probs}
 }
 
 var configType = reflect.TypeFor[Config]()
@@ -258,20 +350,217 @@ func (pd *pieceDecoder) join(cfg *Config, maps []*yaml.Node, pieces []piece) boo
 	return true
 }
 
-var lineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-
-func syntaxProblem(name string, err error) Problem {
-	msg := err.Error()
-	if m := lineRE.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return Problem{File: name, Line: n, Msg: m[2]}
+// appendProblems appends the problems err holds: a Problem, the problems
+// of an *Error, those of each error errors.Join joined; any other error is
+// one plain problem (see Problem.plain).
+func appendProblems(dst []Problem, err error) []Problem {
+	switch e := err.(type) {
+	case nil:
+		return dst
+	case Problem:
+		return append(dst, e)
+	case *Problem:
+		return append(dst, *e)
+	case *Error:
+		return append(dst, e.Problems...)
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			dst = appendProblems(dst, inner)
+		}
+		return dst
 	}
-	return Problem{File: name, Msg: strings.TrimPrefix(msg, "yaml: ")}
+	return append(dst, Problem{Msg: err.Error(), plain: true})
+}
+
+// sortProblems orders problems by line, keeping the order of each line's.
+func sortProblems(probs []Problem) {
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+}
+
+var lineRE = regexp.MustCompile(`(?s)^(?:yaml: )?line (\d+): (.*)$`)
+
+// syntaxProblem turns an error of the yaml parser into a Problem with the
+// line and column where data stops being YAML, and the parser's message.
+//
+// The parser's own line is not that place: for most errors it is the line,
+// counted from 0, where the block or flow collection being parsed began
+// (go-yaml/yaml#205), and it never gives a column. So the place is found by
+// parsing prefixes of data (see findSyntaxError). That costs a few parses of
+// the prefix on a failure, never anything on a file that parses.
+func syntaxProblem(name string, data []byte, err error) Problem {
+	msg, line := err.Error(), 0
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	p := Problem{File: name, Line: line, Msg: "yaml: " + msg}
+	l, c := findSyntaxError(data, msg, line-1)
+	switch {
+	case l > 0:
+		p.Line, p.Column = l, c
+	case p.Line == 0:
+		p.Line = 1 // somewhere in the file: its start is the best place known
+	}
+	return p
+}
+
+// syntaxSearchBudget bounds the bytes findSyntaxError parses (the parser
+// reads about 10 MB/s): 6 times the file, or 4 MiB for a small one. Locating
+// takes 6 to 12 parses of the prefix up to the error, so a file of up to a
+// few thousand routes always gets its line and column, and a broken file
+// near MaxFileBytes costs the rebuild loop a few parses, not a minute; past
+// the budget the line found is kept without a column, or the parser's own
+// line is used.
+func syntaxSearchBudget(size int) int { return max(4<<20, 6*size) }
+
+// findSyntaxError returns the 1-based line and column where data fails to
+// parse with message msg, searching around line from (0-based: the parser's
+// own line less one); 0, 0 when it cannot tell, and no column when the
+// budget runs out first.
+//
+// The parser reads a file in one pass and stops at its first error, so a
+// prefix of data that holds the offending character fails the same way.
+// The line is the first whose prefix fails with msg: for an unclosed
+// bracket or quote, whose error comes at the end of the file, that is the
+// line that opened it, which is where it is to be fixed. The column is the
+// first character of that line whose prefix fails exactly as the line's
+// prefix does, position included: a prefix that ends inside a bracket
+// fails at its end, often with the same message but another position.
+// When that character is the line's end (a bracket or quote left open),
+// the first one that fails with msg is taken: the opening one.
+func findSyntaxError(data []byte, msg string, from int) (line, col int) {
+	budget := syntaxSearchBudget(len(data))
+	seen := map[int]string{} // error text by prefix length, "" for none
+	parse := func(end int) (string, bool) {
+		if e, ok := seen[end]; ok {
+			return e, true
+		}
+		if budget -= end; budget < 0 {
+			return "", false
+		}
+		var n yaml.Node
+		e := ""
+		if err := yaml.Unmarshal(data[:end], &n); err != nil {
+			e = err.Error()
+		}
+		seen[end] = e
+		return e, true
+	}
+	failsWith := func(end int) (bool, bool) { // fails with msg; within budget
+		e, ok := parse(end)
+		m := strings.TrimPrefix(e, "yaml: ")
+		if sub := lineRE.FindStringSubmatch(m); sub != nil {
+			m = sub[2]
+		}
+		return e != "" && m == msg, ok
+	}
+	var starts []int // where each line starts
+	for off := 0; off < len(data); {
+		starts = append(starts, off)
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			break
+		}
+		off += i + 1
+	}
+	if len(starts) == 0 {
+		return 0, 0
+	}
+	lineEnd := func(l int) int {
+		if l+1 < len(starts) {
+			return starts[l+1]
+		}
+		return len(data)
+	}
+	// The line: from the parser's line, grow the step until a prefix
+	// fails (or, when it fails already, back until one does not), then
+	// halve it. Errors are usually a few lines from the parser's line, and
+	// each try parses the whole prefix. (At the end of the file, the
+	// parser's line is the last: an unclosed quote is found going back.)
+	from = min(max(from, 0), len(starts)-1)
+	fails, ok := failsWith(lineEnd(from))
+	if !ok {
+		return 0, 0
+	}
+	lo, hi := from, from // the first failing line is in [lo, hi]
+	if fails {
+		for step := 1; lo > 0; step *= 2 {
+			l := max(hi-step, 0)
+			f, ok := failsWith(lineEnd(l))
+			if !ok {
+				return hi + 1, 0
+			}
+			if !f {
+				lo = l + 1
+				break
+			}
+			lo, hi = l, l
+		}
+	} else {
+		hi = -1
+		for step := 1; lo+1 < len(starts) && hi < 0; step *= 2 {
+			l := min(lo+step, len(starts)-1)
+			f, ok := failsWith(lineEnd(l))
+			switch {
+			case !ok:
+				return 0, 0
+			case f:
+				lo, hi = lo+1, l
+			default:
+				lo = l
+			}
+		}
+		if hi < 0 {
+			return 0, 0
+		}
+	}
+	for lo < hi { // the first failing line is in [lo, hi]
+		mid := lo + (hi-lo)/2
+		fails, ok := failsWith(lineEnd(mid))
+		if !ok {
+			return hi + 1, 0
+		}
+		if fails {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	line = hi + 1
+	start, text := starts[hi], data[starts[hi]:lineEnd(hi)]
+	whole, _ := parse(start + len(text))
+	// The column: the first character whose prefix fails as the line's
+	// does (see above); first returns len(text) when none is found.
+	first := func(fails func(end int) (bool, bool)) int {
+		lo, hi := 0, len(text)
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			f, ok := fails(start + mid + 1)
+			if !ok {
+				return len(text)
+			}
+			if f {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		return lo
+	}
+	c := first(func(end int) (bool, bool) { e, ok := parse(end); return e == whole, ok })
+	if c >= len(bytes.TrimRight(text, "\r\n")) {
+		c = first(failsWith)
+	}
+	if c >= len(text) {
+		return line, 0
+	}
+	return line, utf8.RuneCount(text[:c+1])
 }
 
 var (
-	colRE       = regexp.MustCompile(`^col (\d+): (.*)$`)
-	unmarshalRE = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+	colRE       = regexp.MustCompile(`(?s)^col (\d+): (.*)$`)
+	unmarshalRE = regexp.MustCompile("(?s)^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
 )
 
 // decodeProblems turns the yaml package's type errors into Problems, with the
@@ -317,6 +606,9 @@ func friendlyType(t string) string {
 type lineIndex struct {
 	byPath map[string]int
 	byLine map[int][]entry
+	// doc is the line the document starts on, where problems of the whole
+	// file (no path, or no ancestor in the file) are placed.
+	doc int
 }
 
 // entry is one key or sequence item: its path, position and scalar value.
@@ -341,7 +633,7 @@ func (l *lazyLines) get() lineIndex {
 }
 
 func indexLines(n *yaml.Node) lineIndex {
-	li := lineIndex{byPath: map[string]int{}, byLine: map[int][]entry{}}
+	li := lineIndex{byPath: map[string]int{}, byLine: map[int][]entry{}, doc: n.Line}
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -380,7 +672,8 @@ func (li lineIndex) add(e entry, value *yaml.Node) {
 }
 
 // line finds the line of path, or of its nearest ancestor that is in the file
-// (a problem with a defaulted key points at the block that lacks it).
+// (a problem with a defaulted key points at the block that lacks it), or
+// the document's first line.
 func (li lineIndex) line(path string) int {
 	for path != "" {
 		if l, ok := li.byPath[path]; ok {
@@ -392,7 +685,7 @@ func (li lineIndex) line(path string) int {
 		}
 		path = path[:i]
 	}
-	return 0
+	return li.doc
 }
 
 // find returns the path of the entry at line that matches: by column when

@@ -32,7 +32,7 @@ func TestParseRejectsEmptyDocuments(t *testing.T) {
 			if err == nil || c != nil {
 				t.Fatalf("Parse(%q) = %v, %v; want an error", text, c, err)
 			}
-			if want := "m.yaml: config is empty"; err.Error() != want {
+			if want := "m.yaml:1: config is empty"; err.Error() != want {
 				t.Errorf("Parse(%q) error %q, want %q", text, err, want)
 			}
 		})
@@ -70,7 +70,7 @@ func TestServes(t *testing.T) {
 				return
 			}
 			var ce *Error
-			if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "s.yaml: config defines nothing to serve") {
+			if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "s.yaml:1: config defines nothing to serve") {
 				t.Errorf("Serves = %v, want an *Error: config defines nothing to serve", err)
 			}
 		})

@@ -29,6 +29,8 @@ type Config struct {
 	// regex matchers), compiled once by Parse while validating, so routing
 	// does not compile them again. Read-only once Parse returns.
 	regexps map[string]*regexp.Regexp
+	// src is the file Parse read, for Locate; nil for a Config built by hand.
+	src *source
 }
 
 // Regexp returns expr compiled, when Parse compiled it while validating this
@@ -221,13 +223,13 @@ type Shutdown struct {
 
 // Check says how to probe an endpoint.
 type Check struct {
-	Type     string   `yaml:"type,omitempty"` // http | https | tcp | dns
-	Interval Duration `yaml:"interval,omitempty"`
-	Timeout  Duration `yaml:"timeout,omitempty"`
-	Jitter   float64  `yaml:"jitter,omitempty"` // share of interval, 0..1
-	Rise     int      `yaml:"rise,omitempty"`
-	Fall     int      `yaml:"fall,omitempty"`
-	Initial  string   `yaml:"initial,omitempty"` // up | down: state before the first probe completes
+	Type     CheckType `yaml:"type,omitempty"` // http | https | tcp | dns
+	Interval Duration  `yaml:"interval,omitempty"`
+	Timeout  Duration  `yaml:"timeout,omitempty"`
+	Jitter   float64   `yaml:"jitter,omitempty"` // share of interval, 0..1
+	Rise     int       `yaml:"rise,omitempty"`
+	Fall     int       `yaml:"fall,omitempty"`
+	Initial  string    `yaml:"initial,omitempty"` // up | down: state before the first probe completes
 
 	// http and https
 	Method     string            `yaml:"method,omitempty"`
@@ -258,10 +260,10 @@ type Pool struct {
 	Region    string        `yaml:"region,omitempty"`
 	Endpoints []Endpoint    `yaml:"endpoints,omitempty"`
 	Check     string        `yaml:"check,omitempty"`
-	Balance   string        `yaml:"balance,omitempty"` // round_robin | least_request | random | ring_hash | maglev
+	Balance   Balance       `yaml:"balance,omitempty"` // round_robin | least_request | random | ring_hash | maglev
 	HashOn    *HashOn       `yaml:"hash_on,omitempty"`
 	Outlier   *Outlier      `yaml:"outlier,omitempty"`
-	OnAllDown string        `yaml:"on_all_down,omitempty"` // fail_open (default) | fail
+	OnAllDown OnAllDown     `yaml:"on_all_down,omitempty"` // fail_open (default) | fail
 	Consul    *ConsulSelect `yaml:"consul,omitempty"`
 	TLS       *UpstreamTLS  `yaml:"tls,omitempty"`
 	// Protocol is what the proxy speaks to the endpoints: auto (default:
@@ -269,7 +271,7 @@ type Pool struct {
 	// offers it in ALPN, else HTTP/1.1, as Envoy's auto_config does),
 	// http1 (HTTP/1.1 only), h2c (HTTP/2 without TLS, prior knowledge: gRPC
 	// backends) or h2 (HTTP/2 over tls:, required).
-	Protocol string `yaml:"protocol,omitempty"`
+	Protocol Protocol `yaml:"protocol,omitempty"`
 }
 
 // Endpoint is one upstream address; `"127.0.0.1:9101"` and
@@ -327,7 +329,7 @@ type UpstreamTLS struct {
 
 // Service steers across pools; HTTP routes and DNS records both name services.
 type Service struct {
-	Policy  string   `yaml:"policy,omitempty"` // failover (default) | weighted | geo
+	Policy  Policy   `yaml:"policy,omitempty"` // failover (default) | weighted | geo
 	Pools   []string `yaml:"pools,omitempty"`
 	Weights []int    `yaml:"weights,omitempty"`
 }
@@ -454,14 +456,14 @@ type SOA struct {
 
 // Record is a zone record: static (Values) or steered (Service).
 type Record struct {
-	Name       string     `yaml:"name,omitempty"` // relative to the origin; "@" is the apex
-	Type       string     `yaml:"type,omitempty"`
-	TTL        uint32     `yaml:"ttl,omitempty"`
-	Values     StringList `yaml:"values,omitempty"`
-	Service    string     `yaml:"service,omitempty"`
-	MaxAnswers int        `yaml:"max_answers,omitempty"`
-	OnAllDown  string     `yaml:"on_all_down,omitempty"` // fail_open (default) | nodata | fallback
-	Fallback   *Fallback  `yaml:"fallback,omitempty"`
+	Name       string          `yaml:"name,omitempty"` // relative to the origin; "@" is the apex
+	Type       string          `yaml:"type,omitempty"`
+	TTL        uint32          `yaml:"ttl,omitempty"`
+	Values     StringList      `yaml:"values,omitempty"`
+	Service    string          `yaml:"service,omitempty"`
+	MaxAnswers int             `yaml:"max_answers,omitempty"`
+	OnAllDown  RecordOnAllDown `yaml:"on_all_down,omitempty"` // fail_open (default) | nodata | fallback
+	Fallback   *Fallback       `yaml:"fallback,omitempty"`
 }
 
 // Fallback is what a steered record answers when nothing is available.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	mdns "github.com/miekg/dns"
 	"golang.org/x/net/idna"
 )
 
@@ -90,20 +90,9 @@ func (c *Config) validate() ([]Problem, map[string]*regexp.Regexp) {
 		names[r.Name] = i
 		v.route(p, r)
 	}
-	origins := map[string]int{}
-	for i, z := range c.Zones {
-		p := fmt.Sprintf("zones[%d]", i)
-		if z == nil {
-			v.add(p, "empty zone")
-			continue
-		}
-		o := strings.ToLower(mdns.Fqdn(z.Origin))
-		if j, dup := origins[o]; dup {
-			v.add(p+".origin", "duplicate zone %q (also zones[%d])", z.Origin, j)
-		}
-		origins[o] = i
-		v.zone(p, z)
-	}
+	// Zones are checked by compiling them (package dns/zone), the only
+	// code that parses records: routing.Compile on every reload, and
+	// Parse's extra checks for meridian validate.
 	var res map[string]*regexp.Regexp
 	if len(v.regexps) > 0 {
 		res = make(map[string]*regexp.Regexp, len(v.regexps))
@@ -345,12 +334,11 @@ func (v *validator) dns() {
 	}
 }
 
+// Check types, balancers, policies, protocols and on_all_down values are
+// typed names that decoding already checked (see enums.go).
 var (
-	checkTypes = []string{"http", "https", "tcp", "dns"}
-	balancers  = []string{"round_robin", "least_request", "random", "ring_hash", "maglev"}
-	policies   = []string{"failover", "weighted", "geo"}
-	retryOn    = []string{"connect_failure", "reset", "timeout", "502", "503", "504"}
-	tokenRE    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	retryOn = []string{"connect_failure", "reset", "timeout", "502", "503", "504"}
+	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 
 func (v *validator) check(p string, c *Check) {
@@ -358,8 +346,8 @@ func (v *validator) check(p string, c *Check) {
 		v.add(p, "empty check")
 		return
 	}
-	if !slices.Contains(checkTypes, c.Type) {
-		v.add(p+".type", "unknown check type %q: want http, https, tcp or dns", c.Type)
+	if c.Type == "" {
+		v.add(p+".type", "missing check type: want http, https, tcp or dns")
 	}
 	if c.Timeout >= c.Interval {
 		v.add(p+".timeout", "timeout %s must be below the interval %s", c.Timeout.D(), c.Interval.D())
@@ -377,22 +365,18 @@ func (v *validator) check(p string, c *Check) {
 		v.add(p+".initial", "want up or down, not %q", c.Initial)
 	}
 	switch c.Type {
-	case "http", "https":
+	case CheckHTTP, CheckHTTPS:
 		if !strings.HasPrefix(c.Path, "/") {
 			v.add(p+".path", "must start with /")
 		}
 		if !tokenRE.MatchString(c.Method) {
 			v.add(p+".method", "invalid method %q", c.Method)
 		}
-	case "dns":
+	case CheckDNS:
+		// qtype and rcode are DNS names, which package health (the DNS
+		// probe) parses and routing.Compile checks.
 		if c.QName == "" {
 			v.add(p+".qname", "a dns check needs the name to query")
-		}
-		if _, ok := mdns.StringToType[strings.ToUpper(c.QType)]; !ok {
-			v.add(p+".qtype", "unknown type %q", c.QType)
-		}
-		if _, ok := mdns.StringToRcode[strings.ToUpper(c.RCode)]; !ok {
-			v.add(p+".rcode", "unknown rcode %q", c.RCode)
 		}
 	}
 }
@@ -429,9 +413,6 @@ func (v *validator) pool(p string, pl *Pool) {
 			v.add(p+".check", "unknown check %q", pl.Check)
 		}
 	}
-	if !slices.Contains(balancers, pl.Balance) {
-		v.add(p+".balance", "unknown balancer %q: want %s", pl.Balance, strings.Join(balancers, ", "))
-	}
 	if h := pl.HashOn; h != nil {
 		n := 0
 		for _, set := range []bool{h.Header != "", h.Cookie != "", h.ClientIP} {
@@ -442,7 +423,7 @@ func (v *validator) pool(p string, pl *Pool) {
 		if n != 1 {
 			v.add(p+".hash_on", "set exactly one of header, cookie or client_ip")
 		}
-		if pl.Balance != "ring_hash" && pl.Balance != "maglev" {
+		if !pl.Balance.Hashes() {
 			v.add(p+".hash_on", "only ring_hash and maglev hash; balance is %q", pl.Balance)
 		}
 	}
@@ -457,21 +438,15 @@ func (v *validator) pool(p string, pl *Pool) {
 			v.add(p+".outlier.max_ejection", "must not be below ejection")
 		}
 	}
-	if pl.OnAllDown != "fail_open" && pl.OnAllDown != "fail" {
-		v.add(p+".on_all_down", "want fail_open or fail, not %q", pl.OnAllDown)
-	}
 	switch pl.Protocol {
-	case "auto", "http1":
-	case "h2c":
+	case ProtocolH2C:
 		if pl.TLS != nil {
 			v.add(p+".protocol", "h2c is HTTP/2 without TLS; with tls: use h2")
 		}
-	case "h2":
+	case ProtocolH2:
 		if pl.TLS == nil {
 			v.add(p+".protocol", "h2 needs tls:; without TLS use h2c")
 		}
-	default:
-		v.add(p+".protocol", "want auto, http1, h2c or h2, not %q", pl.Protocol)
 	}
 	if cs := pl.Consul; cs != nil {
 		if v.c.Consul == nil {
@@ -498,7 +473,7 @@ func checkHostPort(addr string) error {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return nil
 	}
-	if _, ok := mdns.IsDomainName(host); !ok || host == "" {
+	if !isDomainName(host) {
 		return fmt.Errorf("invalid host in %q", addr)
 	}
 	return nil
@@ -508,9 +483,6 @@ func (v *validator) service(p string, s *Service) {
 	if s == nil {
 		v.add(p, "empty service")
 		return
-	}
-	if !slices.Contains(policies, s.Policy) {
-		v.add(p+".policy", "unknown policy %q: want geo, weighted or failover", s.Policy)
 	}
 	if len(s.Pools) == 0 {
 		v.add(p+".pools", "needs at least one pool")
@@ -524,12 +496,12 @@ func (v *validator) service(p string, s *Service) {
 			v.add(pp, "unknown pool %q", name)
 		case seen[name]:
 			v.add(pp, "pool %q listed twice", name)
-		case s.Policy == "geo" && pl != nil && pl.Region == "" && pl.Consul == nil:
+		case s.Policy == PolicyGeo && pl != nil && pl.Region == "" && pl.Consul == nil:
 			v.add(pp, "pool %q has no region, which a geo service needs", name)
 		}
 		seen[name] = true
 	}
-	if s.Policy == "weighted" {
+	if s.Policy == PolicyWeighted {
 		if len(s.Weights) != len(s.Pools) {
 			v.add(p+".weights", "%d weights for %d pools", len(s.Weights), len(s.Pools))
 		}
@@ -652,7 +624,7 @@ func (v *validator) route(p string, r *Route) {
 func (v *validator) match(p string, m *Match) {
 	for i, h := range m.Host {
 		name := strings.TrimPrefix(h, "*.")
-		if _, ok := mdns.IsDomainName(name); !ok || name == "" || strings.Contains(name, "*") {
+		if !isDomainName(name) || strings.Contains(name, "*") {
 			hp := fmt.Sprintf("%s.host[%d]", p, i)
 			if len(m.Host) == 1 {
 				hp = p + ".host"
@@ -720,148 +692,24 @@ func (v *validator) matchers(p, field string, ms map[string]StringMatch) {
 	}
 }
 
-var (
-	staticTypes  = []string{"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS", "PTR"}
-	onAllDownDNS = []string{"fail_open", "nodata", "fallback"}
-)
-
-func (v *validator) zone(p string, z *Zone) {
-	if _, ok := mdns.IsDomainName(z.Origin); !ok || z.Origin == "" {
-		v.add(p+".origin", "invalid zone name %q", z.Origin)
-		return
+// isDomainName reports whether s is a domain name as DNS carries it: labels
+// of 1 to 63 octets separated by dots, a trailing dot allowed, 255 octets at
+// most in wire form. It checks syntax only, as route hosts and endpoint
+// addresses need; zone names are checked by the zone compiler (dns/zone).
+func isDomainName(s string) bool {
+	if s == "" || s == "." {
+		return s == "."
 	}
-	origin := strings.ToLower(mdns.Fqdn(z.Origin))
-	if z.SOA.NS == "" {
-		v.add(p+".soa.ns", "missing primary name server")
+	s = strings.TrimSuffix(s, ".")
+	if len(s)+2 > 255 {
+		return false
 	}
-	if z.SOA.MBox == "" {
-		v.add(p+".soa.mbox", "missing hostmaster mailbox")
-	}
-	if len(z.NS) == 0 {
-		v.add(p+".ns", "at least one NS is needed")
-	}
-	for i, ns := range z.NS {
-		if _, ok := mdns.IsDomainName(ns); !ok {
-			v.add(fmt.Sprintf("%s.ns[%d]", p, i), "invalid name %q", ns)
+	for label := range strings.SplitSeq(s, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return false
 		}
 	}
-	seenCNAME := map[string]int{}
-	seenOther := map[string]int{}
-	for i, r := range z.Records {
-		rp := fmt.Sprintf("%s.records[%d]", p, i)
-		if r == nil {
-			v.add(rp, "empty record")
-			continue
-		}
-		owner, err := RecordOwner(r.Name, origin)
-		if err != nil {
-			v.add(rp+".name", "%v", err)
-			continue
-		}
-		typ := strings.ToUpper(r.Type)
-		if typ == "CNAME" {
-			if _, dup := seenOther[owner]; dup {
-				v.add(rp, "CNAME at %s, which has other records", owner)
-			}
-			seenCNAME[owner] = i
-		} else {
-			if _, dup := seenCNAME[owner]; dup {
-				v.add(rp, "%s record at %s, which has a CNAME", typ, owner)
-			}
-			seenOther[owner] = i
-		}
-		if r.Service != "" {
-			if typ != "A" && typ != "AAAA" {
-				v.add(rp+".type", "steered records are A or AAAA, not %q", r.Type)
-			}
-			if len(r.Values) > 0 {
-				v.add(rp+".values", "a steered record takes service or values, not both")
-			}
-			v.serviceRef(rp, "service", r.Service)
-			if !slices.Contains(onAllDownDNS, r.OnAllDown) {
-				v.add(rp+".on_all_down", "want fail_open, nodata or fallback, not %q", r.OnAllDown)
-			}
-			if r.OnAllDown == "fallback" && r.Fallback == nil {
-				v.add(rp+".fallback", "on_all_down: fallback needs a fallback record")
-			}
-			if f := r.Fallback; f != nil {
-				v.rdata(rp+".fallback", owner, f.Type, f.Values)
-			}
-			if r.MaxAnswers < 1 {
-				v.add(rp+".max_answers", "must be at least 1")
-			}
-			continue
-		}
-		if !slices.Contains(staticTypes, typ) {
-			v.add(rp+".type", "unsupported type %q: want one of %s", r.Type, strings.Join(staticTypes, " "))
-			continue
-		}
-		if len(r.Values) == 0 {
-			v.add(rp+".values", "a static record needs values (or a service to steer)")
-		}
-		v.rdata(rp, owner, typ, r.Values)
-	}
-	if t := z.Transfer; t != nil {
-		for i, c := range t.Allow {
-			if _, err := ParsePrefix(c); err != nil {
-				v.add(fmt.Sprintf("%s.transfer.allow[%d]", p, i), "invalid CIDR %q", c)
-			}
-		}
-		for i, a := range t.Notify {
-			if _, err := netip.ParseAddrPort(a); err != nil {
-				v.add(fmt.Sprintf("%s.transfer.notify[%d]", p, i), "want ip:port, not %q", a)
-			}
-		}
-	}
-}
-
-// rdata checks each value by parsing it as the zone-file text of its type.
-func (v *validator) rdata(p, owner, typ string, values []string) {
-	for i, val := range values {
-		if _, err := ParseRR(owner, 60, typ, val); err != nil {
-			v.add(fmt.Sprintf("%s.values[%d]", p, i), "%v", err)
-		}
-	}
-}
-
-// RecordOwner turns a record name relative to origin ("www", "@", "*.app")
-// or a fully qualified one into a lower-case owner name, or says why the name
-// is not inside the zone.
-func RecordOwner(name, origin string) (string, error) {
-	origin = strings.ToLower(mdns.Fqdn(origin))
-	var owner string
-	switch {
-	case name == "" || name == "@":
-		owner = origin
-	case strings.HasSuffix(name, "."):
-		owner = strings.ToLower(name)
-	default:
-		owner = strings.ToLower(name) + "." + origin
-	}
-	if _, ok := mdns.IsDomainName(owner); !ok {
-		return "", fmt.Errorf("invalid name %q", name)
-	}
-	if !mdns.IsSubDomain(origin, owner) {
-		return "", fmt.Errorf("name %q is outside the zone %s", name, origin)
-	}
-	if strings.Contains(strings.TrimPrefix(owner, "*."), "*") {
-		return "", fmt.Errorf("a wildcard is only allowed as the leftmost label: %q", name)
-	}
-	return owner, nil
-}
-
-// ParseRR parses one record from its zone-file text, with a message that
-// names the type and the value.
-func ParseRR(owner string, ttl uint32, typ, value string) (mdns.RR, error) {
-	typ = strings.ToUpper(typ)
-	if typ == "TXT" && !strings.HasPrefix(value, `"`) {
-		value = strconv.Quote(value)
-	}
-	rr, err := mdns.NewRR(fmt.Sprintf("%s %d IN %s %s", owner, ttl, typ, value))
-	if err != nil || rr == nil {
-		return nil, fmt.Errorf("invalid %s value %q", typ, value)
-	}
-	return rr, nil
+	return true
 }
 
 // Serves returns an *Error naming file name when c would serve nothing: no
@@ -877,6 +725,11 @@ func (c *Config) Serves(name string) error {
 	if l.HTTP != "" || l.HTTPS != "" || l.DNS != "" || len(c.Routes) > 0 || len(c.Zones) > 0 {
 		return nil
 	}
-	return &Error{Problems: []Problem{{File: name,
-		Msg: "config defines nothing to serve: no listen.http, listen.https or listen.dns, no routes and no zones"}}}
+	// At the document's first line: the whole file is the problem.
+	err := c.Locate(Problem{Msg: "config defines nothing to serve: no listen.http, listen.https or listen.dns, no routes and no zones"})
+	var e *Error
+	if errors.As(err, &e) && len(e.Problems) == 1 && e.Problems[0].File == "" {
+		e.Problems[0].File = name // a Config built by hand
+	}
+	return err
 }

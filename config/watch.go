@@ -3,6 +3,8 @@ package config
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -32,20 +34,51 @@ const DefaultDebounce = 10 * time.Millisecond
 // instant reload.
 const DefaultSettle = time.Second
 
-// Watcher tells its caller when a file may have changed. It watches the
-// file's directory, not the file: editors and Kubernetes replace files by
-// rename or symlink swap, which a watch on the file itself loses. It also
-// watches the directory the file resolves to through symlinks. An event
-// counts when it names a watched file, a Kubernetes AtomicWriter entry
-// ("..data" and its timestamped directories), or anything in the directory
-// a file resolves to when that is another directory; writes to other files
-// beside the config (logs, editor swap files) are ignored, so a busy
-// neighbour costs no reloads. The caller re-reads the real path and skips
-// content it has already seen, so spurious pokes cost one read.
+// Watcher tells its caller when files may have changed. It is the one file
+// watcher of the server: the config file, the GeoIP database, the admin
+// state file and the TLS certificates all use it, so they all follow the
+// same rules:
+//
+//   - It watches each file's directory, not the file: editors and
+//     Kubernetes replace files by rename or symlink swap, which a watch on
+//     the file itself loses. When the path is a symlink it also watches
+//     the directory of every link of the chain and of the file the chain
+//     ends at, so a swapped link anywhere on it, and a write to the target
+//     in place, are seen.
+//   - An event counts when it names a watched path, a link of its chain or
+//     the file it resolves to; a Kubernetes AtomicWriter entry ("..data",
+//     "..data_tmp" and the timestamped "..2024_…" directories); or a
+//     watched directory itself (moved or removed, taking the file with
+//     it). Anything else in those directories (logs, editor swap and temp
+//     files, other versions beside a symlink's target) is ignored, so a
+//     busy neighbour costs no reloads.
+//   - Events are debounced: the poke comes once no event has counted for
+//     Debounce. Then, before poking, the watch is placed again from the
+//     paths as they resolve now, since a symlink swap may point somewhere
+//     new; directories no longer wanted are dropped.
+//   - Once the watch is in place it pokes once (see Polled), since a
+//     change made between the caller's first read and the watch raised no
+//     event. An error from the watch (a kernel queue overflow: events were
+//     lost) counts as an event.
+//
+// The caller re-reads the real paths and skips content it has already
+// seen, so a spurious poke costs one read.
+//
+// A Watcher's fields must not change while Run runs. It keeps no state
+// between runs.
 type Watcher struct {
-	Paths    []string
+	Paths []string
+	// Debounce is the quiet time after the last event before the poke;
+	// 0 means DefaultDebounce.
 	Debounce time.Duration
-	Logger   *zap.Logger
+	// Poll, when positive, is a safety net for events that never come
+	// (network file systems, a directory removed and made again, which
+	// loses its watch): every Poll the watch is placed again and Polled is
+	// called. With Poll set, a watch that cannot be placed at all (no
+	// inotify instance left, no directory exists yet) is logged and Run
+	// polls only instead of failing.
+	Poll   time.Duration
+	Logger *zap.Logger // nil logs nothing
 	// Written and Replaced, when set, are called (they must not block) as
 	// events arrive, before the burst's poke: Written for a write to a
 	// watched file itself (fsnotify Write: a write or a truncation),
@@ -53,95 +86,224 @@ type Watcher struct {
 	// "..data" entry (fsnotify Create: a rename into place, a new file, a
 	// symlink swap). A write after the file appeared means the file now at
 	// the path is being written, even a newly created one; a rename raises
-	// no write.
+	// no write. The config rebuild uses them to wait for a file written in
+	// place to settle while applying a replaced one at once.
 	Written  func()
 	Replaced func()
+	// Polled, when set, is called instead of poke for the looks no event
+	// asked for: the one once the watch is in place and those every Poll.
+	// A caller whose file is costly to read (GeoIP) can then compare the
+	// file's stat rather than its content when nothing said it changed.
+	Polled func()
 }
 
-// Run watches until ctx is done, calling poke (which must not block) once
-// when the watch is in place and then once per burst of events.
+// Run watches until ctx is done and then returns nil. It calls poke once
+// the watch is in place, and then once per burst of events. poke and
+// Polled run on Run's goroutine: while they run, events wait (in the
+// kernel's queue), so a slow one delays the next but loses nothing. Run
+// fails at once only when, without Poll, no directory can be watched.
 func (w *Watcher) Run(ctx context.Context, poke func()) error {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch %v: %w", w.Paths, err)
+	log := w.Logger
+	if log == nil {
+		log = zap.NewNop()
 	}
-	defer fw.Close()
 	debounce := w.Debounce
 	if debounce <= 0 {
 		debounce = DefaultDebounce
 	}
-	watched := map[string]bool{}
-	relevant := map[string]bool{} // event paths that concern a watched file
-	realDirs := map[string]bool{} // directories files resolve to, beside theirs
+	look := poke
+	if w.Polled != nil {
+		look = w.Polled
+	}
+
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		if w.Poll <= 0 {
+			return fmt.Errorf("watch %v: %w", w.Paths, err)
+		}
+		log.Warn("cannot watch files; polling them", zap.Strings("paths", w.Paths),
+			zap.Duration("every", w.Poll), zap.Error(err))
+	} else {
+		defer fw.Close()
+	}
+	rules := newWatchRules(w.Paths)
+	failed := map[string]bool{} // directories whose watch failed, logged once
 	rewatch := func() {
-		clear(realDirs)
-		for _, p := range w.Paths {
-			p = filepath.Clean(p)
-			relevant[p] = true
-			dirs := []string{filepath.Dir(p)}
-			if real, err := filepath.EvalSymlinks(p); err == nil {
-				relevant[real] = true
-				if rd := filepath.Dir(real); rd != dirs[0] {
-					realDirs[rd] = true
-					dirs = append(dirs, rd)
-				}
-			}
-			for _, d := range dirs {
-				if watched[d] {
-					continue
-				}
-				if err := fw.Add(d); err != nil {
-					w.Logger.Warn("cannot watch directory", zap.String("dir", d), zap.Error(err))
-					continue
-				}
-				watched[d] = true
-			}
+		if fw != nil {
+			rules.place(fw, log, failed)
 		}
 	}
 	rewatch()
-	if len(watched) == 0 {
-		return fmt.Errorf("watch %v: no directory could be watched", w.Paths)
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if fw != nil {
+		if len(fw.WatchList()) == 0 {
+			if w.Poll <= 0 {
+				return fmt.Errorf("watch %v: no directory could be watched", w.Paths)
+			}
+			log.Warn("no directory of these files can be watched yet; polling them",
+				zap.Strings("paths", w.Paths), zap.Duration("every", w.Poll))
+		}
+		events, errs = fw.Events, fw.Errors
 	}
-	// A change made between the caller's first read and the watch being
-	// in place raised no event: poke once now, and let the caller's
-	// content check skip it when nothing changed.
-	poke()
+	look()
 
-	timer := time.NewTimer(0)
-	if !timer.Stop() {
-		<-timer.C
+	var pollC <-chan time.Time
+	if w.Poll > 0 {
+		poll := time.NewTicker(w.Poll)
+		defer poll.Stop()
+		pollC = poll.C
 	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-fw.Events:
+		case ev, ok := <-events:
 			if !ok {
-				return nil
+				return nil // closed: only Close does that
 			}
-			name := filepath.Clean(ev.Name)
-			dotdot := strings.HasPrefix(filepath.Base(name), "..")
-			if !relevant[name] && !realDirs[filepath.Dir(name)] && !dotdot {
+			written, replaced, counts := rules.classify(ev)
+			if !counts {
 				continue
 			}
-			w.Logger.Debug("file event", zap.String("name", ev.Name), zap.String("op", ev.Op.String()))
-			if w.Written != nil && ev.Has(fsnotify.Write) && relevant[name] {
+			log.Debug("file event", zap.String("name", ev.Name), zap.String("op", ev.Op.String()))
+			if written && w.Written != nil {
 				w.Written()
 			}
-			if w.Replaced != nil && ev.Has(fsnotify.Create) && (relevant[name] || dotdot) {
+			if replaced && w.Replaced != nil {
 				w.Replaced()
 			}
 			timer.Reset(debounce)
-		case err, ok := <-fw.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return nil
 			}
-			w.Logger.Warn("file watcher error", zap.Error(err))
+			log.Warn("file watcher error", zap.Error(err))
 			timer.Reset(debounce)
 		case <-timer.C:
 			rewatch() // a symlink swap may point somewhere new
 			poke()
+		case <-pollC:
+			rewatch() // a directory made again has lost its watch
+			look()
+		}
+	}
+}
+
+// watchRules is the rule set of a Watcher: which directories to watch for
+// its paths and which events count. It is only used by Run's goroutine.
+type watchRules struct {
+	paths []string
+	// files are the watched paths, every symlink their chains pass
+	// through, and the files they end at, each also under its directory's
+	// real name (events are named after the watched directory).
+	files map[string]bool
+	// dirs are the directories to watch, by their real names, so no
+	// directory is watched twice under two names.
+	dirs map[string]bool
+}
+
+func newWatchRules(paths []string) *watchRules {
+	r := &watchRules{}
+	for _, p := range paths {
+		r.paths = append(r.paths, filepath.Clean(p))
+	}
+	r.resolve()
+	return r
+}
+
+// maxLinks bounds a symlink chain, as the kernel does (ELOOP after 40).
+const maxLinks = 40
+
+// resolve recomputes files and dirs from the paths as they resolve through
+// symlinks now. It follows each path's chain of symlinks link by link, so
+// that swapping any link of the chain (ln -sfn on a "current" link beside
+// the versions) is seen in the link's own directory, and adds where the
+// whole path resolves to, which also covers symlinked directories on the
+// way (Kubernetes' "..data"). A path that does not resolve (missing, a
+// dangling link) is still watched through its own directory.
+func (r *watchRules) resolve() {
+	r.files, r.dirs = map[string]bool{}, map[string]bool{}
+	add := func(p string) {
+		r.files[p] = true
+		dir := filepath.Dir(p)
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = filepath.Clean(real)
+		}
+		r.files[filepath.Join(dir, filepath.Base(p))] = true
+		r.dirs[dir] = true
+	}
+	for _, p := range r.paths {
+		add(p)
+		cur := p
+		for range maxLinks {
+			fi, err := os.Lstat(cur)
+			if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+				break
+			}
+			target, err := os.Readlink(cur)
+			if err != nil {
+				break
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(cur), target)
+			}
+			cur = filepath.Clean(target)
+			add(cur)
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			add(filepath.Clean(real))
+		}
+	}
+}
+
+// classify reports whether ev counts, and whether it is a write to a
+// watched file or a file appearing at a watched path (see Watcher).
+func (r *watchRules) classify(ev fsnotify.Event) (written, replaced, counts bool) {
+	name := filepath.Clean(ev.Name)
+	file := r.files[name]
+	k8s := strings.HasPrefix(filepath.Base(name), "..")
+	counts = file || k8s || r.dirs[name]
+	written = file && ev.Has(fsnotify.Write)
+	replaced = (file || k8s) && ev.Has(fsnotify.Create)
+	return written, replaced, counts
+}
+
+// place resolves the paths again and makes fw watch exactly the wanted
+// directories. It compares with fw.WatchList rather than its own record,
+// because the kernel drops the watch of a directory that is removed (an
+// old Kubernetes version directory, a directory made again). A directory
+// that cannot be watched is logged the first time it fails in a row.
+func (r *watchRules) place(fw *fsnotify.Watcher, log *zap.Logger, failed map[string]bool) {
+	r.resolve()
+	have := map[string]bool{}
+	for _, d := range fw.WatchList() {
+		d = filepath.Clean(d)
+		if r.dirs[d] {
+			have[d] = true
+		} else {
+			_ = fw.Remove(d) // it may be gone already
+		}
+	}
+	for d := range r.dirs {
+		if have[d] {
+			continue
+		}
+		if err := fw.Add(d); err != nil {
+			if !failed[d] {
+				log.Warn("cannot watch directory", zap.String("dir", d), zap.Error(err))
+			}
+			failed[d] = true
+			continue
+		}
+		delete(failed, d)
+	}
+	for d := range failed {
+		if !r.dirs[d] {
+			delete(failed, d)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -31,7 +32,7 @@ type result struct {
 	// msg is the response; nil means send nothing (QR=1 queries).
 	msg *mdns.Msg
 	// zone answered the query; nil for REFUSED and header-level errors.
-	zone *routing.Zone
+	zone *zone.Zone
 	// xfr is set for a permitted AXFR or IXFR over TCP: msg is the header
 	// template and the transport streams the zone.
 	xfr bool
@@ -136,7 +137,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 		return res
 	}
 	lower := strings.ToLower(q.Name)
-	z := routing.FindZone(t.Zones, lower)
+	z := zone.Find(t.Zones, lower)
 	if z == nil {
 		m.Rcode = mdns.RcodeRefused // out of zone: no recursion, no AA
 		if tr := c.tr; tr != nil {
@@ -222,7 +223,7 @@ func requestOPT(req *mdns.Msg) (opt *mdns.OPT, ok bool) {
 }
 
 // transferAllowed reports whether addr may transfer z.
-func transferAllowed(z *routing.Zone, addr netip.Addr) bool {
+func transferAllowed(z *zone.Zone, addr netip.Addr) bool {
 	for _, p := range z.TransferAllow {
 		if p.Contains(addr) {
 			return true
@@ -234,7 +235,7 @@ func transferAllowed(z *routing.Zone, addr netip.Addr) bool {
 // resolver walks one zone for one query, appending to m.
 type resolver struct {
 	t     *routing.Table
-	z     *routing.Zone
+	z     *zone.Zone
 	m     *mdns.Msg
 	c     client
 	ecs   ecsInfo
@@ -304,7 +305,7 @@ func (r *resolver) resolve(name, owner string) {
 
 // follow reports whether a CNAME target is in the zone being answered.
 func (r *resolver) follow(target string) bool {
-	if routing.FindZone(r.t.Zones, target) != r.z {
+	if zone.Find(r.t.Zones, target) != r.z {
 		if tr := r.c.tr; tr != nil {
 			tr.note("CNAME target %s is outside zone %s: the resolver follows it", target, r.z.Name)
 		}
@@ -315,7 +316,7 @@ func (r *resolver) follow(target string) bool {
 
 // data appends n's records of the query type. next is a CNAME target to
 // follow (a steered record's fallback can be a CNAME).
-func (r *resolver) data(n *routing.Node, owner string) (answered bool, next string) {
+func (r *resolver) data(n *zone.Node, owner string) (answered bool, next string) {
 	if r.qtype == mdns.TypeSOA {
 		if n.Name != r.z.Name {
 			return false, ""
@@ -335,7 +336,7 @@ func (r *resolver) data(n *routing.Node, owner string) (answered bool, next stri
 
 // any answers qtype ANY with one RRset (RFC 8482): the CNAME, else the
 // first steered record, else the first static set.
-func (r *resolver) any(n *routing.Node, owner string) {
+func (r *resolver) any(n *zone.Node, owner string) {
 	if n.CNAMETarget != "" {
 		r.appendOwned(n.Set(mdns.TypeCNAME), owner, n.Name)
 		return
@@ -361,7 +362,7 @@ func (r *resolver) negative(rcode int) {
 
 // referral answers a name at or below a delegation point: not
 // authoritative, the cut's NS set in authority, glue in additional.
-func (r *resolver) referral(cut *routing.Node) {
+func (r *resolver) referral(cut *zone.Node) {
 	if tr := r.c.tr; tr != nil {
 		tr.note("%s is delegated: referral", cut.Name)
 	}
@@ -397,8 +398,8 @@ func (r *resolver) appendOwned1(rr mdns.RR, owner, name string) {
 
 // findCut returns the highest delegation point at or above name, below
 // the apex, or nil.
-func findCut(z *routing.Zone, name string) *routing.Node {
-	var cut *routing.Node
+func findCut(z *zone.Zone, name string) *zone.Node {
+	var cut *zone.Node
 	stop := len(name) - len(z.Name)
 	for off := 0; off < stop; {
 		if n := z.Nodes[name[off:]]; n != nil && n.Cut {
@@ -414,7 +415,7 @@ func findCut(z *routing.Zone, name string) *routing.Node {
 
 // findWildcard returns the wildcard that synthesises name, which does not
 // exist: the "*" child of name's closest encloser, if it has one (RFC 4592).
-func findWildcard(z *routing.Zone, name string) *routing.Node {
+func findWildcard(z *zone.Zone, name string) *zone.Node {
 	stop := len(name) - len(z.Name)
 	for off, end := mdns.NextLabel(name, 0); !end && off <= stop; off, end = mdns.NextLabel(name, off) {
 		s := name[off:]

@@ -2,8 +2,9 @@
 // SO_REUSEPORT sockets, each read by a few long-lived workers that batch
 // datagrams (recvmmsg/sendmmsg) and decode and encode them with miekg/dns;
 // TCP on miekg/dns's server; a thin ServeDNS adapter; and a pure answer
-// function that computes every response from the live *routing.Table:
-// static records, steered records answered from the available endpoints of
+// function that computes every response from the live *routing.Table and
+// the zones it holds (compiled by the child package zone, the only other
+// importer of miekg/dns besides the health DNS probe): static records, steered records answered from the available endpoints of
 // the pool the service's policy picks for the client (by source address or
 // EDNS Client Subnet), wildcards, delegations, CNAME chains, negative
 // answers, EDNS and ECS handling, zone transfers (AXFR to allowed networks

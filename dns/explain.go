@@ -11,6 +11,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -78,7 +79,7 @@ type ExplainPool struct {
 	Used        bool     `json:"used"`
 }
 
-func (p *ExplainPool) fill(ts []routing.Target) {
+func (p *ExplainPool) fill(ts []zone.Target) {
 	p.Available, p.Unavailable = []string{}, []string{}
 	for i := range ts {
 		for _, e := range ts[i].Endpoints {
@@ -106,17 +107,17 @@ func (tr *trace) note(format string, args ...any) {
 	tr.notes = append(tr.notes, fmt.Sprintf(format, args...))
 }
 
-func (tr *trace) steered(s *routing.Steered, region string, pools []*routing.Pool) *ExplainSteered {
+func (tr *trace) steered(s *zone.Steered, svc *routing.Service, region string, pools []*routing.Pool) *ExplainSteered {
 	ex := &ExplainSteered{
 		Name:    s.Name,
 		Type:    mdns.TypeToString[s.Type],
-		Service: s.Service.Name,
-		Policy:  s.Service.Policy,
+		Service: svc.Name,
+		Policy:  string(svc.Policy),
 		Region:  region,
 	}
 	for _, p := range pools {
 		ep := ExplainPool{Name: p.Name, Region: p.Region, FailOpen: p.FailOpen}
-		ep.fill(s.Targets[p])
+		ep.fill(s.Targets[p.Name])
 		ex.Pools = append(ex.Pools, ep)
 	}
 	tr.steers = append(tr.steers, ex)

@@ -8,6 +8,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"go.uber.org/zap"
 
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/routing"
 )
 
@@ -130,11 +131,11 @@ func nextSerial(prev, now uint32) uint32 {
 // digest hashes a zone's answer set: its static content (which includes
 // every steered record's endpoints) and which of those endpoints are
 // available now.
-func digest(z *routing.Zone) uint64 {
+func digest(z *zone.Zone) uint64 {
 	const prime = 1099511628211
 	h := z.StaticDigest
 	for _, st := range z.Steered {
-		for _, p := range st.Service.Pools {
+		for _, p := range st.Pools {
 			for i := range st.Targets[p] {
 				b := uint64(2)
 				if st.Targets[p][i].Available() {

@@ -5,7 +5,8 @@ import (
 
 	mdns "github.com/miekg/dns"
 
-	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/zone"
 )
 
 // steer answers a steered record: the available endpoints of the first pool
@@ -18,8 +19,11 @@ import (
 // overrides health verdicts, not the operator; a pool with nothing else is
 // skipped); nodata answers NODATA; fallback answers the fallback records
 // (next is their CNAME target, to follow).
-func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next string) {
-	svc := s.Service
+func (r *resolver) steer(s *zone.Steered, owner string) (answered bool, next string) {
+	svc := r.t.Services[s.Service]
+	if svc == nil {
+		return false, "" // the zone compiler resolved it against this table
+	}
 	region := ""
 	if svc.LocationDependent() {
 		r.locate()
@@ -29,12 +33,12 @@ func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next 
 	tr := r.c.tr
 	var ex *ExplainSteered
 	if tr != nil {
-		ex = tr.steered(s, region, pools)
+		ex = tr.steered(s, svc, region, pools)
 	}
 
 	var buf [16]int
 	for i, p := range pools {
-		ts := s.Targets[p]
+		ts := s.Targets[p.Name]
 		idx := buf[:0]
 		for j := range ts {
 			if ts[j].Available() {
@@ -53,12 +57,12 @@ func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next 
 	}
 
 	switch s.OnAllDown {
-	case "nodata":
+	case config.RecordNoData:
 		if ex != nil {
 			ex.Outcome = "nodata: no endpoint available in any pool"
 		}
 		return false, ""
-	case "fallback":
+	case config.RecordFallback:
 		r.appendOwned(s.Fallback, owner, s.Name)
 		if ex != nil {
 			ex.Outcome, ex.TTL = "fallback: no endpoint available in any pool", s.DegradedTTL
@@ -66,7 +70,7 @@ func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next 
 		return true, s.FallbackTarget
 	}
 	for i, p := range pools {
-		ts := s.Targets[p]
+		ts := s.Targets[p.Name]
 		if len(ts) == 0 || !p.FailOpen {
 			continue
 		}
@@ -96,7 +100,7 @@ func (r *resolver) steer(s *routing.Steered, owner string) (answered bool, next 
 // when the endpoints weigh the same, else from one drawn by weight, then
 // onwards in order, so every eligible endpoint gets its share of first
 // places.
-func (r *resolver) pick(s *routing.Steered, ts []routing.Target, idx []int, owner string, degraded bool) {
+func (r *resolver) pick(s *zone.Steered, ts []zone.Target, idx []int, owner string, degraded bool) {
 	n := len(idx)
 	start := 0
 	if n > 1 {

@@ -6,6 +6,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"go.uber.org/zap"
 
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/routing"
 )
 
@@ -50,7 +51,7 @@ func (s *Server) transfer(w msgWriter, t *routing.Table, res result, c client) {
 // zoneRecords lists the zone as a secondary should hold it: SOA first and
 // last, static records, and steered records as answered right now to a
 // client of the default region (a secondary cannot steer).
-func zoneRecords(t *routing.Table, z *routing.Zone) []mdns.RR {
+func zoneRecords(t *routing.Table, z *zone.Zone) []mdns.RR {
 	soa := z.SOA()
 	out := []mdns.RR{soa}
 	names := make([]string, 0, len(z.Nodes))

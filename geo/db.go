@@ -12,11 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	maxminddb "github.com/oschwald/maxminddb-golang/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/internal/promutil"
 )
 
@@ -289,112 +289,34 @@ func (d *DB) Status() DBStatus {
 }
 
 // Run follows the file until ctx is done or Close is called, and returns
-// nil then. It watches the file's directory (and the directory of its
-// symlink target) with fsnotify, so in-place writes, a new file renamed
-// over the old one and symlink swaps (Kubernetes ConfigMaps) all reload;
-// it also polls every 30 s as a safety net. Run may be called once.
+// nil then. It watches the file with config.Watcher (the file's directory
+// and its symlink target's, so in-place writes, a new file renamed over the
+// old one and symlink swaps such as Kubernetes ConfigMaps all reload) and
+// also polls every 30 s as a safety net. An event reads the file again; the
+// poll, and the look once the watch is in place, only stat it, so an
+// unchanged database of a hundred megabytes is not re-read and hashed for
+// nothing. Run may be called once.
 func (d *DB) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("geo.mmdb %q: Run called twice", d.path)
 	}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		d.log.Warn("cannot watch the geo database; polling only", zap.Error(err), zap.Duration("every", pollEvery))
-	} else {
-		defer w.Close()
-		events, errs = w.Events, w.Errors
-	}
-	rewatch := func() {
-		if w == nil {
-			return
-		}
-		want := d.watchDirs()
-		// WatchList, not our own bookkeeping: the kernel drops the watch
-		// of a directory that is deleted (an old ConfigMap version).
-		watched := map[string]bool{}
-		for _, dir := range w.WatchList() {
-			if want[dir] {
-				watched[dir] = true
-			} else {
-				_ = w.Remove(dir) // the directory may be gone already
-			}
-		}
-		for dir := range want {
-			if watched[dir] {
-				continue
-			}
-			if err := w.Add(dir); err != nil {
-				d.log.Warn("cannot watch directory of the geo database", zap.String("dir", dir), zap.Error(err))
-			}
-		}
-	}
-	rewatch()
-	// The file may have changed between OpenDB and the watch.
-	_, _ = d.reload(false)
-
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	defer settle.Stop()
-	poll := time.NewTicker(pollEvery)
-	defer poll.Stop()
-	for {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
 		select {
-		case <-ctx.Done():
-			return nil
 		case <-d.done:
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if d.relevant(ev) {
-				settle.Reset(reloadDelay)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			// Usually a queue overflow: events were lost, so look.
-			d.log.Warn("geo database watch error", zap.Error(err))
-			settle.Reset(reloadDelay)
-		case <-settle.C:
-			_, _ = d.reload(true)
-			rewatch()
-		case <-poll.C:
-			_, _ = d.reload(false)
-			rewatch()
+			cancel()
+		case <-ctx.Done():
 		}
+	}()
+	w := &config.Watcher{
+		Paths:    []string{d.path},
+		Debounce: reloadDelay,
+		Poll:     pollEvery,
+		Logger:   d.log,
+		Polled:   func() { _, _ = d.reload(false) },
 	}
-}
-
-// watchDirs lists the directories whose events can mean the file changed:
-// the one holding the path, and the one holding what it resolves to.
-func (d *DB) watchDirs() map[string]bool {
-	dirs := map[string]bool{filepath.Dir(d.path): true}
-	if target, err := filepath.EvalSymlinks(d.path); err == nil {
-		dirs[filepath.Dir(target)] = true
-	}
-	return dirs
-}
-
-// relevant reports whether ev may have changed the file: any event on the
-// path or its resolved target, and any create, rename or remove in the
-// watched directories (a symlink swap renames a name other than ours).
-// Writes to unrelated files are ignored.
-func (d *DB) relevant(ev fsnotify.Event) bool {
-	if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
-		return true
-	}
-	name := filepath.Clean(ev.Name)
-	if name == d.path {
-		return true
-	}
-	target, err := filepath.EvalSymlinks(d.path)
-	return err == nil && name == target
+	return w.Run(ctx, func() { _, _ = d.reload(true) })
 }
 
 // Close stops Run. Lookups through Locators that still hold d keep

@@ -27,11 +27,13 @@
 //
 // A DB is the database file. OpenDB reads it into memory (not mmap, so an
 // in-place rewrite cannot corrupt lookups in flight) and verifies it; Run
-// follows the file with fsnotify on its directory and on its symlink
-// target's directory (in-place write, rename over, ConfigMap-style symlink
-// swap), debounced, plus a 30 s poll. A bad, partial or missing file is
-// logged, counted in meridian_geo_db_reloads_total{result="error"} and the
-// previous database keeps serving. Decoded records are cached per database
+// follows the file with config.Watcher, the file watcher shared with the
+// config, state and certificate files (its directory and its symlink
+// target's directory: in-place write, rename over, ConfigMap-style symlink
+// swap), debounced, plus a 30 s poll that only stats the file. A bad,
+// partial or missing file is logged, counted in
+// meridian_geo_db_reloads_total{result="error"} and the previous database
+// keeps serving. Decoded records are cached per database
 // version by record offset.
 //
 // geotest builds small databases for tests in any package.

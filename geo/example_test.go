@@ -35,5 +35,5 @@ func ExampleLocator_Lookup() {
 	// 10.99.0.1        eu /10 (ECS scope 10) from nets
 	// ::ffff:10.20.1.1 us /16 (ECS scope 112) from nets
 	// 192.168.1.1      eu /16 (ECS scope 16) from default
-	// geo.nets["10.0.0.0/33"]: netip.ParsePrefix("10.0.0.0/33"): prefix length out of range
+	// geo.nets.10.0.0.0/33: netip.ParsePrefix("10.0.0.0/33"): prefix length out of range
 }

@@ -89,8 +89,9 @@ func code2(s string) int {
 
 // NewLocator compiles cfg into a Locator. db may be nil (no geo.mmdb, or the
 // caller chose to go without it); the Locator then uses nets and the default
-// region only. Every problem is reported, each naming its key, e.g.
-// `geo.nets["10.0.0.0/33"]: ...`.
+// region only. Every problem is reported as a config.Problem at its key's
+// path (geo.nets.10.0.0.0/33, geo.regions.eu.countries[1]), so that the
+// caller can give it its line (config.Config.Locate); they come joined.
 func NewLocator(cfg config.Geo, db *DB) (*Locator, error) {
 	l := &Locator{def: cfg.DefaultRegion, db: db}
 	var errs []error
@@ -104,17 +105,17 @@ func NewLocator(cfg config.Geo, db *DB) (*Locator, error) {
 		region := cfg.Nets[key]
 		p, err := parseNet(key)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("geo.nets[%q]: %w", key, err))
+			errs = append(errs, netProblem(key, err.Error()))
 			continue
 		}
 		if region == "" {
-			errs = append(errs, fmt.Errorf("geo.nets[%q]: empty region", key))
+			errs = append(errs, netProblem(key, "empty region"))
 			continue
 		}
 		if prev, ok := byPrefix[p]; ok {
 			if prev.region != region {
-				errs = append(errs, fmt.Errorf("geo.nets[%q]: same network %s as geo.nets[%q], which says region %q, not %q",
-					key, p, prev.key, prev.region, region))
+				errs = append(errs, netProblem(key, fmt.Sprintf("same network %s as geo.nets[%q], which says region %q, not %q",
+					p, prev.key, prev.region, region)))
 			}
 			continue
 		}
@@ -148,20 +149,20 @@ func NewLocator(cfg config.Geo, db *DB) (*Locator, error) {
 	l.regions = slices.Sorted(maps.Keys(cfg.Regions))
 	for ri, name := range l.regions {
 		r := cfg.Regions[name]
-		path := fmt.Sprintf("geo.regions[%q]", name)
+		path := "geo.regions." + name
 		if name == "" {
-			errs = append(errs, fmt.Errorf("%s: empty region name", path))
+			errs = append(errs, config.Problem{Path: "geo.regions", Msg: "empty region name"})
 			continue
 		}
 		for i, c := range r.Countries {
 			up := strings.ToUpper(strings.TrimSpace(c))
 			k := code2(up)
 			if k < 0 {
-				errs = append(errs, fmt.Errorf("%s.countries[%d]: %q is not an ISO 3166-1 alpha-2 code", path, i, c))
+				errs = append(errs, config.Problem{Path: fmt.Sprintf("%s.countries[%d]", path, i), Msg: fmt.Sprintf("%q is not an ISO 3166-1 alpha-2 code", c)})
 				continue
 			}
 			if prev := l.country[k]; prev >= 0 && int(prev) != ri {
-				errs = append(errs, fmt.Errorf("%s.countries[%d]: country %s is already in region %q", path, i, up, l.regions[prev]))
+				errs = append(errs, config.Problem{Path: fmt.Sprintf("%s.countries[%d]", path, i), Msg: fmt.Sprintf("country %s is already in region %q", up, l.regions[prev])})
 				continue
 			}
 			l.country[k] = int16(ri)
@@ -169,12 +170,12 @@ func NewLocator(cfg config.Geo, db *DB) (*Locator, error) {
 		for i, c := range r.Continents {
 			up := strings.ToUpper(strings.TrimSpace(c))
 			if !slices.Contains(continents, up) {
-				errs = append(errs, fmt.Errorf("%s.continents[%d]: %q is not a continent code (one of %s)", path, i, c, strings.Join(continents, " ")))
+				errs = append(errs, config.Problem{Path: fmt.Sprintf("%s.continents[%d]", path, i), Msg: fmt.Sprintf("%q is not a continent code (one of %s)", c, strings.Join(continents, " "))})
 				continue
 			}
 			k := code2(up)
 			if prev := l.continent[k]; prev >= 0 && int(prev) != ri {
-				errs = append(errs, fmt.Errorf("%s.continents[%d]: continent %s is already in region %q", path, i, up, l.regions[prev]))
+				errs = append(errs, config.Problem{Path: fmt.Sprintf("%s.continents[%d]", path, i), Msg: fmt.Sprintf("continent %s is already in region %q", up, l.regions[prev])})
 				continue
 			}
 			l.continent[k] = int16(ri)
@@ -184,6 +185,11 @@ func NewLocator(cfg config.Geo, db *DB) (*Locator, error) {
 		return nil, errors.Join(errs...)
 	}
 	return l, nil
+}
+
+// netProblem is a problem with the geo.nets entry key.
+func netProblem(key, msg string) config.Problem {
+	return config.Problem{Path: "geo.nets." + key, Msg: msg}
 }
 
 // parseNet parses a geo.nets key: a CIDR, or a bare address meaning a host

@@ -247,29 +247,29 @@ func TestNewLocatorErrors(t *testing.T) {
 		want []string // substrings of the error, one per problem
 	}{
 		{"prefix length", config.Geo{Nets: map[string]string{"10.0.0.0/33": "eu"}},
-			[]string{`geo.nets["10.0.0.0/33"]: `}},
+			[]string{`geo.nets.10.0.0.0/33: `}},
 		{"not a network", config.Geo{Nets: map[string]string{"banana": "eu"}},
-			[]string{`geo.nets["banana"]: `}},
+			[]string{`geo.nets.banana: `}},
 		{"zone", config.Geo{Nets: map[string]string{"fe80::1%eth0": "eu"}},
-			[]string{`geo.nets["fe80::1%eth0"]: zoned`}},
+			[]string{`geo.nets.fe80::1%eth0: zoned`}},
 		{"empty region", config.Geo{Nets: map[string]string{"10.0.0.0/8": ""}},
-			[]string{`geo.nets["10.0.0.0/8"]: empty region`}},
+			[]string{`geo.nets.10.0.0.0/8: empty region`}},
 		{"conflicting duplicate", config.Geo{Nets: map[string]string{"10.0.0.0/8": "a", "10.9.9.9/8": "b"}},
-			[]string{`geo.nets["10.9.9.9/8"]: same network 10.0.0.0/8 as geo.nets["10.0.0.0/8"]`}},
+			[]string{`geo.nets.10.9.9.9/8: same network 10.0.0.0/8 as geo.nets["10.0.0.0/8"]`}},
 		{"bad country", config.Geo{Regions: map[string]config.Region{"us": {Countries: []string{"US", "USA"}}}},
-			[]string{`geo.regions["us"].countries[1]: "USA" is not an ISO 3166-1 alpha-2 code`}},
+			[]string{`geo.regions.us.countries[1]: "USA" is not an ISO 3166-1 alpha-2 code`}},
 		{"bad continent", config.Geo{Regions: map[string]config.Region{"eu": {Continents: []string{"EUR"}}}},
-			[]string{`geo.regions["eu"].continents[0]: "EUR" is not a continent code`}},
+			[]string{`geo.regions.eu.continents[0]: "EUR" is not a continent code`}},
 		{"country twice", config.Geo{Regions: map[string]config.Region{
 			"a": {Countries: []string{"JP"}}, "b": {Countries: []string{"jp"}}}},
-			[]string{`geo.regions["b"].countries[0]: country JP is already in region "a"`}},
+			[]string{`geo.regions.b.countries[0]: country JP is already in region "a"`}},
 		{"continent twice", config.Geo{Regions: map[string]config.Region{
 			"a": {Continents: []string{"EU"}}, "b": {Continents: []string{"AF", "EU"}}}},
-			[]string{`geo.regions["b"].continents[1]: continent EU is already in region "a"`}},
+			[]string{`geo.regions.b.continents[1]: continent EU is already in region "a"`}},
 		{"every problem", config.Geo{
 			Nets:    map[string]string{"1.2.3.4/40": "a", "::/129": "b"},
 			Regions: map[string]config.Region{"x": {Countries: []string{"1"}}}},
-			[]string{`geo.nets["1.2.3.4/40"]`, `geo.nets["::/129"]`, `geo.regions["x"].countries[0]`}},
+			[]string{`geo.nets.1.2.3.4/40`, `geo.nets.::/129`, `geo.regions.x.countries[0]`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, err := NewLocator(tc.cfg, nil)

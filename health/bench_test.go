@@ -20,9 +20,11 @@ import (
 func benchMember(b *testing.B) *health.Member {
 	b.Helper()
 	e := health.New(health.Options{Registerer: prometheus.NewRegistry()})
+	o := &config.Outlier{ConsecutiveFailures: 5, Ejection: config.Duration(time.Second), MaxEjectedPercent: 50}
+	o.SetDefaults()
 	e.Sync([]health.PoolSpec{{
 		Name:      "web",
-		Outlier:   &config.Outlier{ConsecutiveFailures: 5, Ejection: config.Duration(time.Second), MaxEjectedPercent: 50},
+		Outlier:   o,
 		Endpoints: []string{"10.0.0.1:80", "10.0.0.2:80"},
 	}})
 	return e.Member("web", "10.0.0.1:80")

@@ -62,8 +62,9 @@
 // Engine.Override sets drain, down or enable on one member. The optional
 // state file holds lines "pool/address drain|down|enable" ("pool/*" for a
 // whole pool; a member's own line wins; "#" starts a comment; bad lines are
-// logged, counted and skipped). Its directory is watched with fsnotify (and
-// polled every 30s as a safety net) and changes apply edge-triggered: a
+// logged, counted and skipped). It is followed with config.Watcher, the
+// file watcher shared with the config, GeoIP and certificate files (and
+// polled every 30s as a safety net), and changes apply edge-triggered: a
 // member whose line changed gets the new action, a member whose line went
 // away loses the override only if the file had set it, so an API override
 // is never undone by an unrelated edit. File overrides also apply to members

@@ -343,7 +343,7 @@ func (e *Engine) Sync(pools []PoolSpec) {
 		var print string
 		var check *config.Check
 		if ps.CheckName != "" && ps.Check != nil {
-			print = fingerprint(ps.CheckName, ps.Check, ps.TLS)
+			print = fingerprint(ps.CheckName, ps.Check, ps.TLS, ps.TLSFingerprint)
 			c := *ps.Check // the target outlives this config; it only reads the copy
 			check = &c
 		}
@@ -362,7 +362,7 @@ func (e *Engine) Sync(pools []PoolSpec) {
 				}
 				if t == nil {
 					t = e.newTargetLocked(key, Target{
-						Address: addr, CheckName: ps.CheckName, Check: check, TLS: ps.TLS,
+						Address: addr, CheckName: ps.CheckName, Check: check, TLS: ps.TLS, ClientTLS: ps.ClientTLS,
 						cache: &probeCache{},
 					}, now)
 					if m := p.members[addr]; m != nil && m.target != nil {
@@ -586,8 +586,7 @@ func (m *Member) statusLocked() Status {
 		Transitions:         m.transitions(),
 	}
 	if oc := m.pool.outlier.Load(); oc != nil {
-		base, _ := ejectionBounds(oc)
-		s.EjectionLevel = m.levelAt(time.Now(), base)
+		s.EjectionLevel = m.levelAt(time.Now(), oc.Ejection.D())
 	}
 	if m.target != nil {
 		s.Check = m.target.spec.CheckName

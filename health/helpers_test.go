@@ -30,13 +30,12 @@ func tcpCheck(interval time.Duration, rise, fall int, initial string) *config.Ch
 
 // rig is an engine with a fake prober, running until stop is called.
 type rig struct {
-	e        *health.Engine
-	p        *healthtest.Prober
-	reg      *prometheus.Registry
-	changes  chan struct{}
-	stop     func()
-	stopped  bool
-	cancelFn context.CancelFunc
+	e       *health.Engine
+	p       *healthtest.Prober
+	reg     *prometheus.Registry
+	changes chan struct{}
+	stop    func()
+	stopped bool
 }
 
 // newRig starts an engine. Inside a synctest bubble it must be called from

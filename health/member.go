@@ -111,16 +111,9 @@ func (m *Member) failure(o Outcome, oc *config.Outlier) {
 		return // late results of requests sent before the ejection
 	}
 	n := m.fails.Add(1)
-	if int(n) >= threshold(oc) {
+	if int(n) >= oc.ConsecutiveFailures {
 		m.tryEject(o, oc, n)
 	}
-}
-
-func threshold(oc *config.Outlier) int {
-	if oc.ConsecutiveFailures > 0 {
-		return oc.ConsecutiveFailures
-	}
-	return config.DefaultOutlierFailures
 }
 
 // maxEjectable is how many of n members may be ejected at once under pct:
@@ -136,19 +129,6 @@ func maxEjectable(n, pct int) int {
 		return n
 	}
 	return max(1, n*pct/100)
-}
-
-// ejectionBounds are the base and maximum ejection times, defaulted.
-func ejectionBounds(oc *config.Outlier) (base, maxD time.Duration) {
-	base = oc.Ejection.D()
-	if base <= 0 {
-		base = config.DefaultOutlierEjection
-	}
-	maxD = oc.MaxEjection.D()
-	if maxD <= 0 {
-		maxD = config.DefaultOutlierMaxEjection
-	}
-	return base, max(maxD, base)
 }
 
 // levelAt is the member's doubling level at now: it decays by one for every
@@ -179,20 +159,16 @@ func (m *Member) tryEject(o Outcome, oc *config.Outlier, n int32) {
 	p.mu.Lock()
 	// removed is written under p.mu too, so it can be read here; a stale
 	// member (its pool left the table) is never ejected.
-	if m.removed || m.ejected.Load() || int(m.fails.Load()) < threshold(oc) {
+	if m.removed || m.ejected.Load() || int(m.fails.Load()) < oc.ConsecutiveFailures {
 		p.mu.Unlock()
 		return
 	}
-	pct := oc.MaxEjectedPercent
-	if pct == 0 {
-		pct = config.DefaultOutlierMaxEjectPct
-	}
-	if limit := maxEjectable(len(p.members), pct); p.ejected >= limit {
+	if limit := maxEjectable(len(p.members), oc.MaxEjectedPercent); p.ejected >= limit {
 		ejected := p.ejected
 		p.mu.Unlock()
 		// Keep the failure count: the next failure tries again, and
 		// succeeds once another member has come back.
-		if int(n) == threshold(oc) {
+		if int(n) == oc.ConsecutiveFailures {
 			m.e.log.Warn("outlier ejection skipped: max ejected percent reached",
 				zap.String("pool", p.name), zap.String("endpoint", m.address),
 				zap.Int("ejected", ejected), zap.Int("max_ejected", limit))
@@ -200,7 +176,8 @@ func (m *Member) tryEject(o Outcome, oc *config.Outlier, n int32) {
 		return
 	}
 	m.mu.Lock()
-	base, maxD := ejectionBounds(oc)
+	// config.SetDefaults and validation make 0 < ejection <= max_ejection.
+	base, maxD := oc.Ejection.D(), oc.MaxEjection.D()
 	level := m.levelAt(now, base)
 	d := ejectionTime(base, maxD, level)
 	m.ejectLevel = min(level+1, maxEjectionLevel)

@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,11 +24,7 @@ const (
 	// maxProbeBody bounds what an HTTP probe reads of a response body, and
 	// what a TCP probe reads while looking for its Receive string.
 	maxProbeBody = 64 << 10
-	// tlsReload is how long an https target keeps its loaded CA and client
-	// certificate before reading the files again, so rotated certificates
-	// are picked up without a reload.
-	tlsReload = time.Minute
-	userAgent = "meridian-health/1"
+	userAgent    = "meridian-health/1"
 )
 
 // NetProber is the real Prober: HTTP and HTTPS requests, TCP connects with an
@@ -61,11 +56,11 @@ func (p *NetProber) Probe(ctx context.Context, t Target) error {
 }
 
 // probeCache is per-target state the NetProber reuses between probes: the
-// https client, rebuilt every tlsReload so certificate files can rotate.
+// https client. A target's TLS never changes (a rotated file makes a new
+// target), so the client is built once.
 type probeCache struct {
 	mu     sync.Mutex
 	client *http.Client
-	built  time.Time
 }
 
 func newTransport(tc *tls.Config) *http.Transport {
@@ -98,49 +93,34 @@ func (p *NetProber) client(t Target) (*http.Client, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.client != nil && time.Since(c.built) < tlsReload {
+	if c.client != nil {
 		return c.client, nil
 	}
 	cl, err := tlsClient(t)
 	if err != nil {
 		return nil, err
 	}
-	c.client, c.built = cl, time.Now()
+	c.client = cl
 	return cl, nil
 }
 
-// tlsClient builds the https client for t from the check's and the pool's
-// TLS settings. The server name is the check's server_name, else the pool's,
+// tlsClient builds the https client for t from the check's settings and
+// the pool's compiled TLS (its files were read when the table was
+// compiled). The server name is the check's server_name, else the pool's,
 // else the check's Host header; skip-verify is set by either.
 func tlsClient(t Target) (*http.Client, error) {
 	c := t.Check
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	tc.ServerName = c.ServerName
-	tc.InsecureSkipVerify = c.SkipVerify
-	if u := t.TLS; u != nil {
-		tc.InsecureSkipVerify = tc.InsecureSkipVerify || u.InsecureSkipVerify
-		if tc.ServerName == "" {
-			tc.ServerName = u.ServerName
-		}
-		if u.CA != "" {
-			pem, err := os.ReadFile(u.CA)
-			if err != nil {
-				return nil, fmt.Errorf("reading CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA %s: no PEM certificates", u.CA)
-			}
-			tc.RootCAs = pool
-		}
-		if u.Cert != "" || u.Key != "" {
-			cert, err := tls.LoadX509KeyPair(u.Cert, u.Key)
-			if err != nil {
-				return nil, fmt.Errorf("loading client certificate: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
+	if t.ClientTLS != nil {
+		tc = t.ClientTLS.Clone()
+	} else if t.TLS != nil && (t.TLS.CA != "" || t.TLS.Cert != "" || t.TLS.Key != "") {
+		// Never probe with the system roots what the pool pins to a CA.
+		return nil, fmt.Errorf("pool TLS files not loaded")
 	}
+	if c.ServerName != "" {
+		tc.ServerName = c.ServerName
+	}
+	tc.InsecureSkipVerify = tc.InsecureSkipVerify || c.SkipVerify
 	if tc.ServerName == "" && c.Host != "" {
 		host := c.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -161,11 +141,8 @@ func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	method := c.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	url := c.Type + "://" + t.Address + path
+	method := c.Method // config.SetDefaults fills method and expect
+	url := string(c.Type) + "://" + t.Address + path
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return err
@@ -199,13 +176,7 @@ func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
 	return nil
 }
 
-// defaultExpect is what an HTTP check expects when it lists nothing.
-var defaultExpect = []config.StatusRange{{Lo: 200, Hi: 399}}
-
 func statusOK(code int, expect []config.StatusRange) bool {
-	if len(expect) == 0 {
-		expect = defaultExpect
-	}
 	for _, r := range expect {
 		if r.Contains(code) {
 			return true
@@ -215,9 +186,6 @@ func statusOK(code int, expect []config.StatusRange) bool {
 }
 
 func expectString(expect []config.StatusRange) string {
-	if len(expect) == 0 {
-		expect = defaultExpect
-	}
 	parts := make([]string, len(expect))
 	for i, r := range expect {
 		if r.Lo == r.Hi {
@@ -281,29 +249,73 @@ func truncate(b []byte, n int) []byte {
 	return b
 }
 
+// CheckConfig reports what only this package can check in cfg's checks: a
+// dns check's qtype and rcode are DNS names, which miekg/dns knows and the
+// config package does not import. routing.Compile runs it, so a check no
+// probe could send is a problem at its line, not a failure on every probe;
+// meridian validate also passes it to config.Parse, so these problems are
+// listed with the config's own. The result is nil or config.Problems, by
+// path (checks.NAME.qtype), joined.
+func CheckConfig(cfg *config.Config) error {
+	names := make([]string, 0, len(cfg.Checks))
+	for name := range cfg.Checks {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		errs = append(errs, checkProblems("checks."+name, cfg.Checks[name]))
+	}
+	return errors.Join(errs...)
+}
+
+// checkProblems is CheckConfig for the check at path.
+func checkProblems(path string, c *config.Check) error {
+	if c == nil || c.Type != config.CheckDNS {
+		return nil
+	}
+	var errs []error
+	if _, err := dnsQType(c); err != nil {
+		errs = append(errs, config.Problem{Path: path + ".qtype", Msg: err.Error()})
+	}
+	if _, err := dnsRcode(c); err != nil {
+		errs = append(errs, config.Problem{Path: path + ".rcode", Msg: err.Error()})
+	}
+	return errors.Join(errs...)
+}
+
+// dnsQType parses a dns check's query type (config.SetDefaults fills it).
+func dnsQType(c *config.Check) (uint16, error) {
+	qt, ok := mdns.StringToType[strings.ToUpper(c.QType)]
+	if !ok {
+		return 0, fmt.Errorf("unknown qtype %q", c.QType)
+	}
+	return qt, nil
+}
+
+// dnsRcode parses the rcode a dns check expects (config.SetDefaults fills
+// it).
+func dnsRcode(c *config.Check) (int, error) {
+	rc, ok := mdns.StringToRcode[strings.ToUpper(c.RCode)]
+	if !ok {
+		return 0, fmt.Errorf("unknown rcode %q", c.RCode)
+	}
+	return rc, nil
+}
+
 // probeDNS sends one non-recursive query over UDP and compares the rcode.
 func probeDNS(ctx context.Context, addr string, c *config.Check) error {
-	qtype := strings.ToUpper(c.QType)
-	if qtype == "" {
-		qtype = "A"
+	// config.SetDefaults fills qtype and rcode; validation requires qname.
+	qt, err := dnsQType(c)
+	if err != nil {
+		return err
 	}
-	qt, ok := mdns.StringToType[qtype]
-	if !ok {
-		return fmt.Errorf("unknown qtype %q", c.QType)
+	rc, err := dnsRcode(c)
+	if err != nil {
+		return err
 	}
-	rname := strings.ToUpper(c.RCode)
-	if rname == "" {
-		rname = "NOERROR"
-	}
-	rc, ok := mdns.StringToRcode[rname]
-	if !ok {
-		return fmt.Errorf("unknown rcode %q", c.RCode)
-	}
-	qname := c.QName
-	if qname == "" {
-		qname = "."
-	}
-	qname = mdns.Fqdn(qname)
+	qtype, rname := mdns.TypeToString[qt], mdns.RcodeToString[rc]
+	qname := mdns.Fqdn(c.QName)
 	m := new(mdns.Msg)
 	m.SetQuestion(qname, qt)
 	m.RecursionDesired = false

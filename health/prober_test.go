@@ -21,15 +21,27 @@ import (
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/internal/tlsfiles"
 )
 
-// probe runs one real probe with a short timeout.
+// probe runs one real probe with a short timeout. It fills c's defaults,
+// as config.Parse does.
 func probe(t *testing.T, addr string, c *config.Check, tlsCfg *config.UpstreamTLS) error {
 	t.Helper()
+	c.SetDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var p health.NetProber
-	return p.Probe(ctx, health.Target{Address: addr, CheckName: "c", Check: c, TLS: tlsCfg})
+	tgt := health.Target{Address: addr, CheckName: "c", Check: c, TLS: tlsCfg}
+	if tlsCfg != nil {
+		// What routing.Compile does for a table: the files are read there.
+		ut, errs := tlsfiles.LoadUpstream(tlsCfg)
+		if len(errs) > 0 {
+			return errs[0].Err
+		}
+		tgt.ClientTLS = ut.Config
+	}
+	return p.Probe(ctx, tgt)
 }
 
 // checkErr compares an error with a wanted substring ("" means no error).
@@ -112,6 +124,7 @@ func TestNetProberHTTPDoesNotReuseConnections(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	c := &config.Check{Type: "http", Path: "/"}
+	c.SetDefaults()
 	var p health.NetProber // one prober, as the engine uses it
 	for range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -169,7 +182,7 @@ func TestNetProberHTTPS(t *testing.T) {
 		{name: "unknown authority", wantErr: "certificate signed by unknown authority"},
 		{name: "check skip verify", check: config.Check{SkipVerify: true}},
 		{name: "pool skip verify", tls: &config.UpstreamTLS{InsecureSkipVerify: true}},
-		{name: "missing CA file", tls: &config.UpstreamTLS{CA: filepath.Join(dir, "nope.pem")}, wantErr: "reading CA"},
+		{name: "missing CA file", tls: &config.UpstreamTLS{CA: filepath.Join(dir, "nope.pem")}, wantErr: "no such file"},
 		{name: "mTLS", addr: mtlsAddr, tls: &config.UpstreamTLS{CA: ca.CAFile, ServerName: "mtls.example", Cert: clientCert, Key: clientKey}},
 		{name: "mTLS without client certificate", addr: mtlsAddr, tls: &config.UpstreamTLS{CA: ca.CAFile, ServerName: "mtls.example"}, wantErr: "certificate"},
 		{name: "server never answers", addr: hangServer(t), check: config.Check{SkipVerify: true}, wantErr: "context deadline exceeded"},
@@ -322,6 +335,7 @@ func TestEngineWithRealProbes(t *testing.T) {
 	t.Cleanup(r.stop)
 	c := &config.Check{Type: "http", Path: "/", Interval: config.Duration(20 * time.Millisecond),
 		Timeout: config.Duration(time.Second), Rise: 2, Fall: 2, Jitter: 0.2}
+	c.SetDefaults() // expect 200-399
 	r.e.Sync([]health.PoolSpec{{Name: "web", CheckName: "ready", Check: c, Endpoints: []string{addr, dead}}})
 	m := r.member(t, "web", addr)
 	waitFor(t, "the live server to be up", m.Available)

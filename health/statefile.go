@@ -10,20 +10,21 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
 )
 
 const (
 	// maxStateFile bounds what is read from the state file.
 	maxStateFile = 1 << 20
-	// stateFileSettle is how long the directory must be quiet before the
-	// file is re-read, so an editor's remove-then-write save is read once,
-	// whole, instead of briefly looking like an empty file.
+	// stateFileSettle is how long the file must be quiet (no event that
+	// concerns it) before it is re-read, so an editor's remove-then-write
+	// save is read once, whole, instead of briefly looking like an empty
+	// file.
 	stateFileSettle = 100 * time.Millisecond
 	// stateFilePoll re-reads the file even without events (NFS, a watch
 	// lost with its directory); a re-read of unchanged bytes is a no-op.
@@ -199,52 +200,18 @@ func (m *Member) clearFileOverride(now time.Time) bool {
 	return m.setOverride(ActionEnable, "file", now)
 }
 
-// watchStateFile re-reads the state file whenever its directory changes
-// (watching the directory, not the file, survives atomic renames and
-// Kubernetes ConfigMap symlink swaps), plus on a slow poll as a safety net.
+// watchStateFile re-reads the state file whenever it may have changed,
+// following it with config.Watcher (its directory, not the file, so atomic
+// renames and Kubernetes ConfigMap symlink swaps count, and writes to
+// other files beside it do not), plus a slow poll as a safety net. A
+// re-read of unchanged bytes is a no-op.
 func (e *Engine) watchStateFile(ctx context.Context) {
-	e.reloadStateFile()
-	poll := time.NewTicker(stateFilePoll)
-	defer poll.Stop()
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	dir := filepath.Dir(e.stateFile)
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		if err = w.Add(dir); err != nil {
-			w.Close()
-		}
+	w := &config.Watcher{
+		Paths:    []string{e.stateFile},
+		Debounce: stateFileSettle,
+		Poll:     stateFilePoll,
+		Logger:   e.log.With(zap.String("file", e.stateFile)),
 	}
-	if err != nil {
-		e.log.Warn("cannot watch the admin state file's directory; polling it",
-			zap.String("dir", dir), zap.Duration("every", stateFilePoll), zap.Error(err))
-	} else {
-		defer w.Close()
-		events, errs = w.Events, w.Errors
-	}
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	defer settle.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			settle.Reset(stateFileSettle)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			e.log.Warn("watching the admin state file", zap.Error(err))
-		case <-settle.C:
-			e.reloadStateFile()
-		case <-poll.C:
-			e.reloadStateFile()
-		}
-	}
+	// With Poll set, Run does not fail: it polls when it cannot watch.
+	_ = w.Run(ctx, e.reloadStateFile)
 }

@@ -57,14 +57,15 @@ type target struct {
 // fingerprint identifies a check's content (plus, for https, the TLS settings
 // the probe uses), so a changed definition under the same name is a new
 // target. encoding/json sorts map keys, so equal checks give equal prints.
-func fingerprint(name string, c *config.Check, tls *config.UpstreamTLS) string {
+func fingerprint(name string, c *config.Check, tls *config.UpstreamTLS, tlsPrint string) string {
 	v := struct {
-		Name  string
-		Check *config.Check
-		TLS   *config.UpstreamTLS `json:",omitempty"`
+		Name     string
+		Check    *config.Check
+		TLS      *config.UpstreamTLS `json:",omitempty"`
+		TLSFiles string              `json:",omitempty"`
 	}{Name: name, Check: c}
 	if c.Type == "https" {
-		v.TLS = tls
+		v.TLS, v.TLSFiles = tls, tlsPrint
 	}
 	b, err := json.Marshal(v)
 	if err != nil { // config.Check holds only strings, numbers, slices and maps
@@ -77,23 +78,11 @@ func fingerprint(name string, c *config.Check, tls *config.UpstreamTLS) string {
 func newTarget(key string, spec Target, now time.Time) *target {
 	c := spec.Check
 	t := &target{key: key, spec: spec}
-	t.interval = c.Interval.D()
-	if t.interval <= 0 {
-		t.interval = config.DefaultCheckInterval
-	}
-	t.timeout = c.Timeout.D()
-	if t.timeout <= 0 {
-		t.timeout = min(config.DefaultCheckTimeout, t.interval/2)
-	}
+	// config.SetDefaults (with validation) makes interval and timeout
+	// positive and rise and fall at least 1.
+	t.interval, t.timeout = c.Interval.D(), c.Timeout.D()
 	t.jitter = min(max(c.Jitter, 0), 1)
-	t.rise = c.Rise
-	if t.rise <= 0 {
-		t.rise = config.DefaultRise
-	}
-	t.fall = c.Fall
-	if t.fall <= 0 {
-		t.fall = config.DefaultFall
-	}
+	t.rise, t.fall = c.Rise, c.Fall
 	t.initialUp = c.Initial == "up"
 	t.view.Store(&targetView{state: StateUnknown, avail: t.initialUp,
 		reason: fmt.Sprintf("waiting for the first probe (initial %s)", initialWord(t.initialUp))})

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -19,17 +20,24 @@ type Prober interface {
 
 // Target is what one active probe is aimed at: an address and the check that
 // probes it. Targets are keyed by (Address, CheckName, check content, and for
-// https the pool's TLS settings), so two checks on one address are two
-// targets, and a changed check definition under the same name is a new one.
+// https the pool's TLS settings and the fingerprint of its files), so two
+// checks on one address are two targets, a changed check definition under
+// the same name is a new one, and so is a rotated CA (seeded with the old
+// target's state, so nothing flaps).
 type Target struct {
 	Address   string              // host:port
 	CheckName string              // the name the check has in the config
 	Check     *config.Check       // never nil for targets the engine probes
-	TLS       *config.UpstreamTLS // the pool's upstream TLS; used by https checks; may be nil
+	TLS       *config.UpstreamTLS // the pool's upstream TLS settings; may be nil
+	// ClientTLS is the pool's TLS as the table compiled it (roots and
+	// client certificate loaded): https probes use it as the proxy's
+	// transports do, so both agree after a rotation. Shared: cloned before
+	// use. Nil means the system roots and no client certificate.
+	ClientTLS *tls.Config
 
 	// cache holds per-target probe state the NetProber can reuse between
-	// probes (the https client and its loaded certificates). It is nil in
-	// targets built by hand, which then get a fresh client per probe.
+	// probes (the https client). It is nil in targets built by hand, which
+	// then get a fresh client per probe.
 	cache *probeCache
 }
 
@@ -43,8 +51,12 @@ type PoolSpec struct {
 	CheckName string              // "" means no active check
 	Check     *config.Check       // nil also means no active check
 	TLS       *config.UpstreamTLS // pool's upstream TLS, used by https probes; may be nil
-	Outlier   *config.Outlier     // nil or not Active: no passive ejection
-	Endpoints []string            // "host:port"; duplicates are ignored
+	// ClientTLS and TLSFingerprint are the pool's compiled TLS (see
+	// Target.ClientTLS) and the fingerprint of its settings and files.
+	ClientTLS      *tls.Config
+	TLSFingerprint string
+	Outlier        *config.Outlier // nil or not Active: no passive ejection
+	Endpoints      []string        // "host:port"; duplicates are ignored
 }
 
 // State is a member's effective health state. It says why a member is, or is

@@ -13,15 +13,16 @@
 // answers ACME HTTP-01 validations and adds HTTPS redirects to the plain
 // listener.
 //
-// Concurrency: the handler loads the live routing table once per request
-// and takes no lock on the request path but the upstream client's, held
-// only to take or return an idle connection; a table swap only affects
-// requests that start after it, and in-flight requests finish on their old
-// endpoints.
-// Per-table state (label-resolved metric children, upstream transports) is
-// built once per table the first time a request sees it; retry budgets and
-// mirror concurrency are carried across tables by route name, and upstream
-// connection pools by protocol and TLS settings, so reloads reuse them.
+// Concurrency: compile, then swap, then serve. The rebuild loop calls
+// Handler.Compile for a new table (route policy, upstream clients, the
+// routes' TLS policy: everything a request reads) and Handler.Install when
+// the table goes live; the handler loads the installed state once per
+// request, builds nothing, and takes no lock on the request path but the
+// upstream client's, held only to take or return an idle connection. A
+// swap only affects requests that start after it; in-flight requests
+// finish on their old endpoints. Retry budgets and mirror concurrency are
+// carried across tables by route name, and upstream connection pools by
+// protocol and TLS fingerprint, so reloads reuse them.
 // TLSServer's handshakes read one immutable certificate generation through
 // an atomic pointer; reloads (Reload, the file watcher in Run) build a new
 // generation under a mutex and never touch open connections. The ACME

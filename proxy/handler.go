@@ -22,24 +22,17 @@ import (
 	"github.com/meridian-lb/meridian/routing"
 )
 
-// Tables hands out the live routing table; *routing.Live implements it.
-type Tables interface {
-	Load() *routing.Table
-}
-
 // Options configure a Handler.
 type Options struct {
-	// Tables is where the handler loads the table, once per request.
-	Tables Tables
 	// Logger receives errors and, when the table's http.access_log is on,
 	// one line per request. Nil discards.
 	Logger *zap.Logger
 	// Registerer receives the proxy's metrics. Nil registers nothing.
 	Registerer prometheus.Registerer
 	// Settings are the listener-wide HTTP settings at start: the upstream
-	// idle pool size and the idle timeout used for stalled bodies. Settings
-	// a table's config can change (access_log, allow_ambiguous_paths,
-	// trusted_proxies) are read from each table instead.
+	// idle pool size, the body and idle limits. Settings a table's config
+	// can change (access_log, allow_ambiguous_paths, trusted_proxies,
+	// route_timeout) are compiled with each table instead.
 	Settings config.HTTP
 }
 
@@ -48,7 +41,6 @@ type Options struct {
 // and return an idle connection), and can serve any number of listeners
 // (plain and TLS) at once.
 type Handler struct {
-	tables   Tables
 	log      *zap.Logger
 	access   *zap.Logger
 	met      *metrics
@@ -57,10 +49,10 @@ type Handler struct {
 	bufs     *bufferPool            // response copy buffers
 	unrouted sync.Map               // status code → prometheus.Counter for requests no route took
 
-	state      atomic.Pointer[tableState]
-	stateMu    sync.Mutex
-	shared     map[string]*routeShared   // by route name; guarded by stateMu
-	transports map[string]upstreamClient // by protocol and TLS fingerprint; guarded by stateMu
+	state      atomic.Pointer[tableState] // the installed state (Install); nil before the first
+	stateMu    sync.Mutex                 // serialises Compile and Install
+	shared     map[string]*routeShared    // by route name, of the installed state; guarded by stateMu
+	transports map[string]upstreamClient  // by protocol and TLS fingerprint; guarded by stateMu
 
 	upgrades  upgradeSet
 	mirrors   sync.WaitGroup
@@ -74,7 +66,6 @@ func NewHandler(o Options) *Handler {
 		lg = zap.NewNop()
 	}
 	h := &Handler{
-		tables:     o.Tables,
 		log:        lg,
 		access:     lg.Named("access"),
 		met:        newMetrics(o.Registerer, lg),
@@ -243,12 +234,12 @@ func (h *Handler) end(x *exchange) {
 // returns false when it has answered the request itself.
 func (h *Handler) prepare(x *exchange) bool {
 	r := x.req
-	t := h.tables.Load()
-	if t == nil {
+	x.st = h.state.Load()
+	if x.st == nil {
 		h.localError(x, http.StatusServiceUnavailable, "meridian: no routing table loaded yet\n")
 		return false
 	}
-	x.st = h.stateFor(t)
+	t := x.st.table
 	if !h.checkRequest(x) {
 		return false
 	}
@@ -572,11 +563,15 @@ func (h *Handler) unroutedCounter(code int) prometheus.Counter {
 }
 
 // Drain sends a WebSocket close (1001, going away) on every upgraded
-// connection, waits for them to end until ctx is done, then closes the
-// rest. Server.Serve calls it on shutdown, alongside http.Server.Shutdown,
-// which does not wait for hijacked connections.
+// connection, waits for them and for the mirror copies in flight to end
+// until ctx is done, then closes the rest. Server.Serve calls it on
+// shutdown, alongside http.Server.Shutdown, which does not wait for
+// hijacked connections.
 func (h *Handler) Drain(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { h.waitMirrors(ctx) })
 	h.upgrades.drain(ctx)
+	wg.Wait()
 }
 
 // zapWriter turns ReverseProxy's log lines into debug logs: they report

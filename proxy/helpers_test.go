@@ -105,12 +105,12 @@ func newEnv(t testing.TB, y string, vars map[string]string, opts ...envOpt) *env
 	e := &env{t: t, reg: prometheus.NewRegistry(), done: make(chan error, 1), log: zap.NewNop()}
 	e.eng = health.New(health.Options{Registerer: e.reg})
 	tb := e.compile(y, vars)
-	e.live.Store(tb)
 	e.cfg = tb.Config.HTTP
 	for _, o := range opts {
 		o(e)
 	}
-	e.h = NewHandler(Options{Tables: &e.live, Logger: e.log, Registerer: e.reg, Settings: e.cfg})
+	e.h = NewHandler(Options{Logger: e.log, Registerer: e.reg, Settings: e.cfg})
+	e.install(tb)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,14 @@ func compileBound(t testing.TB, eng *health.Engine, y string, vars map[string]st
 
 // swap publishes a new table, as the rebuild loop does.
 func (e *env) swap(y string, vars map[string]string) {
-	e.live.Store(e.compile(y, vars))
+	e.install(e.compile(y, vars))
+}
+
+// install publishes tb as the rebuild loop does: compile the handler's
+// state, then swap it in with the table.
+func (e *env) install(tb *routing.Table) {
+	e.h.Install(e.h.Compile(tb))
+	e.live.Store(tb)
 }
 
 func (e *env) override(pool, addr string, a health.Action) {

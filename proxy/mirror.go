@@ -193,8 +193,9 @@ func (t *mirrorTee) done() {
 	t.job.fire(t.buf)
 }
 
-// waitMirrors waits for the mirror copies in flight, for tests and
-// shutdown; each is bounded by its route's mirror timeout.
+// waitMirrors waits for the mirror copies in flight, until ctx is done:
+// Drain calls it on shutdown, so copies already sent are not cut (each is
+// bounded by its route's mirror timeout, and ctx by the grace period).
 func (h *Handler) waitMirrors(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { h.mirrors.Wait(); close(done) }()

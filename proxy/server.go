@@ -23,7 +23,8 @@ type Server struct {
 	log *zap.Logger
 	// Grace bounds the drain on shutdown: in-flight requests (and
 	// WebSockets, which get a close frame) have this long to finish before
-	// their connections are closed. NewServer sets config.DefaultGrace.
+	// their connections are closed; the caller sets it (shutdown.grace).
+	// Zero closes them at once.
 	Grace time.Duration
 }
 
@@ -33,7 +34,7 @@ func NewServer(h http.Handler, s config.HTTP, logger *zap.Logger) *Server {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Server{h: h, s: s, log: logger, Grace: config.DefaultGrace}
+	return &Server{h: h, s: s, log: logger}
 }
 
 // drainer is a handler that holds connections http.Server.Shutdown does not

@@ -1,16 +1,10 @@
 package proxy
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/textproto"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
@@ -31,6 +24,9 @@ type tableState struct {
 	table  *routing.Table
 	routes []*routeState
 	pools  map[*routing.Pool]*upstream
+	tls    *tlsPolicy
+	// transportKeys are the upstream clients this state uses.
+	transportKeys map[string]bool
 	// settings the table's config can change on reload
 	allowAmbiguous bool
 	accessLog      bool
@@ -60,6 +56,12 @@ type routeState struct {
 	mirrorMaxBody  int64
 	mirrorTimeout  time.Duration
 	mirrorInFlight int64
+
+	// TLS policy (tlspolicy.go)
+	requireCert bool              // tls.client_auth: require
+	clientCA    *routing.ClientCA // its CA, loaded by routing.Compile
+	hsts        string
+	redirect    bool
 }
 
 type headerKV struct{ key, value string }
@@ -200,35 +202,33 @@ type upstream struct {
 	scheme string
 }
 
-// stateFor returns the handler's state for t, building it the first time a
-// request sees t. Requests that still hold an older table get a state built
-// for it without replacing the current one.
-func (h *Handler) stateFor(t *routing.Table) *tableState {
-	if st := h.state.Load(); st != nil && st.table == t {
-		return st
-	}
+// Compiled is everything the handler serves one table with: per-route
+// policy and metric children, each pool's upstream client, and the routes'
+// TLS policy. The rebuild loop builds it with Compile before the table goes
+// live and hands it to Install with the table, so no request ever builds
+// anything: compile, then swap, then serve.
+type Compiled struct{ st *tableState }
+
+// Table is the table c was compiled from.
+func (c *Compiled) Table() *routing.Table { return c.st.table }
+
+// Compile derives the handler's state for t. It builds new upstream
+// clients only for protocol and TLS settings no earlier table used, reuses
+// route state (retry budgets, mirror concurrency) by route name, and
+// changes nothing the live state uses: a table that is compiled and never
+// installed costs at most an idle client, which the next Install closes.
+// It cannot fail: everything that can (TLS files) was loaded by
+// routing.Compile, whose error rejects the table first.
+func (h *Handler) Compile(t *routing.Table) *Compiled {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
-	if st := h.state.Load(); st != nil && st.table == t {
-		return st
-	}
-	st := h.buildState(t)
-	if cur := h.state.Load(); cur == nil || h.tables.Load() == t {
-		h.state.Store(st)
-	}
-	return st
-}
-
-// buildState derives a table's state. Caller holds stateMu.
-func (h *Handler) buildState(t *routing.Table) *tableState {
 	st := &tableState{table: t, pools: make(map[*routing.Pool]*upstream, len(t.Pools))}
 	if t.Config != nil {
 		st.allowAmbiguous = t.Config.HTTP.AllowAmbiguousPaths
 		st.accessLog = t.Config.HTTP.AccessLog
 	}
-	shared := make(map[string]*routeShared, len(t.Routes))
-	routeTimeout := config.DefaultRouteTimeout
-	if t.Config != nil && t.Config.HTTP.RouteTimeout > 0 {
+	var routeTimeout time.Duration
+	if t.Config != nil {
 		routeTimeout = t.Config.HTTP.RouteTimeout.D()
 	}
 	for _, r := range t.Routes {
@@ -238,42 +238,55 @@ func (h *Handler) buildState(t *routing.Table) *tableState {
 		} else {
 			rs.shared = &routeShared{}
 		}
-		shared[r.Name] = rs.shared
+		if r.Index < len(t.ClientCAs) {
+			rs.clientCA = t.ClientCAs[r.Index]
+		}
 		st.routes = append(st.routes, rs)
 	}
-	if h.tables.Load() == t || h.shared == nil {
-		// Routes gone from the config lose their metric series.
-		for name := range h.shared {
-			if _, ok := shared[name]; !ok {
-				h.met.requests.DeletePartialMatch(prometheus.Labels{"route": name})
-				h.met.retries.DeletePartialMatch(prometheus.Labels{"route": name})
-				h.met.duration.DeleteLabelValues(name)
-			}
-		}
-		h.shared = shared
-	}
-	used := map[string]bool{}
+	st.tls = compileTLSPolicy(st.routes)
+	st.transportKeys = map[string]bool{}
 	for _, name := range sortedPoolNames(t) {
 		p := t.Pools[name]
 		proto := "auto"
 		if t.Config != nil {
 			if cp := t.Config.Pools[name]; cp != nil && cp.Protocol != "" {
-				proto = cp.Protocol
+				proto = string(cp.Protocol)
 			}
 		}
-		up, key := h.upstreamFor(proto, p.TLS)
-		used[key] = true
+		up, key := h.upstreamFor(proto, p.ClientTLS)
+		st.transportKeys[key] = true
 		st.pools[p] = up
 	}
-	if h.tables.Load() == t {
-		for key, tr := range h.transports {
-			if !used[key] {
-				tr.CloseIdleConnections()
-				delete(h.transports, key)
-			}
+	return &Compiled{st: st}
+}
+
+// Install makes c the state new requests are served with. Routes gone from
+// the table lose their metric series, and upstream clients no route uses
+// any more close their idle connections; requests in flight keep the state
+// they started with.
+func (h *Handler) Install(c *Compiled) {
+	st := c.st
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	shared := make(map[string]*routeShared, len(st.routes))
+	for _, rs := range st.routes {
+		shared[rs.name] = rs.shared
+	}
+	for name := range h.shared {
+		if _, ok := shared[name]; !ok {
+			h.met.requests.DeletePartialMatch(prometheus.Labels{"route": name})
+			h.met.retries.DeletePartialMatch(prometheus.Labels{"route": name})
+			h.met.duration.DeleteLabelValues(name)
 		}
 	}
-	return st
+	h.shared = shared
+	for key, tr := range h.transports {
+		if !st.transportKeys[key] {
+			tr.CloseIdleConnections()
+			delete(h.transports, key)
+		}
+	}
+	h.state.Store(st)
 }
 
 func sortedPoolNames(t *routing.Table) []string {
@@ -306,6 +319,8 @@ func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *rout
 	} else {
 		rs.headTimeout = routeTimeout
 	}
+	rs.requireCert = c.TLS != nil && c.TLS.ClientAuth == "require"
+	rs.hsts, rs.redirect = c.HSTS, c.RedirectHTTPS
 	for _, k := range sortedKeys(c.AddHeaders) {
 		rs.addHeaders = append(rs.addHeaders, headerKV{textproto.CanonicalMIMEHeaderKey(k), c.AddHeaders[k]})
 	}
@@ -324,12 +339,6 @@ func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *rout
 		rs.mirrorMaxBody = int64(m.MaxBody)
 		rs.mirrorTimeout = m.Timeout.D()
 		rs.mirrorInFlight = int64(m.MaxInFlight)
-		if rs.mirrorTimeout <= 0 {
-			rs.mirrorTimeout = config.DefaultMirrorTimeout
-		}
-		if rs.mirrorInFlight <= 0 {
-			rs.mirrorInFlight = config.DefaultMirrorInFlight
-		}
 	}
 	return rs
 }
@@ -343,19 +352,21 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// upstreamFor returns the transport for a pool's protocol and TLS settings,
-// reusing the one earlier tables built for the same settings, so reloads
-// keep their idle connections. Caller holds stateMu.
-func (h *Handler) upstreamFor(proto string, ut *config.UpstreamTLS) (*upstream, string) {
-	scheme := "http"
+// upstreamFor returns the client for a pool's protocol and compiled TLS,
+// reusing the one earlier tables built for the same protocol and TLS
+// fingerprint (settings and file contents), so reloads keep their idle
+// connections and a rotated CA gets a new client. Caller holds stateMu.
+func (h *Handler) upstreamFor(proto string, ut *routing.UpstreamTLS) (*upstream, string) {
+	scheme, key := "http", proto+"|plain"
+	var tlsConf *tls.Config
 	if ut != nil {
-		scheme = "https"
-	}
-	tlsConf, fp, err := clientTLS(ut, proto)
-	key := proto + "|" + fp
-	if err != nil {
-		h.log.Error("upstream TLS settings unusable; requests to the pool fail with 502", zap.Error(err))
-		return &upstream{rt: errRoundTripper{err}, scheme: scheme}, key
+		scheme, key = "https", proto+"|tls:"+ut.Fingerprint
+		tlsConf = ut.Config.Clone()
+		if proto == "h2" {
+			// The transport offers ALPN from its Protocols (h2 and
+			// http/1.1 for auto); h2 alone is required for h2.
+			tlsConf.NextProtos = []string{"h2"}
+		}
 	}
 	tr := h.transports[key]
 	if tr == nil {
@@ -398,10 +409,7 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient
 		ReadBufferSize:     16 << 10,
 		// An upstream head past the cap is a bad response (502), never
 		// relayed in part.
-		MaxResponseHeaderBytes: int64(h.maxResponseHead()),
-	}
-	if tr.MaxIdleConnsPerHost <= 0 {
-		tr.MaxIdleConnsPerHost = config.DefaultMaxIdleConnsPerHost
+		MaxResponseHeaderBytes: int64(int(h.settings.MaxResponseHeaderBytes)),
 	}
 	var p http.Protocols
 	switch proto {
@@ -419,74 +427,7 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient
 	}
 	tr.Protocols = &p
 	if tlsConf == nil && (proto == "http1" || proto == "auto") {
-		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout, h.maxResponseHead())
+		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout, int(h.settings.MaxResponseHeaderBytes))
 	}
 	return tr
-}
-
-// maxResponseHead is the upstream response head cap.
-func (h *Handler) maxResponseHead() int {
-	if m := int(h.settings.MaxResponseHeaderBytes); m > 0 {
-		return m
-	}
-	return config.DefaultMaxResponseHeaderBytes
-}
-
-// clientTLS builds the TLS client config of a pool and a fingerprint of
-// everything it depends on (settings and file contents), so a changed CA or
-// certificate file gets a new transport on the next reload.
-func clientTLS(ut *config.UpstreamTLS, proto string) (*tls.Config, string, error) {
-	if ut == nil {
-		return nil, "plain", nil
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%t\x00", ut.CA, ut.ServerName, ut.Cert, ut.Key, ut.InsecureSkipVerify)
-	// The transport offers ALPN from its Protocols (h2 and http/1.1 for
-	// auto); h2 alone is required for h2.
-	c := &tls.Config{ServerName: ut.ServerName, InsecureSkipVerify: ut.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if proto == "h2" {
-		c.NextProtos = []string{"h2"}
-	}
-	var errs []error
-	if ut.CA != "" {
-		pem, err := os.ReadFile(ut.CA)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("tls.ca: %w", err))
-		} else {
-			h.Write(pem)
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				errs = append(errs, fmt.Errorf("tls.ca %s: no certificate found", ut.CA))
-			}
-			c.RootCAs = pool
-		}
-	}
-	if ut.Cert != "" || ut.Key != "" {
-		cb, err1 := os.ReadFile(ut.Cert)
-		kb, err2 := os.ReadFile(ut.Key)
-		if err := errors.Join(err1, err2); err != nil {
-			errs = append(errs, fmt.Errorf("tls.cert/key: %w", err))
-		} else {
-			h.Write(cb)
-			h.Write(kb)
-			pair, err := tls.X509KeyPair(cb, kb)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("tls.cert/key: %w", err))
-			}
-			c.Certificates = []tls.Certificate{pair}
-		}
-	}
-	fp := "tls:" + hex.EncodeToString(h.Sum(nil))[:16]
-	if err := errors.Join(errs...); err != nil {
-		return nil, fp, err
-	}
-	return c, fp, nil
-}
-
-// errRoundTripper fails every request, for pools whose transport could not
-// be built; the error reads as a connect failure.
-type errRoundTripper struct{ err error }
-
-func (e errRoundTripper) RoundTrip(*http.Request) (*http.Response, error) {
-	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: e.err}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,10 @@ type tlsEnv struct {
 	addr      string // TLS listener
 	plainAddr string
 	roots     *x509.CertPool
+
+	mu   sync.Mutex // serialises swaps: the test's and the CA watcher's
+	y    string     // the config served, for recompiles
+	vars map[string]string
 }
 
 // newTLSEnv compiles y (with {{name}} replaced) and serves it on TLS and
@@ -84,13 +89,15 @@ func newTLSEnvOn(t *testing.T, ln, pln net.Listener, y string, vars map[string]s
 	e := &tlsEnv{t: t, reg: prometheus.NewRegistry(), roots: roots}
 	e.eng = health.New(health.Options{Registerer: e.reg})
 	cfg := e.compile(y, vars)
-	e.h = NewHandler(Options{Tables: &e.live, Registerer: e.reg, Settings: cfg.Config.HTTP})
+	e.h = NewHandler(Options{Registerer: e.reg, Settings: cfg.Config.HTTP})
+	e.h.Install(e.h.Compile(cfg))
 	ts, err := NewTLSServer(e.h, cfg.Config, zap.NewNop(), e.reg)
 	if err != nil {
 		t.Fatalf("NewTLSServer: %v", err)
 	}
 	e.ts = ts
 	e.ts.Grace = 5 * time.Second
+	e.y, e.vars = y, vars
 	e.live.Store(cfg)
 	e.addr, e.plainAddr = ln.Addr().String(), pln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -125,10 +132,22 @@ func (e *tlsEnv) compile(y string, vars map[string]string) *routing.Table {
 // swap applies a new config as the rebuild loop does: TLS first, then the
 // table.
 func (e *tlsEnv) swap(y string, vars map[string]string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.y, e.vars = y, vars
 	tb := e.compile(y, vars)
+	c := e.h.Compile(tb)
 	err := e.ts.Reload(tb.Config)
+	e.h.Install(c)
 	e.live.Store(tb)
 	return err
+}
+
+// current is the config served.
+func (e *tlsEnv) current() (string, map[string]string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.y, e.vars
 }
 
 // handshake connects with server name sni and returns the leaf served.

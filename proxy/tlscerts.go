@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -158,50 +157,4 @@ type TLSStatus struct {
 	// ACME lists the tls.acme domains: expiry of the certificate served,
 	// and the last failure to obtain or renew it.
 	ACME []acme.Status `json:"acme,omitempty"`
-}
-
-// caFile is a client CA file as last read, keeping the last good pool of a
-// file that stopped parsing.
-type caFile struct {
-	sum   [32]byte
-	pool  *x509.CertPool
-	certs []*x509.Certificate
-	err   error
-}
-
-func loadCA(path string, old *caFile) *caFile {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if old != nil && old.pool != nil {
-			return &caFile{sum: old.sum, pool: old.pool, certs: old.certs, err: fmt.Errorf("client_ca %s: %w (keeping the previous CAs)", path, err)}
-		}
-		return &caFile{err: fmt.Errorf("client_ca %s: %w", path, err)}
-	}
-	sum := sha256.Sum256(b)
-	if old != nil && old.sum == sum {
-		return old
-	}
-	pool := x509.NewCertPool()
-	var certs []*x509.Certificate
-	for rest := b; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
-			certs = append(certs, c)
-			pool.AddCert(c)
-		}
-	}
-	if len(certs) == 0 {
-		if old != nil && old.pool != nil {
-			return &caFile{sum: old.sum, pool: old.pool, certs: old.certs, err: fmt.Errorf("client_ca %s: no certificate found (keeping the previous CAs)", path)}
-		}
-		return &caFile{sum: sum, err: fmt.Errorf("client_ca %s: no certificate found", path)}
-	}
-	return &caFile{sum: sum, pool: pool, certs: certs}
 }

@@ -8,40 +8,76 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/meridian-lb/meridian/routing"
 )
 
-// tablePolicy says whether a table has any route with a TLS-related
-// setting, so requests skip the extra route match when none has.
-type tablePolicy struct {
-	table    *routing.Table
+// tlsPolicy is a table's TLS policy, compiled with its state: whether
+// any route has a TLS-related setting (so requests skip the extra route
+// match when none has), and the routes that require client certificates,
+// for the handshake to ask for one (TLSServer's configFor).
+type tlsPolicy struct {
 	auth     bool // some route requires a client certificate
 	hsts     bool
 	redirect bool
+	// authRoutes are the routes that require client certificates, and
+	// cas the distinct client CAs they use (authRoutes[i].ca indexes it).
+	authRoutes []authRoute
+	cas        []*routing.ClientCA
 }
 
-func policyOf(cache *atomic.Pointer[tablePolicy], t *routing.Table) *tablePolicy {
-	if p := cache.Load(); p != nil && p.table == t {
-		return p
-	}
-	p := &tablePolicy{table: t}
-	for _, r := range t.Routes {
-		c := r.Config
-		if c == nil {
+// authRoute is a route that requires client certificates: the handshake
+// asks for one when the route can take requests for the server name.
+type authRoute struct {
+	route *routing.Route
+	ca    int // index into tlsPolicy.cas; -1 when the route names no CA
+}
+
+func compileTLSPolicy(routes []*routeState) *tlsPolicy {
+	p := &tlsPolicy{}
+	index := map[*routing.ClientCA]int{}
+	for _, rs := range routes {
+		p.hsts = p.hsts || rs.hsts != ""
+		p.redirect = p.redirect || rs.redirect
+		if !rs.requireCert {
 			continue
 		}
-		p.auth = p.auth || requiresClientCert(r)
-		p.hsts = p.hsts || c.HSTS != ""
-		p.redirect = p.redirect || c.RedirectHTTPS
+		p.auth = true
+		ar := authRoute{route: rs.route, ca: -1}
+		if ca := rs.clientCA; ca != nil {
+			i, ok := index[ca]
+			if !ok {
+				i = len(p.cas)
+				index[ca] = i
+				p.cas = append(p.cas, ca)
+			}
+			ar.ca = i
+		}
+		p.authRoutes = append(p.authRoutes, ar)
 	}
-	cache.Store(p)
 	return p
 }
 
-func requiresClientCert(r *routing.Route) bool {
-	return r.Config != nil && r.Config.TLS != nil && r.Config.TLS.ClientAuth == "require"
+// caMask reports whether a handshake for server name must ask for a
+// client certificate (asks: a route that can take requests for the name
+// requires one; any such route when there is no name, since a client that
+// connects by address may ask for any route), and which CAs those routes
+// accept: bit i for cas[i], every bit past the 64th.
+func (p *tlsPolicy) caMask(name string) (mask uint64, asks bool) {
+	for _, a := range p.authRoutes {
+		if name != "" && !a.route.MatchesHost(name) {
+			continue
+		}
+		asks = true
+		switch {
+		case a.ca < 0: // no CA: validate refuses such routes
+		case a.ca < 64:
+			mask |= 1 << a.ca
+		default:
+			mask = ^uint64(0)
+		}
+	}
+	return mask, asks
 }
 
 // connAuthKey finds a TLS connection's *connAuth in a request context.
@@ -59,9 +95,8 @@ type connAuth struct {
 // client address the handler will use (Table.Match cleans the path the
 // same way), so the route checked is the route served.
 type policyHandler struct {
-	s     *TLSServer
-	next  *Handler
-	cache atomic.Pointer[tablePolicy]
+	s    *TLSServer
+	next *Handler
 }
 
 func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -72,15 +107,15 @@ func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		misdirected(w)
 		return
 	}
-	route, _ := policyRoute(p.next, &p.cache, r, func(pol *tablePolicy) bool { return pol.auth || pol.hsts })
-	if route == nil {
+	rs, _ := policyRoute(p.next, r, func(pol *tlsPolicy) bool { return pol.auth || pol.hsts })
+	if rs == nil {
 		p.next.ServeHTTP(w, r)
 		return
 	}
-	if requiresClientCert(route) && !p.clientCertOK(w, r, route) {
+	if rs.requireCert && !p.clientCertOK(w, r, rs) {
 		return
 	}
-	if v := route.Config.HSTS; v != "" && r.TLS != nil {
+	if v := rs.hsts; v != "" && r.TLS != nil {
 		// Set before the upstream's headers are copied, so ours comes
 		// first, and a user agent only reads the first (RFC 6797 8.1).
 		w.Header().Set("Strict-Transport-Security", v)
@@ -90,7 +125,7 @@ func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // clientCertOK checks the request's client certificate against the route's
 // CA, answering 421 or 403 when it does not pass.
-func (p *policyHandler) clientCertOK(w http.ResponseWriter, r *http.Request, route *routing.Route) bool {
+func (p *policyHandler) clientCertOK(w http.ResponseWriter, r *http.Request, rs *routeState) bool {
 	if r.TLS == nil {
 		forbidden(w, "meridian: this route requires a client certificate over HTTPS\n")
 		return false
@@ -104,13 +139,13 @@ func (p *policyHandler) clientCertOK(w http.ResponseWriter, r *http.Request, rou
 		forbidden(w, "meridian: client certificate required\n")
 		return false
 	}
-	g := p.s.gen.Load()
-	pool := g.cas[route.Config.TLS.ClientCA]
-	if pool == nil {
-		// The CA file never loaded: fail closed (Status says why).
+	if rs.clientCA == nil {
+		// A route that requires a certificate but names no CA: nothing
+		// can be verified, so fail closed (validate refuses such routes).
 		forbidden(w, "meridian: client certificate not accepted\n")
 		return false
 	}
+	pool := rs.clientCA.Pool
 	ca, _ := r.Context().Value(connAuthKey{}).(*connAuth)
 	if ca != nil {
 		ca.mu.Lock()
@@ -175,9 +210,8 @@ func PlainEdge(h *Handler, ts *TLSServer) http.Handler {
 const acmeChallengePath = "/.well-known/acme-challenge/"
 
 type plainEdge struct {
-	next  *Handler
-	ts    *TLSServer
-	cache atomic.Pointer[tablePolicy]
+	next *Handler
+	ts   *TLSServer
 }
 
 // Drain passes the shutdown drain to the handler, so the plain listener's
@@ -188,12 +222,12 @@ func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.ts != nil && strings.HasPrefix(r.URL.Path, acmeChallengePath) && p.ts.ServeACMEChallenge(w, r) {
 		return
 	}
-	route, trusted := policyRoute(p.next, &p.cache, r, func(pol *tablePolicy) bool { return pol.auth || pol.redirect })
-	if route == nil {
+	rs, trusted := policyRoute(p.next, r, func(pol *tlsPolicy) bool { return pol.auth || pol.redirect })
+	if rs == nil {
 		p.next.ServeHTTP(w, r)
 		return
 	}
-	if route.Config.RedirectHTTPS && !(trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
+	if rs.redirect && !(trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
 		port := 443
 		if p.ts != nil && p.ts.Port() != 0 {
 			port = p.ts.Port()
@@ -206,23 +240,29 @@ func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u, http.StatusPermanentRedirect)
 		return
 	}
-	if requiresClientCert(route) {
+	if rs.requireCert {
 		forbidden(w, "meridian: this route requires a client certificate over HTTPS\n")
 		return
 	}
 	p.next.ServeHTTP(w, r)
 }
 
-// policyRoute returns the route r will be served by, and whether its peer
-// is a trusted proxy, when the live table has a route policy that matters
-// (needs says which); nil when the request can go straight to the handler.
-func policyRoute(h *Handler, cache *atomic.Pointer[tablePolicy], r *http.Request, needs func(*tablePolicy) bool) (*routing.Route, bool) {
-	t := h.tables.Load()
-	if t == nil || !needs(policyOf(cache, t)) {
+// policyRoute returns the compiled route r will be served by, and whether
+// its peer is a trusted proxy, when the live state has a route policy that
+// matters (needs says which); nil when the request can go straight to the
+// handler.
+func policyRoute(h *Handler, r *http.Request, needs func(*tlsPolicy) bool) (*routeState, bool) {
+	st := h.state.Load()
+	if st == nil || !needs(st.tls) {
 		return nil, false
 	}
+	t := st.table
 	_, client, trusted := clientAddr(r, t.TrustedProxies)
-	return t.Match(r, client), trusted
+	route := t.Match(r, client)
+	if route == nil {
+		return nil, trusted
+	}
+	return st.routes[route.Index], trusted
 }
 
 // httpsURL is r's URL on HTTPS at port: the host without its port, the

@@ -62,12 +62,6 @@ func (s *upgradeSet) remove(c *wsConn) {
 }
 
 // count is the number of tracked connections.
-func (s *upgradeSet) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // drain asks every tracked connection to close (a WebSocket close frame,
 // 1001 going away, sent between frames), waits until they are gone or ctx
 // is done, then closes what is left.

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"fmt"
 	"math/bits"
 	"math/rand/v2"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 	"net/textproto"
 	"sort"
 	"strconv"
+
+	"github.com/meridian-lb/meridian/config"
 )
 
 // picker chooses an endpoint of a pool for one request. Pickers are built at
@@ -71,27 +74,32 @@ func (e *Endpoint) Release() { e.inflight.Add(-1) }
 // InFlight is the number of requests in flight on the endpoint.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
 
-func newPicker(p *Pool) picker {
+// newPicker builds the pool's balancer. An unset balancer is round robin,
+// the default; an unknown one is an error, never quietly round robin (a
+// parsed config cannot have one, but a Config built by hand can).
+func newPicker(p *Pool) (picker, error) {
 	w := weighted{}
 	for _, e := range p.Endpoints {
 		w.total += uint64(max(e.Weight, 1))
 		w.cum = append(w.cum, w.total)
 	}
 	switch p.Balance {
-	case "least_request":
-		return &leastRequest{w}
-	case "random":
-		return &randomPicker{w}
-	case "ring_hash":
-		return newRing(p, w)
-	case "maglev":
-		return newMaglev(p, w)
+	case config.BalanceLeastRequest:
+		return &leastRequest{w}, nil
+	case config.BalanceRandom:
+		return &randomPicker{w}, nil
+	case config.BalanceRingHash:
+		return newRing(p, w), nil
+	case config.BalanceMaglev:
+		return newMaglev(p, w), nil
+	case config.BalanceRoundRobin, "":
+		weights := make([]int, len(p.Endpoints))
+		for i, e := range p.Endpoints {
+			weights[i] = max(e.Weight, 1)
+		}
+		return &roundRobin{wrr: newWRR(weights), w: w}, nil
 	}
-	weights := make([]int, len(p.Endpoints))
-	for i, e := range p.Endpoints {
-		weights[i] = max(e.Weight, 1)
-	}
-	return &roundRobin{wrr: newWRR(weights), w: w}
+	return nil, fmt.Errorf("unknown balancer %q", p.Balance)
 }
 
 // weighted holds cumulative weights for weighted random choices.

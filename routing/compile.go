@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
 )
@@ -43,7 +45,10 @@ type Inputs struct {
 	Previous *Table
 }
 
-// Compile turns a validated config and the current inputs into a table. It
+// Compile turns a validated config and the current inputs into a table, or
+// into a *config.Error listing every problem it found with its line (see
+// config.Config.Locate): what the config's rules cannot see, such as two
+// steered records at one name or one network mapped to two regions. It
 // is pure and deterministic: the same inputs give the same table and the same
 // Version, and nothing outside the returned table is touched. A reload waits
 // for it, so it spreads its costliest parts over goroutines of its own, all
@@ -61,17 +66,25 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		Pools:    make(map[string]*Pool, len(cfg.Pools)),
 		Services: make(map[string]*Service, len(cfg.Services)),
 	}
+	// Every step reports what it finds wrong, by config path where it can
+	// (a config.Problem), and Compile goes on to the next, so one run lists
+	// every problem; config.Locate gives each its line in the file.
+	var errs []error
 	loc, err := geo.NewLocator(cfg.Geo, in.GeoDB)
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	t.Geo = loc
-	for _, c := range cfg.HTTP.TrustedProxies {
+	for i, c := range cfg.HTTP.TrustedProxies {
 		p, err := config.ParsePrefix(c)
 		if err != nil {
-			return nil, fmt.Errorf("http.trusted_proxies: %w", err)
+			errs = append(errs, config.Problem{Path: fmt.Sprintf("http.trusted_proxies[%d]", i), Msg: fmt.Sprintf("invalid CIDR %q", c)})
+			continue
 		}
 		t.TrustedProxies = append(t.TrustedProxies, p)
+	}
+	if err := health.CheckConfig(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	pools := make([]*Pool, 0, len(cfg.Pools))
 	for _, name := range sortedKeys(cfg.Pools) {
@@ -89,33 +102,48 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	// The balancers' tables (maglev's above all) depend on the pools alone
 	// and are, after the version hash, the costliest part: they are built
 	// beside the services, routes and zones, which never look at them.
+	pickerErrs := make([]error, len(pools))
 	wg.Go(func() {
-		for _, p := range pools {
-			p.picker = newPicker(p)
+		for i, p := range pools {
+			pk, err := newPicker(p)
+			if err != nil {
+				pickerErrs[i] = config.Problem{Path: "pools." + p.Name + ".balance", Msg: err.Error()}
+			}
+			p.picker = pk
 		}
 	})
 	for _, name := range sortedKeys(cfg.Services) {
 		s := cfg.Services[name]
 		svc := &Service{Name: name, Policy: s.Policy, Weights: s.Weights}
-		for _, pn := range s.Pools {
+		for i, pn := range s.Pools {
 			p, ok := t.Pools[pn]
 			if !ok {
-				return nil, fmt.Errorf("service %q: unknown pool %q", name, pn)
+				errs = append(errs, config.Problem{Path: fmt.Sprintf("services.%s.pools[%d]", name, i), Msg: fmt.Sprintf("unknown pool %q", pn)})
+				continue
 			}
 			svc.Pools = append(svc.Pools, p)
 		}
-		if s.Policy == "weighted" {
+		if s.Policy == config.PolicyWeighted {
 			svc.wrr = newWRR(s.Weights)
 		}
 		t.Services[name] = svc
 	}
 	if t.Routes, err = compileRoutes(cfg, t.Services); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
-	if t.Zones, err = compileZones(cfg, t.Services); err != nil {
-		return nil, err
+	zones, probs := zone.Compile(cfg, zoneServices(t.Services))
+	t.Zones = zones
+	for _, p := range probs {
+		errs = append(errs, p)
+	}
+	if err := compileTLSFiles(cfg, t); err != nil {
+		errs = append(errs, err)
 	}
 	wg.Wait()
+	errs = append(errs, pickerErrs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, cfg.Locate(err)
+	}
 	t.Version = version(digest, t)
 	return t, nil
 }
@@ -130,7 +158,7 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 		Region:    c.Region,
 		Balance:   c.Balance,
 		HashOn:    c.HashOn,
-		FailOpen:  c.OnAllDown != "fail",
+		FailOpen:  c.OnAllDown != config.OnAllDownFail,
 		CheckName: c.Check,
 		Check:     checks[c.Check],
 		Outlier:   c.Outlier,
@@ -286,6 +314,7 @@ func version(d configDigest, t *Table) string {
 		buf = append(append(append(buf[:0], "pending\x00"...), p...), '\n')
 		h.Write(buf)
 	}
+	hashTLSFiles(h, t)
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
@@ -296,6 +325,9 @@ func (t *Table) HealthSpecs() []health.PoolSpec {
 	for _, name := range sortedKeys(t.Pools) {
 		p := t.Pools[name]
 		s := health.PoolSpec{Name: name, CheckName: p.CheckName, Check: p.Check, TLS: p.TLS, Outlier: p.Outlier}
+		if p.ClientTLS != nil {
+			s.ClientTLS, s.TLSFingerprint = p.ClientTLS.Config, p.ClientTLS.Fingerprint
+		}
 		for _, e := range p.Endpoints {
 			s.Endpoints = append(s.Endpoints, e.Address)
 		}

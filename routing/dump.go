@@ -42,7 +42,7 @@ func (t *Table) String() string {
 		r.dump(&b)
 	}
 	for _, z := range t.Zones {
-		z.dump(&b)
+		z.Dump(&b)
 	}
 	for _, p := range t.Pending {
 		fmt.Fprintf(&b, "pending %s\n", p)

@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -17,9 +18,9 @@ import (
 // means "present", because a YAML `{X-Foo: ""}` cannot be told apart from an
 // empty mapping and an empty exact value is never what the operator meant.
 type valueMatcher struct {
-	kind   matchKind
 	value  string
 	re     *regexp.Regexp
+	kind   matchKind
 	absent bool // present: false
 }
 
@@ -127,12 +128,16 @@ type namedMatcher struct {
 // compileNamed compiles a name → StringMatch map in sorted name order, so
 // evaluation and the text dump are deterministic.
 func compileNamed(cfg *config.Config, ms map[string]config.StringMatch, header bool) ([]namedMatcher, error) {
+	return appendNamed(make([]namedMatcher, 0, len(ms)), cfg, ms, header)
+}
+
+// appendNamed is compileNamed appending to out.
+func appendNamed(out []namedMatcher, cfg *config.Config, ms map[string]config.StringMatch, header bool) ([]namedMatcher, error) {
 	names := make([]string, 0, len(ms))
 	for k := range ms {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	out := make([]namedMatcher, 0, len(names))
 	for _, k := range names {
 		vm, err := compileValue(cfg, ms[k])
 		if err != nil {
@@ -169,6 +174,45 @@ func (v *reqView) queryValues() url.Values {
 		}
 	}
 	return v.query
+}
+
+// conditions are a route's matchers besides host and path. Most routes
+// have none, and pay one nil pointer for them instead of five slices.
+type conditions struct {
+	methods []string
+	cidrs   []netip.Prefix
+	// named holds the header matchers, then the query parameters' from
+	// query on, then the cookies' from cookies on: one slice, not three.
+	named          []namedMatcher
+	query, cookies int32
+}
+
+func (c *conditions) headers() []namedMatcher     { return c.named[:c.query] }
+func (c *conditions) queryParams() []namedMatcher { return c.named[c.query:c.cookies] }
+func (c *conditions) cookieNames() []namedMatcher { return c.named[c.cookies:] }
+
+// match reports whether every condition holds; nil conditions always do.
+func (c *conditions) match(v *reqView) bool {
+	if c == nil {
+		return true
+	}
+	if len(c.methods) > 0 && !slices.Contains(c.methods, v.r.Method) {
+		return false
+	}
+	if len(c.cidrs) > 0 {
+		a := v.client.Unmap()
+		ok := false
+		for _, p := range c.cidrs {
+			if p.Contains(a) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return matchHeaders(c.headers(), v.r.Header) && matchCookies(c.cookieNames(), v.r.Header) && matchQuery(c.queryParams(), v)
 }
 
 func matchHeaders(ms []namedMatcher, h http.Header) bool {
@@ -259,13 +303,14 @@ func (m *pathMatcher) match(p string) bool {
 // hasPathPrefix is segment-aware: /api matches /api, /api/ and /api/x but
 // not /apiary. A prefix ending in / is a plain string prefix.
 func hasPathPrefix(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return false
-	}
-	if len(p) == len(prefix) || strings.HasSuffix(prefix, "/") {
-		return true
-	}
-	return p[len(prefix)] == '/'
+	return strings.HasPrefix(p, prefix) && atSegmentEnd(p, len(prefix))
+}
+
+// atSegmentEnd reports whether p[:n], a prefix of p, ends where a path
+// prefix may end: at the end of p, after a slash, or before one. The route
+// index asks it of each tree node on the request path's way down.
+func atSegmentEnd(p string, n int) bool {
+	return n == len(p) || (n > 0 && p[n-1] == '/') || p[n] == '/'
 }
 
 // NormalizeHost turns a request's Host (r.Host, never a raw Host header)

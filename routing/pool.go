@@ -64,19 +64,6 @@ func (p *Pool) AppendAvailable(dst []*Endpoint) (out []*Endpoint, degraded bool)
 	return dst, len(dst) > n
 }
 
-// Excluded reports whether an operator drained or forced down every
-// endpoint at the target's address, so DNS leaves it out of a fail-open
-// answer too. (Target is defined with the zones; this sits with the other
-// fail-open rules.)
-func (t *Target) Excluded() bool {
-	for _, e := range t.Endpoints {
-		if !e.Excluded() {
-			return false
-		}
-	}
-	return true
-}
-
 // panicCollector exports meridian_pool_panic{pool}: 1 for each pool of the
 // live table that traffic fails open to right now (Table.FailingOpen), 0
 // for the others. It computes at scrape time, so the request path pays

@@ -22,7 +22,7 @@ routes:
 	if parsed.Routes[0].path.re != parsed.Config.Regexp("^/v[0-9]+/") {
 		t.Error("path_regex compiled again")
 	}
-	for _, re := range []any{parsed.Routes[0].headers[0].re, parsed.Routes[1].headers[0].re, parsed.Routes[1].Split.rules[0].query[0].re} {
+	for _, re := range []any{parsed.Routes[0].cond.headers()[0].re, parsed.Routes[1].cond.headers()[0].re, parsed.Routes[1].Split.rules[0].query[0].re} {
 		if re != any(shared) {
 			t.Error("a regex matcher compiled its expression again")
 		}

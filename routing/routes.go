@@ -31,29 +31,20 @@ type Route struct {
 	host      []string // exact hosts, normalised
 	wildcards []string // "*.example.com" as ".example.com"
 	path      pathMatcher
-	methods   []string
-	headers   []namedMatcher
-	query     []namedMatcher
-	cookies   []namedMatcher
-	cidrs     []netip.Prefix
-
-	// mirrorPer10k is the mirrored share in 1/10000; mirrorSeq counts
-	// requests for the exact sampling in MirrorSample.
-	mirrorPer10k uint64
-	mirrorSeq    atomic.Uint64
+	cond      *conditions // nil when host and path are all the route matches on
+	mirror    *mirrorShare
 
 	// index is shared by every route of a table (Table has no field for
 	// it); Match reads it from the first route.
 	index *routeIndex
 }
 
-// routeIndex narrows the routes a request's host can match, so matching
-// costs a map lookup plus the routes that could apply, not every route. The
-// candidate lists keep route order, so first-match-wins is unchanged.
-type routeIndex struct {
-	exact    map[string][]*Route // host → routes that can match it
-	wildcard map[string][]*Route // ".suffix" → routes that can match a host whose longest wildcard match is it
-	any      []*Route            // routes that can match a host matching neither
+// mirrorShare samples a route's mirrored requests: per10k is the share in
+// 1/10000, seq counts requests for the exact sampling in MirrorSample. Only
+// mirroring routes have one.
+type mirrorShare struct {
+	per10k uint64
+	seq    atomic.Uint64
 }
 
 func compileRoutes(cfg *config.Config, services map[string]*Service) ([]*Route, error) {
@@ -94,7 +85,9 @@ func compileRoute(cfg *config.Config, r *config.Route, services map[string]*Serv
 			return nil, fmt.Errorf("mirror: unknown service %q", m.Service)
 		}
 		rt.Mirror = s
-		rt.mirrorPer10k = uint64(min(max(m.Percent, 0), 100)*100 + 0.5)
+		if per10k := uint64(min(max(m.Percent, 0), 100)*100 + 0.5); per10k > 0 {
+			rt.mirror = &mirrorShare{per10k: per10k}
+		}
 	}
 	m := &r.Match
 	for _, h := range m.Host {
@@ -117,30 +110,39 @@ func compileRoute(cfg *config.Config, r *config.Route, services map[string]*Serv
 		}
 		rt.path = pathMatcher{kind: pathRegex, value: m.PathRegex, re: re}
 	}
-	rt.methods = slices.Clone(m.Method)
+	if len(m.Method) == 0 && len(m.Headers) == 0 && len(m.Query) == 0 && len(m.Cookies) == 0 && len(m.ClientCIDR) == 0 {
+		return rt, nil
+	}
+	c := &conditions{
+		methods: slices.Clone(m.Method),
+		named:   make([]namedMatcher, 0, len(m.Headers)+len(m.Query)+len(m.Cookies)),
+	}
 	var err error
-	if rt.headers, err = compileNamed(cfg, m.Headers, true); err != nil {
+	if c.named, err = appendNamed(c.named, cfg, m.Headers, true); err != nil {
 		return nil, fmt.Errorf("match.headers.%w", err)
 	}
-	if rt.query, err = compileNamed(cfg, m.Query, false); err != nil {
+	c.query = int32(len(c.named))
+	if c.named, err = appendNamed(c.named, cfg, m.Query, false); err != nil {
 		return nil, fmt.Errorf("match.query.%w", err)
 	}
-	if rt.cookies, err = compileNamed(cfg, m.Cookies, false); err != nil {
+	c.cookies = int32(len(c.named))
+	if c.named, err = appendNamed(c.named, cfg, m.Cookies, false); err != nil {
 		return nil, fmt.Errorf("match.cookies.%w", err)
 	}
-	for _, c := range m.ClientCIDR {
-		p, err := config.ParsePrefix(c)
+	for _, cidr := range m.ClientCIDR {
+		p, err := config.ParsePrefix(cidr)
 		if err != nil {
 			return nil, fmt.Errorf("match.client_cidr: %w", err)
 		}
-		rt.cidrs = append(rt.cidrs, p)
+		c.cidrs = append(c.cidrs, p)
 	}
+	rt.cond = c
 	return rt, nil
 }
 
 // matchHost reports whether the normalised host h satisfies the route's
 // host condition. The index makes this unnecessary on the request path; it
-// is the reference the index is built from and tested against.
+// is the definition the index is tested against.
 func (r *Route) matchHost(h string) bool {
 	if len(r.host) == 0 && len(r.wildcards) == 0 {
 		return true
@@ -156,132 +158,16 @@ func (r *Route) matchHost(h string) bool {
 	return false
 }
 
-// matchRest checks every condition but the host.
-func (r *Route) matchRest(v *reqView) bool {
-	if !r.path.match(v.path) {
-		return false
-	}
-	if len(r.methods) > 0 && !slices.Contains(r.methods, v.r.Method) {
-		return false
-	}
-	if len(r.cidrs) > 0 {
-		c := v.client.Unmap()
-		ok := false
-		for _, p := range r.cidrs {
-			if p.Contains(c) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	return matchHeaders(r.headers, v.r.Header) && matchCookies(r.cookies, v.r.Header) && matchQuery(r.query, v)
-}
-
 // MirrorSample reports whether this request is one of the route's mirrored
 // share. The choice is exact over time (a counter, not a coin), so 10% is
 // every tenth request, and costs one atomic add.
 func (r *Route) MirrorSample() bool {
-	if r.Mirror == nil || r.mirrorPer10k == 0 {
+	m := r.mirror
+	if r.Mirror == nil || m == nil {
 		return false
 	}
-	n := r.mirrorSeq.Add(1)
-	return n*r.mirrorPer10k/10000 != (n-1)*r.mirrorPer10k/10000
-}
-
-// buildRouteIndex fills each bucket with the routes that can match it, in
-// route order. It goes through the routes once and puts each route only in
-// the buckets it can match, so a large table with exact hosts costs about
-// one append per host; a route with a wildcard or no host is checked
-// against every bucket, as it may match any.
-func buildRouteIndex(routes []*Route) *routeIndex {
-	ix := &routeIndex{exact: map[string][]*Route{}, wildcard: map[string][]*Route{}}
-	for _, r := range routes {
-		for _, h := range r.host {
-			ix.exact[h] = nil
-		}
-		for _, w := range r.wildcards {
-			ix.wildcard[w] = nil
-		}
-	}
-	// A host whose longest matching wildcard is w (and which is no route's
-	// exact host) is matched by exactly the routes whose wildcards are
-	// label suffixes of w, and the host-less ones. "x" + w stands for
-	// every such host.
-	reps := make(map[string]string, len(ix.wildcard))
-	for w := range ix.wildcard {
-		reps[w] = "x" + w
-	}
-	// add appends r to a bucket once, however many of its hosts match it.
-	add := func(bucket []*Route, r *Route) []*Route {
-		if n := len(bucket); n > 0 && bucket[n-1] == r {
-			return bucket
-		}
-		return append(bucket, r)
-	}
-	for _, r := range routes {
-		if len(r.wildcards) > 0 || len(r.host) == 0 {
-			for h, bucket := range ix.exact {
-				if r.matchHost(h) {
-					ix.exact[h] = add(bucket, r)
-				}
-			}
-		} else {
-			for _, h := range r.host {
-				ix.exact[h] = add(ix.exact[h], r)
-			}
-		}
-		if len(r.wildcards) > 0 || len(r.host) == 0 {
-			for w, bucket := range ix.wildcard {
-				if r.matchHostWildcardOnly(reps[w]) {
-					ix.wildcard[w] = add(bucket, r)
-				}
-			}
-		}
-		if len(r.host) == 0 && len(r.wildcards) == 0 {
-			ix.any = append(ix.any, r)
-		}
-	}
-	return ix
-}
-
-// matchHostWildcardOnly is matchHost without the exact hosts, for the
-// representative host of a wildcard bucket.
-func (r *Route) matchHostWildcardOnly(h string) bool {
-	if len(r.host) == 0 && len(r.wildcards) == 0 {
-		return true
-	}
-	for _, w := range r.wildcards {
-		if len(h) > len(w) && strings.HasSuffix(h, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// candidates returns the routes that can match the normalised host h, in
-// route order.
-func (ix *routeIndex) candidates(h string) []*Route {
-	if rs, ok := ix.exact[h]; ok {
-		return rs
-	}
-	// The longest wildcard suffix of h decides; try suffixes from the
-	// longest ("." + everything after the first label) down.
-	for i := strings.IndexByte(h, '.'); i >= 0; {
-		if i > 0 {
-			if rs, ok := ix.wildcard[h[i:]]; ok {
-				return rs
-			}
-		}
-		j := strings.IndexByte(h[i+1:], '.')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	return ix.any
+	n := m.seq.Add(1)
+	return n*m.per10k/10000 != (n-1)*m.per10k/10000
 }
 
 // Match returns the first route that matches r, or nil. It matches what the
@@ -289,7 +175,9 @@ func (ix *routeIndex) candidates(h string) []*Route {
 // (CleanPath of r.URL.Path; the proxy cleans it in place before matching),
 // r.Method, r.Header, the query as forwarded, and client, the client
 // address (the trusted X-Forwarded-For hop when the peer is a trusted
-// proxy). Match does not allocate unless a route has query matchers.
+// proxy). Match does not allocate unless a route has query matchers, and
+// looks only at the routes whose host and path conditions can hold (see
+// routeIndex), so its cost hardly grows with the number of routes.
 func (t *Table) Match(r *http.Request, client netip.Addr) *Route {
 	if len(t.Routes) == 0 || t.Routes[0].index == nil {
 		return nil
@@ -299,29 +187,7 @@ func (t *Table) Match(r *http.Request, client netip.Addr) *Route {
 		p = CleanPath(r.URL.Path)
 	}
 	v := reqView{r: r, path: p, client: client}
-	for _, rt := range t.Routes[0].index.candidates(NormalizeHost(r.Host)) {
-		if rt.matchRest(&v) {
-			return rt
-		}
-	}
-	return nil
-}
-
-// matchLinear is Match without the host index: the reference the fuzz test
-// compares Match against.
-func (t *Table) matchLinear(r *http.Request, client netip.Addr) *Route {
-	p := "/"
-	if r.URL != nil {
-		p = CleanPath(r.URL.Path)
-	}
-	v := reqView{r: r, path: p, client: client}
-	h := NormalizeHost(r.Host)
-	for _, rt := range t.Routes {
-		if rt.matchHost(h) && rt.matchRest(&v) {
-			return rt
-		}
-	}
-	return nil
+	return t.Routes[0].index.match(NormalizeHost(r.Host), &v)
 }
 
 func (r *Route) dump(b *strings.Builder) {
@@ -342,16 +208,20 @@ func (r *Route) dump(b *strings.Builder) {
 	case pathRegex:
 		fmt.Fprintf(b, " path_regex=%q", r.path.value)
 	}
-	if len(r.methods) > 0 {
-		fmt.Fprintf(b, " method=%s", strings.Join(r.methods, ","))
+	cond := r.cond
+	if cond == nil {
+		cond = &conditions{}
 	}
-	for _, p := range r.cidrs {
+	if len(cond.methods) > 0 {
+		fmt.Fprintf(b, " method=%s", strings.Join(cond.methods, ","))
+	}
+	for _, p := range cond.cidrs {
 		fmt.Fprintf(b, " client_cidr=%s", p)
 	}
 	b.WriteByte('\n')
-	dumpNamed(b, "  header", r.headers)
-	dumpNamed(b, "  query", r.query)
-	dumpNamed(b, "  cookie", r.cookies)
+	dumpNamed(b, "  header", cond.headers())
+	dumpNamed(b, "  query", cond.queryParams())
+	dumpNamed(b, "  cookie", cond.cookieNames())
 	if r.Service != nil {
 		fmt.Fprintf(b, "  service %s\n", r.Service.Name)
 	}

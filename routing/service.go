@@ -1,6 +1,11 @@
 package routing
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/zone"
+)
 
 // Order appends the service's pools to dst in the order they should be
 // tried for a client in region:
@@ -14,7 +19,7 @@ import "slices"
 // dst has room.
 func (s *Service) Order(dst []*Pool, region string) []*Pool {
 	switch s.Policy {
-	case "geo":
+	case config.PolicyGeo:
 		for _, p := range s.Pools {
 			if p.Region == region {
 				dst = append(dst, p)
@@ -25,7 +30,7 @@ func (s *Service) Order(dst []*Pool, region string) []*Pool {
 				dst = append(dst, p)
 			}
 		}
-	case "weighted":
+	case config.PolicyWeighted:
 		first := s.wrr.pick()
 		if first >= 0 {
 			dst = append(dst, s.Pools[first])
@@ -79,16 +84,17 @@ func (t *Table) FailingOpen() map[string]bool {
 	}
 	for _, z := range t.Zones {
 		for _, st := range z.Steered {
-			if st.OnAllDown != "fail_open" || st.Service == nil {
+			svc := t.Services[st.Service]
+			if st.OnAllDown != config.RecordFailOpen || svc == nil {
 				continue
 			}
 			// DNS sees only the endpoints of the record's family.
-			st.Service.failOpenReach(out,
+			svc.failOpenReach(out,
 				func(p *Pool) bool {
-					return slices.ContainsFunc(st.Targets[p], func(x Target) bool { return x.Available() })
+					return slices.ContainsFunc(st.Targets[p.Name], func(x zone.Target) bool { return x.Available() })
 				},
 				func(p *Pool) bool {
-					return p.FailOpen && slices.ContainsFunc(st.Targets[p], func(x Target) bool { return !x.Excluded() })
+					return p.FailOpen && slices.ContainsFunc(st.Targets[p.Name], func(x zone.Target) bool { return !x.Excluded() })
 				})
 		}
 	}
@@ -118,12 +124,12 @@ func (s *Service) failOpenReach(out map[string]bool, avail, canFailOpen func(*Po
 			continue
 		}
 		switch s.Policy {
-		case "geo":
+		case config.PolicyGeo:
 			if !slices.Contains(regions, p.Region) {
 				regions = append(regions, p.Region)
 				out[p.Name] = true
 			}
-		case "weighted":
+		case config.PolicyWeighted:
 			if first || i < len(s.Weights) && s.Weights[i] > 0 {
 				out[p.Name] = true
 			}

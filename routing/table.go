@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
 )
@@ -24,13 +25,18 @@ type Table struct {
 	Pools    map[string]*Pool
 	Services map[string]*Service
 	Routes   []*Route
-	Zones    []*Zone
+	// Zones are the DNS zones, compiled by package dns/zone; their steered
+	// records name services of this table and hold its endpoints.
+	Zones []*zone.Zone
 	// Geo maps a client address to its region; never nil.
 	Geo *geo.Locator
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	// Pending names Consul selections that have not answered yet.
 	Pending []string
+	// ClientCAs holds, by route index, the client CA of each route that
+	// requires client certificates (nil for the others).
+	ClientCAs []*ClientCA
 }
 
 // Pool is a set of endpoints in one place, balanced by one policy.
@@ -38,7 +44,7 @@ type Pool struct {
 	Name      string
 	Region    string
 	Endpoints []*Endpoint
-	Balance   string
+	Balance   config.Balance
 	HashOn    *config.HashOn
 	// FailOpen is Envoy's panic mode: when no endpoint is available, use
 	// every endpoint an operator has not drained or forced down.
@@ -47,6 +53,8 @@ type Pool struct {
 	Check     *config.Check
 	Outlier   *config.Outlier
 	TLS       *config.UpstreamTLS
+	// ClientTLS is TLS compiled, files read; nil without tls:.
+	ClientTLS *UpstreamTLS
 
 	picker picker
 }
@@ -78,7 +86,7 @@ func (e *Endpoint) Excluded() bool { return e.Health != nil && e.Health.Excluded
 // Service steers across pools by policy; routes and DNS records name it.
 type Service struct {
 	Name    string
-	Policy  string // failover | weighted | geo
+	Policy  config.Policy
 	Pools   []*Pool
 	Weights []int // for weighted; same length as Pools
 
@@ -87,7 +95,9 @@ type Service struct {
 
 // LocationDependent reports whether the service's answer depends on the
 // client's region, which decides the DNS ECS scope.
-func (s *Service) LocationDependent() bool { return s.Policy == "geo" && len(s.Pools) > 1 }
+func (s *Service) LocationDependent() bool {
+	return s.Policy == config.PolicyGeo && len(s.Pools) > 1
+}
 
 // Live holds the published table. The rebuild loop stores; the proxy, DNS
 // and admin load once per request.

@@ -60,10 +60,10 @@ routes:
 		stderr []string
 	}{
 		{"good file", []string{"validate", "-config", good}, 0, []string{"good.yaml: ok: 1 routes, 1 services, 1 pools"}, nil},
-		{"null document", []string{"validate", "-config", nullDoc}, 1, nil, []string{"null.yaml: config is empty"}},
-		{"empty mapping", []string{"validate", "-config", emptyMap}, 1, nil, []string{"map.yaml: config defines nothing to serve"}},
-		{"admin listener only", []string{"validate", "-config", adminOnly}, 1, nil, []string{"admin.yaml: config defines nothing to serve"}},
-		{"empty token file", []string{"validate", "-config", tokenCfg}, 1, nil, []string{"admin.token_file " + emptyToken + ": empty token"}},
+		{"null document", []string{"validate", "-config", nullDoc}, 1, nil, []string{"null.yaml:1: config is empty"}},
+		{"empty mapping", []string{"validate", "-config", emptyMap}, 1, nil, []string{"map.yaml:1: config defines nothing to serve"}},
+		{"admin listener only", []string{"validate", "-config", adminOnly}, 1, nil, []string{"admin.yaml:1: config defines nothing to serve"}},
+		{"empty token file", []string{"validate", "-config", tokenCfg}, 1, nil, []string{"token.yaml:1: admin.token_file: " + emptyToken + ": empty token"}},
 		{"file over the size cap", []string{"validate", "-config", huge}, 1, nil, []string{"config file " + huge + " is 52428800 bytes, over the 16 MiB limit"}},
 		{"every problem with its line", []string{"validate", "-config", bad}, 1, nil, []string{
 			`bad.yaml:2: pools.p.balance: unknown balancer "fastest"`,
@@ -72,7 +72,7 @@ routes:
 			`bad.yaml:6: routes[0].service: unknown service "t"`,
 			"4 problem(s)",
 		}},
-		{"problems only compiling finds", []string{"validate", "-config", compileBad}, 1, nil, []string{"compile.yaml:", "10.0.0.1/8"}},
+		{"problems only compiling finds", []string{"validate", "-config", compileBad}, 1, nil, []string{`compile.yaml:1: geo.nets.10.0.0.1/8: same network 10.0.0.0/8 as geo.nets["10.0.0.0/8"]`}},
 		{"missing file", []string{"validate", "-config", filepath.Join(dir, "none.yaml")}, 1, nil, []string{"no such file"}},
 		{"version", []string{"version"}, 0, []string{"meridian "}, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},

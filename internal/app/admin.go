@@ -196,7 +196,7 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 		doc.Routes = append(doc.Routes, rj)
 	}
 	for name, s := range t.Services {
-		sj := serviceJSON{Policy: s.Policy, Weights: s.Weights}
+		sj := serviceJSON{Policy: string(s.Policy), Weights: s.Weights}
 		for _, p := range s.Pools {
 			sj.Pools = append(sj.Pools, p.Name)
 		}
@@ -204,7 +204,7 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 	}
 	failing := t.FailingOpen() // panic only where traffic actually fails open
 	for name, p := range t.Pools {
-		pj := poolJSON{Region: p.Region, Balance: p.Balance, Check: p.CheckName, FailOpen: p.FailOpen, Panic: failing[name], Endpoints: []endpointJSON{}}
+		pj := poolJSON{Region: p.Region, Balance: string(p.Balance), Check: p.CheckName, FailOpen: p.FailOpen, Panic: failing[name], Endpoints: []endpointJSON{}}
 		for _, e := range p.Endpoints {
 			ej := endpointJSON{Address: e.Address, Weight: e.Weight, Region: e.Region, Source: e.Source, Available: e.Available()}
 			if st, ok := a.health.Status(name, e.Address); ok {

@@ -24,6 +24,7 @@ import (
 	"github.com/meridian-lb/meridian/catalog"
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/dns"
+	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/proxy"
@@ -76,6 +77,8 @@ type App struct {
 	watcher  *catalog.Watcher // nil without a consul: section
 	kv       *kvSource        // nil unless the config lives in Consul KV
 	liveCfg  *config.Config   // the published config; rebuild loop only
+	compiled *proxy.Compiled  // the proxy's state for the last table compiled; rebuild loop only
+	tlsFiles *tlsFiles        // watches the TLS files the live table was compiled from
 	draining atomic.Bool
 	token    atomic.Pointer[adminToken] // what /api/ requires; set by apply
 	// nextToken is the token admit read for the config about to be
@@ -139,7 +142,7 @@ func New(opts Options) (_ *App, err error) {
 		}()
 	}
 	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg})
-	a.proxy = proxy.NewHandler(proxy.Options{Tables: &a.live, Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP})
+	a.proxy = proxy.NewHandler(proxy.Options{Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP})
 	a.reg.MustRegister(routing.NewPanicCollector(&a.live)) // meridian_pool_panic: both layers fail open from one table
 	a.health = health.New(health.Options{
 		Logger:      a.logger,
@@ -149,6 +152,7 @@ func New(opts Options) (_ *App, err error) {
 		OnChange:    a.dns.HealthChanged,
 	})
 	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
+	a.tlsFiles = newTLSFiles(a.logger.Named("tlsfiles"), a.rebuild.Poke)
 	if a.kv == nil {
 		if opts.Settle < 0 {
 			return nil, fmt.Errorf("settle %v: must not be negative", opts.Settle)
@@ -188,9 +192,14 @@ func New(opts Options) (_ *App, err error) {
 // must serve something (config.Config.Serves), and a token file it names
 // must hold a token. Compiling catches what only the compiled table can see
 // (two steered records at one name, one network mapped to two regions).
-// Every problem found is reported, not only the first.
+// Every problem found is reported, not only the first, each with its line:
+// the error is a *config.Error. The zone compiler and the health checks'
+// own checks also run as checks of Parse, so their problems are listed with
+// the problems of the file's other rules, which stop it before
+// routing.Compile (on a good file the zones are compiled twice, once by
+// each: a validate run's cost, not a reload's).
 func Check(name string, data []byte) (*config.Config, error) {
-	cfg, err := config.Parse(name, data)
+	cfg, err := config.Parse(name, data, zone.Check, health.CheckConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -199,13 +208,13 @@ func Check(name string, data []byte) (*config.Config, error) {
 		errs = append(errs, err)
 	}
 	if _, err := loadToken(cfg.Admin.TokenFile); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		errs = append(errs, tokenProblem(err))
 	}
 	if _, err := routing.Compile(cfg, routing.Inputs{}); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := cfg.Locate(errors.Join(errs...)); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -224,12 +233,20 @@ func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
 	} else if len(consulSelections(cfg)) > 0 {
 		return nil, fmt.Errorf("pools select from Consul, but Meridian started without a consul: section; restart to apply it")
 	}
-	return routing.Compile(cfg, in)
+	t, err := routing.Compile(cfg, in)
+	if err != nil {
+		return nil, err
+	}
+	// The proxy's state for the table is built here, before the swap, so
+	// the first request on the new table builds nothing; apply installs it.
+	a.compiled = a.proxy.Compile(t)
+	return t, nil
 }
 
 // apply runs in the rebuild loop between compile and publication.
 func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	a.liveCfg = cfg
+	a.tlsFiles.set(cfg)
 	if a.watcher != nil {
 		a.watcher.Want(catalog.KeysOf(consulSelections(cfg)))
 	}
@@ -245,6 +262,10 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	}
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
+	if c := a.compiled; c != nil && c.Table() == t {
+		a.proxy.Install(c)
+	}
+	a.compiled = nil
 	a.dns.TableChanged(t)
 	if ts := a.tls.Load(); ts != nil {
 		if err := ts.Reload(cfg); err != nil {
@@ -268,10 +289,17 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 func (a *App) admit(cfg *config.Config) error {
 	tok, err := loadToken(cfg.Admin.TokenFile)
 	if err != nil {
-		return err
+		return cfg.Locate(tokenProblem(err))
 	}
 	a.nextToken = adminTokenFor{cfg: cfg, tok: tok}
 	return nil
+}
+
+// tokenProblem is loadToken's error as a problem at admin.token_file, so
+// that a start, a reload and meridian validate report it at its line. The
+// problem's path names the key, which loadToken's message starts with too.
+func tokenProblem(err error) config.Problem {
+	return config.Problem{Path: "admin.token_file", Msg: strings.TrimPrefix(err.Error(), "admin.token_file ")}
 }
 
 // adminToken is what /api/ requires.
@@ -332,20 +360,8 @@ func pathErr(err error) error {
 	return err
 }
 
-// Logger returns the App's logger.
-func (a *App) Logger() *zap.Logger { return a.logger }
-
-// Live returns the published table holder.
-func (a *App) Live() *routing.Live { return &a.live }
-
-// Health returns the health engine.
-func (a *App) Health() *health.Engine { return a.health }
-
 // Reload asks the rebuild loop to re-read the config (SIGHUP).
 func (a *App) Reload() { a.rebuild.Poke() }
-
-// ReloadStatus reports the last reload outcome.
-func (a *App) ReloadStatus() ReloadStatus { return a.rebuild.Status() }
 
 // Ready is closed once every listener is bound.
 func (a *App) Ready() <-chan struct{} { return a.ready }
@@ -412,6 +428,7 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return a.health.Run(gctx) })
 	g.Go(func() error { return a.rebuild.Run(gctx) })
+	g.Go(func() error { return a.tlsFiles.Run(gctx) })
 	if a.geoDB != nil {
 		g.Go(func() error { return a.geoDB.Run(gctx) })
 	}

@@ -114,7 +114,7 @@ func TestSlowInPlaceWriter(t *testing.T) {
 			write(t, path, configText(1))
 			h := start(t, path) // the default settle window
 			h.waitRoute("r1")
-			watch := watchTables(h.app.Live())
+			watch := watchTables(&h.app.live)
 
 			f := tt.open(t, path)
 			var lastWrite time.Time
@@ -130,7 +130,7 @@ func TestSlowInPlaceWriter(t *testing.T) {
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
-			h.waitFor("the whole file", func() bool { return len(h.app.Live().Load().Routes) == routes })
+			h.waitFor("the whole file", func() bool { return len(h.app.live.Load().Routes) == routes })
 			t.Logf("whole file served %v after its last write (settle window %v)", time.Since(lastWrite).Round(time.Millisecond), config.DefaultSettle)
 
 			seen := watch.Stop()
@@ -163,7 +163,7 @@ func TestRenameSkipsTheSettleWindow(t *testing.T) {
 		o.Logger = zap.New(core)
 		o.Settle = time.Minute
 	})
-	before := h.app.Live().Load().Version
+	before := h.app.live.Load().Version
 
 	// A writer in place leaves a valid prefix and pauses.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
@@ -177,7 +177,7 @@ func TestRenameSkipsTheSettleWindow(t *testing.T) {
 	h.waitFor("the write in place to be held", func() bool {
 		return logs.FilterMessageSnippet("written in place").Len() > 0
 	})
-	if v := h.app.Live().Load().Version; v != before {
+	if v := h.app.live.Load().Version; v != before {
 		t.Fatalf("the prefix written in place was published (version %s)", v)
 	}
 
@@ -191,14 +191,14 @@ func TestRenameSkipsTheSettleWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Polled tightly, as the benchmark does, so the figure is the reload's.
-	for h.app.Live().Load().Version == before {
+	for h.app.live.Load().Version == before {
 		if time.Since(t0) > 10*time.Second {
 			t.Fatal("the renamed file was not applied within 10s: it waited for the settle window")
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
 	elapsed := time.Since(t0)
-	if n := len(h.app.Live().Load().Routes); n != 2000 {
+	if n := len(h.app.live.Load().Routes); n != 2000 {
 		t.Fatalf("published a table with %d routes, want the renamed file's 2000", n)
 	}
 	t.Logf("2,000 routes served %v after the rename", elapsed.Round(100*time.Microsecond))
@@ -213,13 +213,13 @@ func TestEmptyConfigRejected(t *testing.T) {
 		huge       bool // a sparse 50 MiB file instead of text
 		want       string
 	}{
-		{"document marker", "---\n", false, "meridian.yaml: config is empty"},
-		{"null", "null\n", false, "meridian.yaml: config is empty"},
-		{"tilde", "~\n", false, "meridian.yaml: config is empty"},
-		{"empty file", "", false, "meridian.yaml: config is empty"},
-		{"whitespace", " \n\n  \n", false, "meridian.yaml: config is empty"},
-		{"empty mapping", "{}\n", false, "meridian.yaml: config defines nothing to serve"},
-		{"admin listener only", "listen: {admin: 127.0.0.1:0}\n", false, "meridian.yaml: config defines nothing to serve"},
+		{"document marker", "---\n", false, "meridian.yaml:1: config is empty"},
+		{"null", "null\n", false, "meridian.yaml:1: config is empty"},
+		{"tilde", "~\n", false, "meridian.yaml:1: config is empty"},
+		{"empty file", "", false, "meridian.yaml:1: config is empty"},
+		{"whitespace", " \n\n  \n", false, "meridian.yaml:1: config is empty"},
+		{"empty mapping", "{}\n", false, "meridian.yaml:1: config defines nothing to serve"},
+		{"admin listener only", "listen: {admin: 127.0.0.1:0}\n", false, "meridian.yaml:1: config defines nothing to serve"},
 		{"50 MiB", "", true, "is 52428800 bytes, over the 16 MiB limit"},
 	}
 	put := func(t *testing.T, path, text string, huge bool) {
@@ -291,9 +291,9 @@ func TestAdminTokenFile(t *testing.T) {
 				}
 				path := filepath.Join(dir, name+".yaml")
 				write(t, path, configText(1)+"admin: {token_file: "+tokenFile+"}\n")
-				want := "admin.token_file " + tokenFile + ": empty token"
+				want := "admin.token_file: " + tokenFile + ": empty token"
 				if content == nil {
-					want = "admin.token_file " + tokenFile + ": no such file or directory"
+					want = "admin.token_file: " + tokenFile + ": no such file or directory"
 				}
 				_, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
 				if err == nil || !strings.Contains(err.Error(), want) {
@@ -332,7 +332,7 @@ func TestAdminTokenFile(t *testing.T) {
 			return code == 200 && len(doc.Routes) == 1 && doc.Routes[0].Name == "r2"
 		})
 		_, doc := table("tok")
-		if want := "admin.token_file " + tokenFile + ": empty token"; !strings.Contains(doc.LastReload.Error, want) {
+		if want := "meridian.yaml:9: admin.token_file: " + tokenFile + ": empty token"; !strings.Contains(doc.LastReload.Error, want) {
 			t.Errorf("last_reload.error = %q, want %q", doc.LastReload.Error, want)
 		}
 		if len(doc.Routes) != 1 || doc.Routes[0].Name != "r1" {

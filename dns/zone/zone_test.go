@@ -1,6 +1,7 @@
-package routing
+package zone
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -10,8 +11,8 @@ import (
 )
 
 const zonesYAML = `
-pools:
-  eu: {region: eu, endpoints: [192.0.2.1:80, 192.0.2.1:81, {address: 192.0.2.2:80, weight: 3}, "[2001:db8::1]:80", web.example.net:80]}
+pools: # the endpoints steered records see are those of services, below
+  eu: {region: eu, endpoints: [192.0.2.1:80]}
   us: {region: us, endpoints: [198.51.100.1:80]}
 services:
   web: {policy: geo, pools: [eu, us]}
@@ -36,22 +37,47 @@ zones:
     ns: [ns1.example.com.]
 `
 
-func compileZonesYAML(t *testing.T, yaml string) *Table {
-	t.Helper()
-	cfg, err := config.Parse("zones.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := Compile(cfg, Inputs{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tbl
+// services is the Services of the tests: web's pools eu and us, with the
+// endpoints routing would hand over (a host name and a second port at one
+// address included).
+var services = fakeServices{"web": {
+	{Name: "eu", Endpoints: []Endpoint{
+		ep("192.0.2.1:80", 1), ep("192.0.2.1:81", 1), ep("192.0.2.2:80", 3), ep("[2001:db8::1]:80", 1),
+		{Address: "web.example.net:80", Weight: 1},
+	}},
+	{Name: "us", Endpoints: []Endpoint{ep("198.51.100.1:80", 1)}},
+}}
+
+type fakeServices map[string][]Pool
+
+func (f fakeServices) Pools(name string) ([]Pool, bool) { p, ok := f[name]; return p, ok }
+
+func ep(addr string, weight int) Endpoint {
+	return Endpoint{Address: addr, IP: netip.MustParseAddrPort(addr).Addr(), Weight: weight}
 }
 
-func TestCompileZones(t *testing.T) {
-	tbl := compileZonesYAML(t, zonesYAML)
-	z := tbl.Zones[0]
+// compile parses text as a config (its own rules only) and compiles its
+// zones.
+func compile(t *testing.T, text string, svc Services) ([]*Zone, []config.Problem) {
+	t.Helper()
+	cfg, err := config.Parse("zones.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Compile(cfg, svc)
+}
+
+func mustCompile(t *testing.T, text string) []*Zone {
+	t.Helper()
+	zones, probs := compile(t, text, services)
+	if len(probs) > 0 {
+		t.Fatalf("problems: %v", probs)
+	}
+	return zones
+}
+
+func TestCompile(t *testing.T) {
+	z := mustCompile(t, zonesYAML)[0]
 	if z.Origin != "Example.COM" || z.Name != "example.com." || z.Config == nil {
 		t.Fatalf("origin %q name %q", z.Origin, z.Name)
 	}
@@ -157,25 +183,27 @@ func TestCompileZones(t *testing.T) {
 	t.Run("steered targets", func(t *testing.T) {
 		a := z.Nodes["www.example.com."].SteeredFor(mdns.TypeA)
 		aaaa := z.Nodes["www.example.com."].SteeredFor(mdns.TypeAAAA)
-		if a == nil || aaaa == nil || a.TTL != 30 || a.DegradedTTL != 10 || a.MaxAnswers != 4 || a.OnAllDown != "fail_open" {
+		if a == nil || aaaa == nil || a.TTL != 30 || a.DegradedTTL != 10 || a.MaxAnswers != 4 || a.OnAllDown != config.RecordFailOpen {
 			t.Fatalf("steered %+v %+v", a, aaaa)
 		}
-		eu, us := tbl.Pools["eu"], tbl.Pools["us"]
-		ts := a.Targets[eu]
+		if a.Service != "web" || strings.Join(a.Pools, ",") != "eu,us" {
+			t.Errorf("service %q pools %v", a.Service, a.Pools)
+		}
+		ts := a.Targets["eu"]
 		if len(ts) != 2 || ts[0].IP.String() != "192.0.2.1" || len(ts[0].Endpoints) != 2 || ts[0].Weight != 2 || ts[1].Weight != 3 {
 			t.Fatalf("eu A targets %+v: one per address, host names and IPv6 skipped", ts)
 		}
 		if ts[0].RR.Header().Ttl != 30 || ts[0].Degraded.Header().Ttl != 10 || ts[0].RR.Header().Name != "www.example.com." {
 			t.Errorf("records %v %v", ts[0].RR, ts[0].Degraded)
 		}
-		if len(aaaa.Targets[eu]) != 1 || aaaa.Targets[us] != nil {
+		if len(aaaa.Targets["eu"]) != 1 || aaaa.Targets["us"] != nil {
 			t.Errorf("AAAA targets %+v", aaaa.Targets)
 		}
-		if !ts[0].Available() {
-			t.Error("an endpoint without health is available")
+		if !ts[0].Available() || ts[0].Excluded() {
+			t.Error("an endpoint without state is available and not excluded")
 		}
 		down := z.Nodes["down.example.com."].SteeredFor(mdns.TypeA)
-		if down.OnAllDown != "fallback" || down.FallbackTarget != "sorry.example.net." || len(down.Fallback) != 1 || down.Fallback[0].Header().Ttl != 10 {
+		if down.OnAllDown != config.RecordFallback || down.FallbackTarget != "sorry.example.net." || len(down.Fallback) != 1 || down.Fallback[0].Header().Ttl != 10 {
 			t.Errorf("fallback %+v", down)
 		}
 		if len(z.Steered) != 3 {
@@ -183,19 +211,53 @@ func TestCompileZones(t *testing.T) {
 		}
 	})
 	t.Run("static digest is deterministic and content-sensitive", func(t *testing.T) {
-		again := compileZonesYAML(t, zonesYAML).Zones[0]
+		again := mustCompile(t, zonesYAML)[0]
 		if again.StaticDigest != z.StaticDigest {
 			t.Error("same input, different digest")
 		}
-		other := compileZonesYAML(t, strings.Replace(zonesYAML, "values: [hi]", "values: [ho]", 1)).Zones[0]
+		other := mustCompile(t, strings.Replace(zonesYAML, "values: [hi]", "values: [ho]", 1))[0]
 		if other.StaticDigest == z.StaticDigest {
 			t.Error("changed record, same digest")
 		}
 	})
 }
 
-func TestFindZone(t *testing.T) {
-	tbl := compileZonesYAML(t, zonesYAML)
+// state is an endpoint's live state for the target tests.
+type state struct{ available, excluded bool }
+
+func (s state) Available() bool { return s.available }
+func (s state) Excluded() bool  { return s.excluded }
+
+// TestTargetState: a target reads its endpoints' live state: available
+// when any is, excluded only when all are.
+func TestTargetState(t *testing.T) {
+	up, down, drained := state{available: true}, state{}, state{excluded: true}
+	tests := []struct {
+		name                string
+		states              []State
+		available, excluded bool
+	}{
+		{"one up", []State{up}, true, false},
+		{"one down", []State{down}, false, false},
+		{"one up of two", []State{down, up}, true, false},
+		{"all drained", []State{drained, drained}, false, true},
+		{"one drained", []State{drained, down}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tg Target
+			for _, s := range tt.states {
+				tg.Endpoints = append(tg.Endpoints, Endpoint{State: s})
+			}
+			if tg.Available() != tt.available || tg.Excluded() != tt.excluded {
+				t.Errorf("available %t excluded %t, want %t %t", tg.Available(), tg.Excluded(), tt.available, tt.excluded)
+			}
+		})
+	}
+}
+
+func TestFind(t *testing.T) {
+	zones := mustCompile(t, zonesYAML)
 	for _, tt := range []struct{ name, want string }{
 		{"example.com.", "example.com."},
 		{"www.example.com.", "example.com."},
@@ -209,52 +271,22 @@ func TestFindZone(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := ""
-			if z := FindZone(tbl.Zones, tt.name); z != nil {
+			if z := Find(zones, tt.name); z != nil {
 				got = z.Name
 			}
 			if got != tt.want {
-				t.Errorf("FindZone(%q) = %q, want %q", tt.name, got, tt.want)
+				t.Errorf("Find(%q) = %q, want %q", tt.name, got, tt.want)
 			}
 		})
 	}
-	if FindZone(nil, "example.com.") != nil {
+	if Find(nil, "example.com.") != nil {
 		t.Error("a zone from no zones")
 	}
 }
 
-func TestCompileZoneErrors(t *testing.T) {
-	base := `
-pools:
-  p: {endpoints: [192.0.2.1:80]}
-services:
-  s: {pools: [p]}
-zones:
-  - origin: example.com.
-    soa: {ns: ns1.example.com., mbox: hostmaster.example.com.}
-    ns: [ns1.example.com.]
-    records:
-`
-	for _, tt := range []struct{ name, records, want string }{
-		{"CNAME at the apex", `      - {name: "@", type: CNAME, values: [x.example.net.]}`, "apex"},
-		{"steered and static of one type", "      - {name: w, type: A, service: s}\n      - {name: w, type: A, values: [192.0.2.9]}", "share the name"},
-		{"two steered of one type", "      - {name: w, type: A, service: s}\n      - {name: w, type: A, service: s}", "second steered"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := config.Parse("z.yaml", []byte(base+tt.records+"\n"))
-			if err != nil {
-				t.Fatalf("the validator passes it, compile must catch it: %v", err)
-			}
-			_, err = Compile(cfg, Inputs{})
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestZoneDump(t *testing.T) {
+func TestDump(t *testing.T) {
 	var b strings.Builder
-	compileZonesYAML(t, zonesYAML).Zones[0].dump(&b)
+	mustCompile(t, zonesYAML)[0].Dump(&b)
 	for _, want := range []string{
 		"zone example.com. negative_ttl=600 degraded_ttl=10\n",
 		"  transfer allow 192.0.2.0/24\n",
