@@ -62,14 +62,14 @@ type TLSServer struct {
 	gen  atomic.Pointer[tlsGen]
 	port atomic.Int32
 
-	mu      sync.Mutex // serialises reloads; guards the fields below
-	tlsCfg  config.TLS
-	listen  config.Listen
-	certs   certStore     // the certificate files as last read
-	acme    acmeLife      // the tls.acme manager's lifecycle
-	status  TLSStatus     // of the last rebuild
-	paths   []string      // the files Run watches
-	repath  chan struct{} // pokes Run to watch a new set of paths
+	mu     sync.Mutex // serialises reloads; guards the fields below
+	tlsCfg config.TLS
+	listen config.Listen
+	certs  certStore     // the certificate files as last read
+	acme   acmeLife      // the tls.acme manager's lifecycle
+	status TLSStatus     // of the last rebuild
+	paths  []string      // the files Run watches
+	repath chan struct{} // pokes Run to watch a new set of paths
 }
 
 // NewTLSServer loads cfg's certificates and builds the TLS listener's
@@ -328,8 +328,6 @@ func (s *TLSServer) Run(ctx context.Context) error {
 		}
 	}
 }
-
-
 
 // Serve accepts TLS connections on ln until ctx is done, then shuts down
 // like Server.Serve: stop accepting, let in-flight requests finish for up to
