@@ -17,7 +17,10 @@
 # requests wrk counted). Layout as bench/http.sh: wrk and the backend on
 # CPU $CLIENT_CPU, Meridian on CPU $PROXY_CPU. Before each run the script
 # waits (up to a minute) for the machine to be idle and records how busy it
-# was (busy_before); the summary quotes medians. Raw output goes to
+# was (busy_before); during the run it measures the task time of anything
+# but wrk, the backend and Meridian (others, in % of the machine) and
+# repeats a run where that exceeds $MAX_OTHERS% (up to 3 times, the last
+# kept and marked). The summary quotes medians. Raw output goes to
 # bench/results/routes-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +32,7 @@ SHAPES=${SHAPES:-path host}
 CLIENT_CPU=${CLIENT_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
 CONNS=${CONNS:-64}
+MAX_OTHERS=${MAX_OTHERS:-5}
 BASE=${BASE:-}
 OUT=${OUT:-bench/results/routes-$(date +%Y-%m-%d).txt}
 P_BACKEND=9520 P_MERIDIAN=9521
@@ -95,6 +99,14 @@ EOF
 # ticks PID: utime+stime of PID, in clock ticks.
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
+# machine: jiffies of all CPUs spent in tasks (user, nice, system, steal)
+# and in all.
+machine() {
+	local a b c d e f g h
+	read -r _ a b c d e f g h _ </proc/stat
+	echo "$((a + b + c + h)) $((a + b + c + d + e + f + g + h))"
+}
+
 busy() { # share of all CPUs' time spent busy over one second, in percent
 	local a b c d e f g h b0 t0
 	read -r _ a b c d e f g h _ </proc/stat
@@ -114,11 +126,12 @@ wait_quiet() { # waits up to a minute for an idle machine; prints the busy % it 
 }
 
 taskset -c "$CLIENT_CPU" "$WORK/backend" -addr 127.0.0.1:$P_BACKEND >"$WORK/backend.log" 2>&1 &
-PIDS+=($!)
+BACKEND=$!
+PIDS+=($BACKEND)
 
 # run BUILD SHAPE N ROUND: one load run; appends a RESULT line.
 run() {
-	local build=$1 shape=$2 n=$3 round=$4 pid url host quiet t0 t1 reqs rps
+	local build=$1 shape=$2 n=$3 round=$4 pid url host quiet t0 t1 b0 b1 m0 m1 tot0 tot1 cl others try reqs rps mark=""
 	config "$shape" "$n" >"$WORK/meridian.yaml"
 	taskset -c "$PROXY_CPU" "$WORK/meridian-$build" run -config "$WORK/meridian.yaml" >"$WORK/meridian.log" 2>&1 &
 	pid=$!
@@ -131,10 +144,19 @@ run() {
 	done
 	curl -fs -o /dev/null -H "Host: $host" "$url" || { log "# $build $shape $n does not answer"; tail "$WORK"/meridian.log; exit 1; }
 	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s -H "Host: $host" "$url" >/dev/null 2>&1 # warm up
-	quiet=$(wait_quiet)
-	t0=$(ticks "$pid")
-	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $host" "$url" >"$WORK/wrk.out" 2>&1
-	t1=$(ticks "$pid")
+	for try in 1 2 3; do
+		quiet=$(wait_quiet)
+		t0=$(ticks "$pid") b0=$(ticks "$BACKEND")
+		read -r m0 tot0 < <(machine)
+		cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $host" "$url" >"$WORK/wrk.out" 2>&1; } 2>&1)
+		t1=$(ticks "$pid") b1=$(ticks "$BACKEND")
+		read -r m1 tot1 < <(machine)
+		others=$(awk -v m=$((m1 - m0)) -v tot=$((tot1 - tot0)) -v known=$((t1 - t0 + b1 - b0)) -v c="$cl" -v hz="$HZ" \
+			'BEGIN{split(c, x, " "); o = m - known - (x[1] + x[2]) * hz; if (o < 0) o = 0; printf "%.1f", 100 * o / tot}')
+		mark=$(awk -v o="$others" -v max="$MAX_OTHERS" 'BEGIN{if (o > max) print " disturbed"}')
+		[[ -z $mark || $try == 3 ]] && break
+		log "# $build $shape $n round $round: others $others%, repeating"
+	done
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
@@ -143,8 +165,8 @@ run() {
 		log "# $build $shape $n: non-2xx answers"
 		cat "$WORK/wrk.out" >>"$OUT"
 	fi
-	awk -v b="$build" -v s="$shape" -v n="$n" -v r="$round" -v reqs="$reqs" -v rps="$rps" -v t=$((t1 - t0)) -v hz="$HZ" -v q="$quiet" \
-		'BEGIN{printf "RESULT build=%s shape=%s routes=%d round=%d rps=%.0f cpu_us=%.1f busy_before=%d%%\n", b, s, n, r, rps, t*1e6/hz/reqs, q}' | tee -a "$OUT"
+	awk -v b="$build" -v s="$shape" -v n="$n" -v r="$round" -v reqs="$reqs" -v rps="$rps" -v t=$((t1 - t0)) -v hz="$HZ" -v q="$quiet" -v o="$others" -v mark="$mark" \
+		'BEGIN{printf "RESULT build=%s shape=%s routes=%d round=%d rps=%.0f cpu_us=%.1f busy_before=%d%% others=%s%%%s\n", b, s, n, r, rps, t*1e6/hz/reqs, q, o, mark}' | tee -a "$OUT"
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do

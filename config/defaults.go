@@ -36,6 +36,13 @@ const (
 	DefaultMaxConns            = 10000
 	DefaultMaxIdleConnsPerHost = 64
 	DefaultHealthInFlight      = 256
+	// DefaultAccessLogBuffer bounds the bytes of access log lines held for
+	// their destination (those queued and the batch being written): about
+	// ten thousand typical lines, so a disk stall of a fraction of a second
+	// at tens of thousands of requests a second loses nothing.
+	DefaultAccessLogBuffer = 4 << 20
+	// DefaultTracingService is the service.name exported spans carry.
+	DefaultTracingService = "meridian"
 	// Request-path limits; the README's "Limits and defaults" table says
 	// why each has its value.
 	DefaultRouteTimeout           = 15 * time.Second // Envoy's route timeout
@@ -97,6 +104,24 @@ func (c *Config) SetDefaults() {
 	defDur(&h.UpstreamIdleTimeout, DefaultUpstreamIdleTimeout)
 	if h.MaxResponseHeaderBytes == 0 {
 		h.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	if al := &h.AccessLog; al.Enabled() {
+		def(&al.To, AccessLogStderr)
+		def(&al.Format, AccessLogJSON)
+		if al.Sample == nil {
+			one := 1.0
+			al.Sample = &one
+		}
+		if al.Buffer == 0 {
+			al.Buffer = DefaultAccessLogBuffer
+		}
+	}
+	if tr := c.Tracing; tr != nil {
+		if tr.Sample == nil {
+			one := 1.0
+			tr.Sample = &one
+		}
+		def(&tr.ServiceName, DefaultTracingService)
 	}
 
 	d := &c.DNS

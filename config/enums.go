@@ -109,6 +109,27 @@ func (o *RecordOnAllDown) UnmarshalYAML(n *yaml.Node) error {
 	return decodeEnum(n, o, "on_all_down")
 }
 
+// AccessLogFormat is how http.access_log writes a line.
+type AccessLogFormat string
+
+// The access log formats.
+const (
+	// AccessLogJSON is one JSON object per line.
+	AccessLogJSON AccessLogFormat = "json"
+	// AccessLogCombined is the Apache/nginx combined format, followed by
+	// Meridian's own fields.
+	AccessLogCombined AccessLogFormat = "combined"
+)
+
+func (AccessLogFormat) values() []AccessLogFormat {
+	return []AccessLogFormat{AccessLogJSON, AccessLogCombined}
+}
+
+// UnmarshalYAML accepts json or combined.
+func (f *AccessLogFormat) UnmarshalYAML(n *yaml.Node) error {
+	return decodeEnum(n, f, "access log format")
+}
+
 // CheckType is the kind of probe a health check runs.
 type CheckType string
 

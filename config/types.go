@@ -3,6 +3,8 @@ package config
 import (
 	"net/netip"
 	"regexp"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole routing configuration as the operator wrote it, after
@@ -16,6 +18,7 @@ type Config struct {
 	Consul   *Consul             `yaml:"consul,omitempty"`
 	Geo      Geo                 `yaml:"geo,omitempty"`
 	HTTP     HTTP                `yaml:"http,omitempty"`
+	Tracing  *Tracing            `yaml:"tracing,omitempty"`
 	DNS      DNS                 `yaml:"dns,omitempty"`
 	Health   Health              `yaml:"health,omitempty"`
 	Shutdown Shutdown            `yaml:"shutdown,omitempty"`
@@ -155,7 +158,9 @@ type HTTP struct {
 	// AllowAmbiguousPaths turns off the 400 for %2e%2e, encoded slashes,
 	// backslashes and NUL in the path.
 	AllowAmbiguousPaths bool `yaml:"allow_ambiguous_paths,omitempty"`
-	AccessLog           bool `yaml:"access_log,omitempty"`
+	// AccessLog writes one line per proxied request (both listeners);
+	// off unless set. `true` is short for {to: stderr, format: json}.
+	AccessLog AccessLog `yaml:"access_log,omitempty"`
 	// MaxIdleConnsPerHost bounds the idle upstream connections per endpoint.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host,omitempty"`
 	// RouteTimeout is the timeout of routes that set none: the response
@@ -181,6 +186,94 @@ type HTTP struct {
 	UpstreamIdleTimeout Duration `yaml:"upstream_idle_timeout,omitempty"`
 	// MaxResponseHeaderBytes caps an upstream response head (502 above it).
 	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes,omitempty"`
+}
+
+// AccessLog is http.access_log. The lines go through a writer of their
+// own, not the application's zap logger, so they can go to another stream
+// or file, in a format log tools already parse, and a slow destination
+// drops lines (counted) instead of slowing requests.
+type AccessLog struct {
+	// To is where lines go: stdout, stderr or a file path (opened for
+	// appending, created 0644 when missing, reopened on SIGUSR1 for
+	// logrotate). Empty means off.
+	To string `yaml:"to,omitempty"`
+	// Format is json (one object per line) or combined (Apache/nginx
+	// combined, then Meridian's fields).
+	Format AccessLogFormat `yaml:"format,omitempty"`
+	// Sample is the share of successful requests (status below 400 and no
+	// error) that are logged, 0 to 1; failed requests are always logged.
+	// Unset means 1.
+	Sample *float64 `yaml:"sample,omitempty"`
+	// RedactQuery names query parameters (case-insensitive) whose values
+	// are logged as REDACTED: tokens and keys that must not reach logs.
+	RedactQuery []string `yaml:"redact_query,omitempty"`
+	// Buffer bounds the bytes of lines waiting for the destination; a
+	// line that does not fit is dropped and counted, so a slow disk never
+	// holds a request.
+	Buffer Size `yaml:"buffer,omitempty"`
+
+	// on is set when the YAML turned the log on (`true` or a mapping), so
+	// SetDefaults can fill To for a mapping that leaves it out.
+	on bool
+}
+
+// Enabled reports whether the access log is on.
+func (a *AccessLog) Enabled() bool { return a.on || a.To != "" }
+
+// Access log destinations besides a file path.
+const (
+	AccessLogStdout = "stdout"
+	AccessLogStderr = "stderr"
+)
+
+// UnmarshalYAML accepts `true` (today's access log: JSON lines on
+// stderr), `false` (off) and the mapping form.
+func (a *AccessLog) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var on bool
+		if err := n.Decode(&on); err != nil {
+			return lineErr(n, "expected true, false or a mapping such as {to: stdout, format: json}")
+		}
+		*a = AccessLog{}
+		if on {
+			*a = AccessLog{To: AccessLogStderr, on: true}
+		}
+		return nil
+	}
+	type plain AccessLog
+	var p plain
+	if err := decodeStrict(n, &p, accessLogKeys); err != nil {
+		return err
+	}
+	*a = AccessLog(p)
+	a.on = true
+	return nil
+}
+
+// MarshalYAML writes the mapping form, or false when the log is off.
+func (a AccessLog) MarshalYAML() (any, error) {
+	if !a.Enabled() {
+		return false, nil
+	}
+	type plain AccessLog
+	return plain(a), nil
+}
+
+// Tracing is the tracing: block. Present, the proxy takes part in W3C
+// trace context: it continues a valid inbound traceparent (or starts a
+// trace), gives its hop a span id and sends traceparent and tracestate
+// upstream. With OTLP set it also exports spans.
+type Tracing struct {
+	// OTLP is the URL of an OTLP/HTTP collector (protobuf), such as
+	// http://127.0.0.1:4318; /v1/traces is added to a URL without a
+	// path. Empty: propagate only, export nothing.
+	OTLP string `yaml:"otlp,omitempty"`
+	// Sample is the share of new traces sampled, 0 to 1 (default 1). A
+	// trace continued from a trusted proxy (http.trusted_proxies) keeps
+	// the sampled flag it came with.
+	Sample *float64 `yaml:"sample,omitempty"`
+	// ServiceName is the exported service.name (default meridian).
+	ServiceName string `yaml:"service_name,omitempty"`
 }
 
 // DNS holds server-wide settings of the DNS layer.

@@ -50,13 +50,6 @@ func (v *validator) add(path, format string, args ...any) {
 	v.probs = append(v.probs, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-// Validate checks a defaulted config and returns every problem found, with
-// paths but no lines (Parse fills the lines from the file).
-func (c *Config) Validate() []Problem {
-	probs, _ := c.validate()
-	return probs
-}
-
 // validate returns the problems and, for Parse to keep on the config, every
 // regular expression it compiled on the way (nil when there is none).
 func (c *Config) validate() ([]Problem, map[string]*regexp.Regexp) {
@@ -304,6 +297,55 @@ func (v *validator) http() {
 	}
 	if v.c.HTTP.MaxConns < 0 {
 		v.add("http.max_conns", "must not be negative")
+	}
+	v.accessLog()
+	v.tracing()
+}
+
+// minAccessLogBuffer is the smallest http.access_log.buffer: a line with a
+// full request head must fit.
+const minAccessLogBuffer = 64 << 10
+
+// maxAccessLogBuffer bounds http.access_log.buffer: a larger queue only
+// delays the drops a disk that cannot keep up makes certain.
+const maxAccessLogBuffer = 1 << 30
+
+func (v *validator) accessLog() {
+	al := &v.c.HTTP.AccessLog
+	if !al.Enabled() {
+		return
+	}
+	if strings.TrimSpace(al.To) != al.To {
+		v.add("http.access_log.to", "%q has surrounding spaces", al.To)
+	}
+	if s := al.Sample; s != nil && !(*s >= 0 && *s <= 1) {
+		v.add("http.access_log.sample", "is a share between 0 and 1, not %g", *s)
+	}
+	for i, name := range al.RedactQuery {
+		if name == "" {
+			v.add(fmt.Sprintf("http.access_log.redact_query[%d]", i), "empty parameter name")
+		}
+	}
+	if b := al.Buffer; b != 0 && (b < minAccessLogBuffer || b > maxAccessLogBuffer) {
+		v.add("http.access_log.buffer", "must be between 64KiB and 1GiB, not %d bytes", int64(b))
+	}
+}
+
+func (v *validator) tracing() {
+	tr := v.c.Tracing
+	if tr == nil {
+		return
+	}
+	if tr.OTLP != "" {
+		if u, err := url.Parse(tr.OTLP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			v.add("tracing.otlp", "want an http:// or https:// collector URL such as http://127.0.0.1:4318, not %q", tr.OTLP)
+		}
+	}
+	if s := tr.Sample; s != nil && !(*s >= 0 && *s <= 1) {
+		v.add("tracing.sample", "is a share between 0 and 1, not %g", *s)
+	}
+	if tr.ServiceName == "" {
+		v.add("tracing.service_name", "empty service name")
 	}
 }
 

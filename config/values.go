@@ -147,12 +147,14 @@ func (m *StringMatch) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// endpointKeys and stringMatchKeys are the keys the mapping forms of
-// Endpoint and StringMatch take. They are read from the struct tags once,
-// since a config has thousands of matchers, and never written after.
+// endpointKeys, stringMatchKeys and accessLogKeys are the keys the mapping
+// forms of Endpoint, StringMatch and AccessLog take. They are read from the
+// struct tags once, since a config has thousands of matchers, and never
+// written after.
 var (
 	endpointKeys    = yamlFields(reflect.TypeFor[Endpoint]())
 	stringMatchKeys = yamlFields(reflect.TypeFor[StringMatch]())
+	accessLogKeys   = yamlFields(reflect.TypeFor[AccessLog]())
 )
 
 // decodeStrict decodes a mapping node into v, rejecting keys that are not

@@ -43,6 +43,9 @@ type result struct {
 	// scope returned; -1 when the response carries no ECS).
 	region string
 	scope  int
+	// record is the owner name the query matched ("" for none) and pool
+	// the pool a steered answer came from: what telemetry counts.
+	record, pool string
 }
 
 // answer computes the response to req from table t as seen by client c. It
@@ -177,6 +180,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 	m.Authoritative = true
 	r := resolver{t: t, z: z, m: m, c: c, ecs: ecs, qtype: q.Qtype}
 	r.resolve(lower, q.Name)
+	res.record, res.pool = r.node, r.pool
 	res.region = r.loc.Region
 	if r.located && ecs.present {
 		res.scope = r.scope
@@ -245,6 +249,8 @@ type resolver struct {
 	loc     geo.Result // where the client is
 	scope   int        // ECS scope of the location used
 	pools   [8]*routing.Pool
+	node    string // the owner name matched on the first hop (telemetry)
+	pool    string // the pool the last steered answer came from (telemetry)
 }
 
 // resolve answers name (lower case) whose answer owner is owner (the
@@ -272,6 +278,9 @@ func (r *resolver) resolve(name, owner string) {
 			if tr := r.c.tr; tr != nil {
 				tr.note("%s is synthesised from the wildcard %s", name, n.Name)
 			}
+		}
+		if hop == 0 {
+			r.node = n.Name
 		}
 		if r.qtype == mdns.TypeANY {
 			r.any(n, owner)
@@ -363,6 +372,7 @@ func (r *resolver) negative(rcode int) {
 // referral answers a name at or below a delegation point: not
 // authoritative, the cut's NS set in authority, glue in additional.
 func (r *resolver) referral(cut *zone.Node) {
+	r.node = cut.Name
 	if tr := r.c.tr; tr != nil {
 		tr.note("%s is delegated: referral", cut.Name)
 	}

@@ -9,7 +9,9 @@
 // EDNS Client Subnet), wildcards, delegations, CNAME chains, negative
 // answers, EDNS and ECS handling, zone transfers (AXFR to allowed networks
 // over TCP) and NOTIFY to secondaries. It also owns response rate limiting,
-// DNS metrics, the sampled query log and the explain API.
+// DNS metrics, the sampled query log, the explain API, the answer each
+// region gets now (regions.go, for the admin API) and the per-zone and
+// per-record counts of package telemetry (telemetry.go).
 //
 // Zone serials: a zone's serial moves whenever its answer set changes: its
 // records (a reload) or the availability of the endpoints its steered

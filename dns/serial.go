@@ -36,6 +36,7 @@ func (s *Server) TableChanged(t *routing.Table) {
 	if t == nil {
 		return
 	}
+	s.telTable(t)
 	s.serialMu.Lock()
 	s.current = t
 	jobs := s.updateLocked(t)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // Tables hands out the live routing table; routing.Live implements it.
@@ -43,6 +44,8 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer receives the DNS metrics. Nil registers nothing.
 	Registerer prometheus.Registerer
+	// Telemetry receives per-zone and per-record counts; nil counts none.
+	Telemetry *telemetry.Telemetry
 }
 
 // udpReadSize is the receive buffer for one UDP query, and the size of the
@@ -75,6 +78,9 @@ type Server struct {
 	notifyWG  sync.WaitGroup
 
 	running atomic.Bool
+
+	tel    *telemetry.Telemetry             // nil: no per-record counts
+	telSet atomic.Pointer[telemetry.DNSSet] // the live table's counters (telemetry.go)
 }
 
 var _ mdns.Handler = (*Server)(nil)
@@ -90,6 +96,7 @@ func NewServer(opts Options) *Server {
 		set:      opts.Settings,
 		log:      log,
 		met:      newMetrics(opts.Registerer, log),
+		tel:      opts.Telemetry,
 		rrl:      newLimiter(opts.Settings.RRL),
 		serials:  map[string]serialState{},
 		poke:     make(chan struct{}, 1),
@@ -326,6 +333,7 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 		s.write(w, res, c.tcp)
 	}
 	s.met.query(zone, qtype, m.Rcode)
+	s.telQuery(res, m)
 	d := time.Since(start)
 	if c.tcp {
 		s.met.tcpHist.Observe(d.Seconds())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/dns/zone"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // steer answers a steered record: the available endpoints of the first pool
@@ -49,6 +50,7 @@ func (r *resolver) steer(s *zone.Steered, owner string) (answered bool, next str
 			continue
 		}
 		r.pick(s, ts, idx, owner, false)
+		r.pool = p.Name
 		if ex != nil {
 			ex.Pools[i].Used = true
 			ex.Outcome, ex.TTL = "available", s.TTL
@@ -64,6 +66,7 @@ func (r *resolver) steer(s *zone.Steered, owner string) (answered bool, next str
 		return false, ""
 	case config.RecordFallback:
 		r.appendOwned(s.Fallback, owner, s.Name)
+		r.pool = telemetry.Fallback
 		if ex != nil {
 			ex.Outcome, ex.TTL = "fallback: no endpoint available in any pool", s.DegradedTTL
 		}
@@ -84,6 +87,7 @@ func (r *resolver) steer(s *zone.Steered, owner string) (answered bool, next str
 			continue // every address drained or forced down
 		}
 		r.pick(s, ts, idx, owner, true)
+		r.pool = p.Name
 		if ex != nil {
 			ex.Pools[i].Used = true
 			ex.Outcome, ex.TTL = "fail_open: no endpoint available in any pool; answering every endpoint of "+p.Name+" not drained or forced down", s.DegradedTTL

@@ -4,7 +4,11 @@
 // endpoint, and forwards it (relay: httputil.ReverseProxy's header and
 // response rules without its copies; ReverseProxy itself, with Rewrite,
 // for WebSocket upgrades), with retries, a retry budget, mirroring, access
-// logs and metrics. Plain HTTP/1.1 pools are reached through h1Client,
+// logs (accesslog.go: their own writer per destination, bounded, reopened
+// on SIGUSR1), W3C trace context with optional OTLP export (trace.go),
+// metrics, and the per-route arm and per-endpoint counts of package
+// telemetry (telemetry.go: cells found by Compile, reached by slice index,
+// counted with atomic adds). Plain HTTP/1.1 pools are reached through h1Client,
 // which sends requests without a body on the handler's goroutine over
 // kept-alive connections, and http.Transport for the rest. TLSServer
 // terminates TLS (certificates by SNI, reloaded from disk or obtained by

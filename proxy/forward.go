@@ -85,9 +85,10 @@ func forwardHeaders(hdr http.Header, in *http.Request, x *exchange) {
 	setForwarded(hdr, in, x, make([]string, 4))
 }
 
-// setForwarded sets X-Forwarded-For/-Host/-Proto and X-Request-Id, then
-// applies the route's header edits. vals (at least 4 long) holds the
-// values, so a caller can lend storage it already has.
+// setForwarded sets X-Forwarded-For/-Host/-Proto, X-Request-Id and (with
+// tracing on) traceparent and tracestate, then applies the route's header
+// edits. vals (at least 4 long) holds the values, so a caller can lend
+// storage it already has.
 func setForwarded(hdr http.Header, in *http.Request, x *exchange, vals []string) {
 	proto := "http"
 	if in.TLS != nil {
@@ -109,6 +110,7 @@ func setForwarded(hdr http.Header, in *http.Request, x *exchange, vals []string)
 	hdr["X-Forwarded-Host"] = vals[1:2:2]
 	hdr["X-Forwarded-Proto"] = vals[2:3:3]
 	hdr["X-Request-Id"] = vals[3:4:4]
+	x.traceHeaders(hdr)
 	rs := x.rs
 	for _, k := range rs.removeHeaders {
 		delete(hdr, k)

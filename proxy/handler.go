@@ -20,12 +20,13 @@ import (
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // Options configure a Handler.
 type Options struct {
-	// Logger receives errors and, when the table's http.access_log is on,
-	// one line per request. Nil discards.
+	// Logger receives errors. Nil discards. (The access log has writers
+	// of its own: see Stdout and accesslog.go.)
 	Logger *zap.Logger
 	// Registerer receives the proxy's metrics. Nil registers nothing.
 	Registerer prometheus.Registerer
@@ -34,6 +35,13 @@ type Options struct {
 	// can change (access_log, allow_ambiguous_paths, trusted_proxies,
 	// route_timeout) are compiled with each table instead.
 	Settings config.HTTP
+	// Stdout and Stderr are where http.access_log's stdout and stderr
+	// destinations write; nil means the process's.
+	Stdout, Stderr io.Writer
+	// Telemetry receives the per-route, service, pool and endpoint
+	// counts. Nil keeps them in a private one nobody reads: the request
+	// path costs the same either way, so benchmarks measure it.
+	Telemetry *telemetry.Telemetry
 }
 
 // Handler is the reverse proxy's http.Handler. It is safe for concurrent
@@ -42,7 +50,6 @@ type Options struct {
 // (plain and TLS) at once.
 type Handler struct {
 	log      *zap.Logger
-	access   *zap.Logger
 	met      *metrics
 	settings config.HTTP
 	rp       *httputil.ReverseProxy // upgrade requests only; see relay
@@ -57,6 +64,10 @@ type Handler struct {
 	upgrades  upgradeSet
 	mirrors   sync.WaitGroup
 	exchanges sync.Pool // *exchange, reused when nothing can touch it any more
+
+	logs   logSinks       // access log destinations (accesslog.go)
+	traces traceExporters // OTLP exporters (trace.go)
+	tel    *telemetry.Telemetry
 }
 
 // NewHandler builds the proxy handler.
@@ -67,13 +78,18 @@ func NewHandler(o Options) *Handler {
 	}
 	h := &Handler{
 		log:        lg,
-		access:     lg.Named("access"),
 		met:        newMetrics(o.Registerer, lg),
 		settings:   o.Settings,
 		transports: map[string]upstreamClient{},
 		bufs:       newBufferPool(),
+		tel:        o.Telemetry,
+	}
+	if h.tel == nil {
+		h.tel = telemetry.New(telemetry.Options{})
 	}
 	h.upgrades.init()
+	h.logs.init(o, lg)
+	h.traces.init(o.Registerer, lg)
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      upstreamTransport{h},
@@ -141,7 +157,9 @@ type exchange struct {
 	attempts int
 	retries  int
 	errKind  string
-	upDur    time.Duration
+	upDur    time.Duration // summed over attempts, to the response head; only when the table logs or exports
+	upStatus int           // the last attempt's response status, 0 when it failed; likewise
+	tr       *traceState   // nil when tracing is off (trace.go)
 
 	body    *reqBody       // nil without a request body
 	guard   *upstreamGuard // nil when no wait on the upstream is bounded
@@ -251,6 +269,7 @@ func (h *Handler) prepare(x *exchange) bool {
 	}
 	x.route, x.rs = route, x.st.routes[route.Index]
 	x.choice = route.Choose(r)
+	x.telStart()
 	x.requestID = requestID(r.Header)
 	x.rs.shared.budget.request(x.start)
 	if !h.prepareBody(x) {
@@ -490,7 +509,7 @@ func (h *Handler) localError(x *exchange, code int, body string) {
 	io.WriteString(&x.rw, body)
 }
 
-// finish records the request's metrics and access log line.
+// finish records the request's metrics, trace spans and access log line.
 func (h *Handler) finish(x *exchange, panicked any) {
 	code := x.rw.status
 	switch {
@@ -514,43 +533,10 @@ func (h *Handler) finish(x *exchange, panicked any) {
 	} else {
 		h.unroutedCounter(code).Inc()
 	}
-	if x.st == nil || !x.st.accessLog {
-		return
+	h.telDone(x, code, d)
+	if st := x.st; st != nil && (st.accessLog != nil || st.tracing != nil) {
+		h.observe(x, code, d)
 	}
-	route, svc, pool, ep := "", "", "", ""
-	if x.route != nil {
-		route = x.route.Name
-	}
-	if x.svc() != nil {
-		svc = x.svc().Name
-	}
-	if x.pool != nil {
-		pool = x.pool.Name
-	}
-	if x.ep != nil {
-		ep = x.ep.Address
-	}
-	fields := []zap.Field{
-		zap.String("request_id", x.requestID),
-		zap.String("client", x.client.String()),
-		zap.String("method", x.req.Method),
-		zap.String("host", x.req.Host),
-		zap.String("path", x.req.URL.Path),
-		zap.String("proto", x.req.Proto),
-		zap.String("route", route),
-		zap.String("service", svc),
-		zap.String("pool", pool),
-		zap.String("endpoint", ep),
-		zap.Int("status", code),
-		zap.Int64("bytes", x.rw.bytes),
-		zap.Duration("duration", d),
-		zap.Duration("upstream_duration", x.upDur),
-		zap.Int("retries", x.retries),
-	}
-	if x.errKind != "" {
-		fields = append(fields, zap.String("error", x.errKind))
-	}
-	h.access.Info("request", fields...)
 }
 
 func (h *Handler) unroutedCounter(code int) prometheus.Counter {

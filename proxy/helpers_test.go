@@ -92,24 +92,28 @@ type env struct {
 	done chan error
 	cfg  config.HTTP
 	log  *zap.Logger
+	// stdio receives the access log's stdout and stderr destinations;
+	// io.Discard unless withStdio.
+	stdio io.Writer
 }
 
 type envOpt func(*env)
 
 func withLogger(l *zap.Logger) envOpt      { return func(e *env) { e.log = l } }
+func withStdio(w io.Writer) envOpt         { return func(e *env) { e.stdio = w } }
 func withHTTP(f func(*config.HTTP)) envOpt { return func(e *env) { f(&e.cfg) } }
 
 // newEnv compiles y (with {{name}} replaced by vars) and serves it.
 func newEnv(t testing.TB, y string, vars map[string]string, opts ...envOpt) *env {
 	t.Helper()
-	e := &env{t: t, reg: prometheus.NewRegistry(), done: make(chan error, 1), log: zap.NewNop()}
+	e := &env{t: t, reg: prometheus.NewRegistry(), done: make(chan error, 1), log: zap.NewNop(), stdio: io.Discard}
 	e.eng = health.New(health.Options{Registerer: e.reg})
 	tb := e.compile(y, vars)
 	e.cfg = tb.Config.HTTP
 	for _, o := range opts {
 		o(e)
 	}
-	e.h = NewHandler(Options{Logger: e.log, Registerer: e.reg, Settings: e.cfg})
+	e.h = NewHandler(Options{Logger: e.log, Registerer: e.reg, Settings: e.cfg, Stdout: e.stdio, Stderr: e.stdio})
 	e.install(tb)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,6 +144,7 @@ func (e *env) shutdown() {
 	case <-time.After(10 * time.Second):
 		e.t.Error("Serve did not return after shutdown")
 	}
+	e.h.Close() // the access log's last lines, the last spans
 }
 
 func (e *env) compile(y string, vars map[string]string) *routing.Table {
@@ -175,7 +180,11 @@ func (e *env) swap(y string, vars map[string]string) {
 // install publishes tb as the rebuild loop does: compile the handler's
 // state, then swap it in with the table.
 func (e *env) install(tb *routing.Table) {
-	e.h.Install(e.h.Compile(tb))
+	c := e.h.Compile(tb)
+	if err := c.Err(); err != nil {
+		e.t.Fatalf("compile: %v", err)
+	}
+	e.h.Install(c)
 	e.live.Store(tb)
 }
 

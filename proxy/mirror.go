@@ -32,6 +32,7 @@ type mirrorJob struct {
 	region string
 	req    *http.Request // outbound copy without a body
 	state  atomic.Int32  // 0 pending, 1 fired, 2 abandoned
+	span   *mirrorSpan   // nil unless the request's trace is exported (trace.go)
 }
 
 // startMirror prepares the copy of x's request. A request without a body
@@ -51,6 +52,7 @@ func (h *Handler) startMirror(x *exchange) {
 		region = x.clientRegion()
 	}
 	j := &mirrorJob{h: h, st: x.st, rs: rs, svc: svc, client: x.client, region: region, req: h.mirrorRequest(x)}
+	j.span = x.traceMirror(j.req.Header)
 	switch {
 	case !hasBody:
 		j.fire(nil)
@@ -134,7 +136,7 @@ func (j *mirrorJob) send(body []byte) {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 	}
-	res, err := up.rt.RoundTrip(req)
+	res, err := j.roundTrip(up.rt, req, pool, ep)
 	if err != nil {
 		j.h.met.mirrorFailed.Inc()
 		return

@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
-
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/health"
 )
@@ -495,20 +492,21 @@ routes: [{name: r, service: s}]
 
 func TestAccessLogAndMetrics(t *testing.T) {
 	_, _, _, vars := threeBackends(t)
-	core, logs := observer.New(zap.InfoLevel)
-	e := newEnv(t, splitConfig, vars, withLogger(zap.New(core)))
+	var out syncBuffer
+	e := newEnv(t, splitConfig, vars, withStdio(&out))
 	e.get("/v1/x", "Host", "api.test", "X-Request-Id", "abc")
-	entries := logs.FilterMessage("request").All()
-	if len(entries) != 1 {
-		t.Fatalf("%d access log lines, want 1", len(entries))
+	waitFor(t, "the access log line", func() bool { return strings.HasSuffix(out.String(), "\n") })
+	lines := splitLines(out.String())
+	if len(lines) != 1 {
+		t.Fatalf("%d access log lines, want 1", len(lines))
 	}
-	f := entries[0].ContextMap()
-	for k, want := range map[string]any{"route": "api", "service": "sc", "pool": "c", "status": int64(200), "request_id": "abc", "retries": int64(0), "client": "127.0.0.1"} {
+	f := decodeLine(t, lines[0])
+	for k, want := range map[string]any{"route": "api", "service": "sc", "pool": "c", "status": 200.0, "request_id": "abc", "retries": 0.0, "client": "127.0.0.1"} {
 		if f[k] != want {
 			t.Errorf("log %s = %v (%T), want %v", k, f[k], f[k], want)
 		}
 	}
-	for _, k := range []string{"endpoint", "bytes", "duration", "upstream_duration"} {
+	for _, k := range []string{"endpoint", "bytes_out", "duration", "upstream_duration"} {
 		if _, ok := f[k]; !ok {
 			t.Errorf("log lacks %s", k)
 		}

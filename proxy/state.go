@@ -16,6 +16,7 @@ import (
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // tableState is what the handler derives from one table, once: per-route
@@ -29,7 +30,12 @@ type tableState struct {
 	transportKeys map[string]bool
 	// settings the table's config can change on reload
 	allowAmbiguous bool
-	accessLog      bool
+	accessLog      *accessLog // nil when off
+	tracing        *tracing   // nil when off
+	// timed is set when requests time their upstream attempts: the access
+	// log shows the upstream duration, exported spans each attempt.
+	timed bool
+	tel   *telemetry.HTTPSet // the cells below, activated by Install (telemetry.go)
 }
 
 // routeState is one route's compiled proxy behaviour.
@@ -41,6 +47,7 @@ type routeState struct {
 	codesMu                     sync.Mutex                    // serialises additions to codes
 	retriesSent, retriesRefused prometheus.Counter
 	shared                      *routeShared
+	tel                         []*telemetry.HTTP // telemetry cells by split entry; one without a split
 
 	timeout, perTry time.Duration // timeout: the route's explicit one, whole exchange
 	headTimeout     time.Duration // the default route timeout, to the response head
@@ -200,6 +207,8 @@ func (rs *routeState) counter(m *metrics, svc *routing.Service, pool *routing.Po
 type upstream struct {
 	rt     http.RoundTripper
 	scheme string
+	tel    []*telemetry.HTTP   // the endpoints' telemetry cells, by Endpoint.Index
+	telEPs []*routing.Endpoint // the endpoints they count, to check the index
 }
 
 // Compiled is everything the handler serves one table with: per-route
@@ -207,7 +216,10 @@ type upstream struct {
 // TLS policy. The rebuild loop builds it with Compile before the table goes
 // live and hands it to Install with the table, so no request ever builds
 // anything: compile, then swap, then serve.
-type Compiled struct{ st *tableState }
+type Compiled struct {
+	st  *tableState
+	err error // see Err
+}
 
 // Table is the table c was compiled from.
 func (c *Compiled) Table() *routing.Table { return c.st.table }
@@ -217,15 +229,21 @@ func (c *Compiled) Table() *routing.Table { return c.st.table }
 // route state (retry budgets, mirror concurrency) by route name, and
 // changes nothing the live state uses: a table that is compiled and never
 // installed costs at most an idle client, which the next Install closes.
-// It cannot fail: everything that can (TLS files) was loaded by
-// routing.Compile, whose error rejects the table first.
+// Everything that can fail (TLS files) was loaded by routing.Compile, whose
+// error rejects the table first, except opening a new access log file:
+// Compiled.Err reports that, and such a state must not be installed.
 func (h *Handler) Compile(t *routing.Table) *Compiled {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
 	st := &tableState{table: t, pools: make(map[*routing.Pool]*upstream, len(t.Pools))}
+	var err error
 	if t.Config != nil {
 		st.allowAmbiguous = t.Config.HTTP.AllowAmbiguousPaths
-		st.accessLog = t.Config.HTTP.AccessLog
+		st.accessLog, err = h.logs.compile(&t.Config.HTTP.AccessLog)
+		if err == nil {
+			st.tracing, err = h.traces.compile(t.Config.Tracing)
+		}
+		st.timed = st.accessLog != nil || st.tracing != nil && st.tracing.exp != nil
 	}
 	var routeTimeout time.Duration
 	if t.Config != nil {
@@ -257,7 +275,8 @@ func (h *Handler) Compile(t *routing.Table) *Compiled {
 		st.transportKeys[key] = true
 		st.pools[p] = up
 	}
-	return &Compiled{st: st}
+	h.compileTelemetry(st)
+	return &Compiled{st: st, err: err}
 }
 
 // Install makes c the state new requests are served with. Routes gone from
@@ -286,6 +305,13 @@ func (h *Handler) Install(c *Compiled) {
 			delete(h.transports, key)
 		}
 	}
+	if t := st.table; t.Config != nil {
+		h.logs.install(st.accessLog, &t.Config.HTTP.AccessLog)
+	} else {
+		h.logs.install(nil, nil)
+	}
+	h.traces.install(st.tracing)
+	h.tel.ActivateHTTP(st.tel)
 	h.state.Store(st)
 }
 

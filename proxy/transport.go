@@ -13,6 +13,7 @@ import (
 
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // upstreamTransport is ReverseProxy's transport (upgrade requests); relay
@@ -57,6 +58,7 @@ type attemptState struct {
 	timer  *time.Timer
 	actx   context.Context
 	t0     time.Time
+	tel    *telemetry.HTTP // ep's telemetry cell
 }
 
 // firstPick chooses the first endpoint, or records that none is available.
@@ -84,9 +86,10 @@ func (x *exchange) beginAttempt(out *http.Request) (*http.Request, http.RoundTri
 	x.attempts++
 	x.pool, x.ep = c.pool, c.ep
 	c.ep.Acquire()
-	if x.st.accessLog {
-		c.t0 = time.Now()
+	if x.st.timed {
+		req = x.attemptStarted(req)
 	}
+	x.telBegin(up)
 	return req, up.rt
 }
 
@@ -98,13 +101,14 @@ func (x *exchange) beginAttempt(out *http.Request) (*http.Request, http.RoundTri
 func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) (*http.Response, bool, error) {
 	c := &x.cur
 	ep, cancel := c.ep, c.cancel
-	if x.st.accessLog {
-		x.upDur += time.Since(c.t0)
+	x.telEnd(res)
+	kind, status := "", 0
+	if x.st.timed {
+		defer x.attemptEnded(c.t0, res, &kind) // once kind is settled
 	}
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	kind, status := "", 0
 	if err != nil {
 		ep.Release()
 		if cancel != nil {
@@ -116,6 +120,7 @@ func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) 
 		if !clientKind(kind) {
 			report(ep, outcomeOf(kind))
 			x.h.met.upstreamError(kind)
+			x.telFailed(kind)
 		}
 	} else {
 		if res.StatusCode >= 500 {
@@ -342,6 +347,7 @@ func (b *upBody) Read(p []byte) (int, error) {
 		if !clientKind(kind) {
 			x.h.met.upstreamError(kind)
 			report(b.ep, outcomeOf(kind))
+			x.telBodyFailed(kind)
 		}
 	}
 	return n, err

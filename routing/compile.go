@@ -173,7 +173,7 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 		if region == "" {
 			region = c.Region
 		}
-		ep := &Endpoint{Address: addr, Weight: weight, Region: region, Source: source}
+		ep := &Endpoint{Address: addr, Weight: weight, Region: region, Source: source, Index: len(p.Endpoints)}
 		if ap, err := netip.ParseAddrPort(addr); err == nil {
 			ep.IP = ap.Addr().Unmap()
 		}

@@ -128,8 +128,9 @@ func (ix *routeIndex) collect(runs []candidates, s pathSet, p string) []candidat
 				break
 			}
 			k := &ix.nodes[n.kids.lo+int32(i)]
-			// The first byte matched in child; most labels on a
-			// walk down numbered or named routes are one byte.
+			// findByte matched the label's first byte; on a walk
+			// down numbered or named routes most labels have no
+			// more.
 			end := depth + int(k.label.hi-k.label.lo)
 			if end > len(p) || end > depth+1 && p[depth+1:end] != ix.labels[k.label.lo+1:k.label.hi] {
 				break

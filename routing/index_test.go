@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -118,6 +119,31 @@ func TestIndexLayout(t *testing.T) {
 	}
 }
 
+// TestFindByte holds the eight-at-a-time search to bytes.IndexByte at every
+// length and position, with bytes that have the high bit set around it.
+func TestFindByte(t *testing.T) {
+	for n := range 40 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(0x80 + i)
+		}
+		for _, c := range []byte{0, 'a', 0x80, 0x81, 0xff} {
+			for at := -1; at < n; at++ {
+				var old byte
+				if at >= 0 {
+					old, b[at] = b[at], c
+				}
+				if got, want := findByte(b, c), bytes.IndexByte(b, c); got != want {
+					t.Fatalf("findByte(%x, %#x) = %d, want %d", b, c, got, want)
+				}
+				if at >= 0 {
+					b[at] = old
+				}
+			}
+		}
+	}
+}
+
 func checkIndex(t *testing.T, ix *routeIndex) {
 	t.Helper()
 	ascending := func(what string, r idRange) {
@@ -175,7 +201,7 @@ func (in *fuzzInput) path(unrooted bool) string {
 		if i > 0 {
 			b.WriteByte('/')
 		}
-		b.WriteString(in.pick("a", "ab", "api", "v1", "", ".", "..", "x.css", "A"))
+		b.WriteString(in.pick("a", "ab", "api", "v1", "", ".", "..", "x.css", "A", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "b", "c"))
 	}
 	if in.intn(3) == 0 {
 		b.WriteByte('/')

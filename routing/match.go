@@ -133,6 +133,9 @@ func compileNamed(cfg *config.Config, ms map[string]config.StringMatch, header b
 
 // appendNamed is compileNamed appending to out.
 func appendNamed(out []namedMatcher, cfg *config.Config, ms map[string]config.StringMatch, header bool) ([]namedMatcher, error) {
+	if len(ms) == 0 {
+		return out, nil
+	}
 	names := make([]string, 0, len(ms))
 	for k := range ms {
 		names = append(names, k)

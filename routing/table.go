@@ -70,6 +70,10 @@ type Endpoint struct {
 	IP netip.Addr
 	// Health is the live overlay; nil (tests, unsynced tables) means up.
 	Health *health.Member
+	// Index is the endpoint's position in its pool's Endpoints, so that
+	// consumers keep per-endpoint state in a slice (the proxy's telemetry
+	// cells), as Route.Index does for routes.
+	Index int
 
 	// inflight counts requests on this endpoint for least_request.
 	inflight atomic.Int64

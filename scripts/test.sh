@@ -28,5 +28,16 @@ if [ -z "${MERIDIAN_PEBBLE:-}" ]; then
   fi
 fi
 
+echo "== chromium (the operations console's browser test, internal/app)"
+if [ -z "${MERIDIAN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); then
+      echo "chromium could not be installed: the browser test will be skipped (it says so)" >&2
+    fi
+  else
+    echo "chromium not found: the browser test will be skipped (apt-get install chromium, or set MERIDIAN_CHROMIUM)" >&2
+  fi
+fi
+
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 600s "$@" ./...

@@ -15,8 +15,10 @@ import (
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meridian-lb/meridian/dns"
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // overrider applies admin drain/down/enable to a health member.
@@ -40,6 +42,7 @@ type admin struct {
 	consul   func() any                  // Consul selections' status; nil without Consul
 	geo      func() any                  // GeoIP database status; nil without one
 	tls      func() any                  // certificate status; returns nil without HTTPS
+	tel      *telemetry.Telemetry        // GET /api/v1/stats (stats.go); nil: not served
 }
 
 func (a *admin) handler() http.Handler {
@@ -50,6 +53,7 @@ func (a *admin) handler() http.Handler {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /api/v1/table", a.auth(http.HandlerFunc(a.table)))
+	mux.Handle("GET /api/v1/stats", a.auth(http.HandlerFunc(a.stats)))
 	mux.Handle("POST /api/v1/endpoints/{pool}/{address}/{action}", a.auth(http.HandlerFunc(a.override)))
 	if a.explain != nil {
 		mux.Handle("GET /api/v1/explain", a.auth(a.explain))
@@ -169,6 +173,9 @@ type endpointJSON struct {
 type zoneJSON struct {
 	Origin string `json:"origin"`
 	Detail any    `json:"config"`
+	Serial uint32 `json:"serial"`
+	// Steered is each steered record with the answer every region gets now.
+	Steered []dns.SteeredView `json:"steered,omitempty"`
 }
 
 func (a *admin) table(w http.ResponseWriter, r *http.Request) {
@@ -214,8 +221,9 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 		}
 		doc.Pools[name] = pj
 	}
+	regions := dns.Regions(t)
 	for _, z := range t.Zones {
-		doc.Zones = append(doc.Zones, zoneJSON{Origin: z.Origin, Detail: yamlDoc(z.Config)})
+		doc.Zones = append(doc.Zones, zoneJSON{Origin: z.Origin, Detail: yamlDoc(z.Config), Serial: z.Serial(), Steered: dns.RegionAnswers(t, z, regions)})
 	}
 	writeJSON(w, doc)
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/proxy"
 	"github.com/meridian-lb/meridian/routing"
+	"github.com/meridian-lb/meridian/telemetry"
 )
 
 // Options configure an App. Only ConfigPath is required.
@@ -73,6 +74,7 @@ type App struct {
 	geoDB    *geo.DB
 	proxy    *proxy.Handler
 	dns      *dns.Server
+	tel      *telemetry.Telemetry // traffic counts of both layers: /api/v1/stats, the console, metrics
 	consul   *api.Client
 	watcher  *catalog.Watcher // nil without a consul: section
 	kv       *kvSource        // nil unless the config lives in Consul KV
@@ -141,8 +143,10 @@ func New(opts Options) (_ *App, err error) {
 			}
 		}()
 	}
-	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg})
-	a.proxy = proxy.NewHandler(proxy.Options{Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP})
+	a.tel = telemetry.New(telemetry.Options{})
+	a.reg.MustRegister(a.tel.Collector())
+	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg, Telemetry: a.tel})
+	a.proxy = proxy.NewHandler(proxy.Options{Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP, Telemetry: a.tel})
 	a.reg.MustRegister(routing.NewPanicCollector(&a.live)) // meridian_pool_panic: both layers fail open from one table
 	a.health = health.New(health.Options{
 		Logger:      a.logger,
@@ -240,6 +244,12 @@ func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
 	// The proxy's state for the table is built here, before the swap, so
 	// the first request on the new table builds nothing; apply installs it.
 	a.compiled = a.proxy.Compile(t)
+	if err := a.compiled.Err(); err != nil {
+		// An access log file that cannot be opened rejects the config,
+		// like an unreadable certificate: the last good one keeps serving.
+		a.compiled = nil
+		return nil, cfg.Locate(err)
+	}
 	return t, nil
 }
 
@@ -363,6 +373,15 @@ func pathErr(err error) error {
 // Reload asks the rebuild loop to re-read the config (SIGHUP).
 func (a *App) Reload() { a.rebuild.Poke() }
 
+// ReopenLogs reopens the access log files (SIGUSR1), for logrotate: after
+// it renames a file, lines keep going to the renamed file until this, and
+// to a new file at the configured path after. It returns at once; a file
+// that cannot be opened is logged and the old one kept.
+func (a *App) ReopenLogs() {
+	a.logger.Info("reopening the access log files")
+	a.proxy.ReopenLogs()
+}
+
 // Ready is closed once every listener is bound.
 func (a *App) Ready() <-chan struct{} { return a.ready }
 
@@ -427,6 +446,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopServing()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return a.health.Run(gctx) })
+	g.Go(func() error { return a.tel.Run(gctx) })
 	g.Go(func() error { return a.rebuild.Run(gctx) })
 	g.Go(func() error { return a.tlsFiles.Run(gctx) })
 	if a.geoDB != nil {
@@ -509,6 +529,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopServing() // listeners stop accepting; in-flight work gets the grace period
 	err = g.Wait()
+	a.proxy.Close() // writes the last access log lines and spans
 	shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = adminSrv.Shutdown(shutCtx)
@@ -527,8 +548,8 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) adminHandler() http.Handler {
 	adm := &admin{
 		live: &a.live, health: a.health, reload: a.rebuild.Status, gatherer: a.reg,
-		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token,
-		explain: dns.ExplainHandler(&a.live),
+		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token, tel: a.tel,
+		explain: explainHandler(&a.live, a.health.Status),
 		extra: func() []string {
 			if t := a.live.Load(); t != nil {
 				return t.Pending
@@ -589,21 +610,38 @@ func (f fileSource) Read() ([]byte, os.FileInfo, error) {
 
 func (f fileSource) Name() string { return string(f) }
 
-// newLogger builds the zap logger the config asks for; its level follows
-// level, which reloads change.
+// newLogger builds the zap logger the config asks for, writing to stderr;
+// its level follows level, which reloads change. The console format is
+// coloured only when stderr is a terminal and NO_COLOR is unset.
 func newLogger(c config.Log, level zap.AtomicLevel) (*zap.Logger, error) {
+	color := c.Format == "console" && os.Getenv("NO_COLOR") == "" && isTerminal(os.Stderr)
+	return buildLogger(c, level, zapcore.Lock(os.Stderr), color)
+}
+
+// buildLogger is newLogger writing to w. Records carry no Go stack trace
+// below DPanic: an error logged here is an operator's problem (a config
+// rejected, a registration failed), said in the message and its fields, not
+// a bug to locate in the code. zap's stock configs would add a trace to
+// every error (production) or warning (development); the development
+// config's panic on DPanic is left out as well, so that log.format changes
+// only how records look.
+func buildLogger(c config.Log, level zap.AtomicLevel, w zapcore.WriteSyncer, color bool) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
 	level.SetLevel(lvl)
-	zc := zap.NewProductionConfig()
+	var enc zapcore.Encoder
 	if c.Format == "console" {
-		zc = zap.NewDevelopmentConfig()
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		if color {
+			ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	}
-	zc.Level = level
-	zc.Sampling = nil
-	zc.OutputPaths = []string{"stderr"}
-	return zc.Build()
+	return zap.New(zapcore.NewCore(enc, w, level),
+		zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel), zap.ErrorOutput(w)), nil
 }

@@ -21,10 +21,15 @@ const benchHead = "listen: {admin: 127.0.0.1:0}\nlog: {level: warn}\n"
 // a config file being replaced (write a temporary file, rename it over the
 // config, as editors and tools do) to the new table being served, with
 // 2,000 routes. It includes the watcher's debounce.
-func BenchmarkFileReload2000Routes(b *testing.B) {
+func BenchmarkFileReload2000Routes(b *testing.B) { benchFileReload(b, 2000) }
+
+// BenchmarkFileReload10000Routes is the same with 10,000 routes.
+func BenchmarkFileReload10000Routes(b *testing.B) { benchFileReload(b, 10000) }
+
+func benchFileReload(b *testing.B, routes int) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "meridian.yaml")
-	if err := os.WriteFile(path, []byte(configtest.Big(2000, 0, benchHead)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(configtest.Big(routes, 0, benchHead)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	a, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
@@ -44,7 +49,7 @@ func BenchmarkFileReload2000Routes(b *testing.B) {
 	// Let the watcher's first poke (made once the watch is in place) pass.
 	time.Sleep(100 * time.Millisecond)
 
-	texts := [2][]byte{[]byte(configtest.Big(2000, 1, benchHead)), []byte(configtest.Big(2000, 2, benchHead))}
+	texts := [2][]byte{[]byte(configtest.Big(routes, 1, benchHead)), []byte(configtest.Big(routes, 2, benchHead))}
 	var total time.Duration
 	n := 0
 	for b.Loop() {
