@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -304,6 +305,38 @@ func (r *watchRules) place(fw *fsnotify.Watcher, log *zap.Logger, failed map[str
 	for d := range failed {
 		if !r.dirs[d] {
 			delete(failed, d)
+		}
+	}
+}
+
+// WatchMoving runs w over a set of paths that changes while it runs — the
+// TLS listener's certificates, the TLS files a table was compiled from —
+// until ctx is done: paths gives the current set, and a signal on moved
+// means it changed, so the watch is replaced. Each watch pokes once when it
+// is in place (catching changes made before it) and then on changes; a
+// watch that fails is reported to onErr and the set waits for the next
+// move. w's Paths are ignored.
+func WatchMoving(ctx context.Context, w Watcher, paths func() []string, moved <-chan struct{}, poke func(), onErr func(error)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		wctx, cancel := context.WithCancel(ctx)
+		if ps := paths(); len(ps) > 0 {
+			cur := w
+			cur.Paths = ps
+			wg.Go(func() {
+				if err := cur.Run(wctx, poke); err != nil {
+					onErr(err)
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			cancel()
+			return
+		case <-moved:
+			cancel()
+			wg.Wait()
 		}
 	}
 }

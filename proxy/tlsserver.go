@@ -301,32 +301,17 @@ func (s *TLSServer) Run(ctx context.Context) error {
 	s.acme.start(ctx)
 	s.mu.Unlock()
 	defer s.Close()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
+	paths := func() []string {
 		s.mu.Lock()
-		paths := slices.Clone(s.paths)
-		s.mu.Unlock()
-		wctx, cancel := context.WithCancel(ctx)
-		if len(paths) > 0 {
-			w := &config.Watcher{Paths: paths, Logger: s.log, Debounce: certDebounce}
-			wg.Go(func() {
-				if err := w.Run(wctx, func() { _ = s.ReloadFiles() }); err != nil {
-					s.log.Error("certificate watcher stopped; files reload only with the config", zap.Error(err))
-				}
-			})
-			// Catch changes made before the watch started.
-			_ = s.ReloadFiles()
-		}
-		select {
-		case <-ctx.Done():
-			cancel()
-			return nil
-		case <-s.repath:
-			cancel()
-			wg.Wait()
-		}
+		defer s.mu.Unlock()
+		return slices.Clone(s.paths)
 	}
+	config.WatchMoving(ctx, config.Watcher{Logger: s.log, Debounce: certDebounce}, paths, s.repath,
+		func() { _ = s.ReloadFiles() },
+		func(err error) {
+			s.log.Error("certificate watcher stopped; files reload only with the config", zap.Error(err))
+		})
+	return nil
 }
 
 // Serve accepts TLS connections on ln until ctx is done, then shuts down

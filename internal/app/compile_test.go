@@ -24,15 +24,7 @@ import (
 func TestReloadRejectsUnusableTLSFiles(t *testing.T) {
 	ca := certtest.NewCA(t, "upstream CA")
 	dir := t.TempDir()
-	certPEM, keyPEM := ca.Issue(t, false, "backend.internal")
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "tls upstream") }))
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
-	up.StartTLS()
-	t.Cleanup(up.Close)
+	up := tlsUpstream(t, ca)
 	caPath := filepath.Join(dir, "ca.pem")
 	writeFileT(t, caPath, ca.PEM)
 	clientCert, clientKey := ca.Issue(t, true, "meridian")
@@ -63,18 +55,7 @@ routes:
 	write(t, path, good)
 	h := start(t, path)
 	// The open route reaches the HTTPS upstream through the pool's TLS.
-	serves := func(when string) {
-		t.Helper()
-		res, err := http.Get("http://" + h.app.Addrs().HTTP + "/open")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 || string(b) != "tls upstream" {
-			t.Errorf("%s: %d %q, want the upstream's answer", when, res.StatusCode, b)
-		}
-	}
+	serves := func(when string) { t.Helper(); servesUpstream(t, h, "/open", when) }
 	serves("at start")
 
 	tests := []struct {
@@ -112,6 +93,36 @@ routes:
 	}
 }
 
+// tlsUpstream serves "tls upstream" over HTTPS with a certificate for
+// backend.internal from ca.
+func tlsUpstream(t *testing.T, ca *certtest.CA) *httptest.Server {
+	t.Helper()
+	certPEM, keyPEM := ca.Issue(t, false, "backend.internal")
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "tls upstream") }))
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	return up
+}
+
+// servesUpstream checks that path on h's HTTP listener reaches tlsUpstream.
+func servesUpstream(t *testing.T, h *harness, path, when string) {
+	t.Helper()
+	res, err := http.Get("http://" + h.app.Addrs().HTTP + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(b) != "tls upstream" {
+		t.Errorf("%s: %d %q, want the upstream's answer", when, res.StatusCode, b)
+	}
+}
+
 // writeFileT writes a test file, failing the test on error.
 func writeFileT(t *testing.T, path string, b []byte) {
 	t.Helper()
@@ -126,15 +137,7 @@ func writeFileT(t *testing.T, path string, b []byte) {
 func TestTLSFilesRotate(t *testing.T) {
 	ca, other := certtest.NewCA(t, "upstream CA"), certtest.NewCA(t, "next CA")
 	dir := t.TempDir()
-	certPEM, keyPEM := ca.Issue(t, false, "backend.internal")
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "tls upstream") }))
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
-	up.StartTLS()
-	t.Cleanup(up.Close)
+	up := tlsUpstream(t, ca)
 	caPath := filepath.Join(dir, "ca.pem")
 	writeFileT(t, caPath, ca.PEM)
 	path := filepath.Join(dir, "meridian.yaml")
@@ -146,18 +149,7 @@ services: {api: {pools: [api]}}
 routes: [{name: api, service: api}]
 `, up.Listener.Addr(), caPath))
 	h := start(t, path)
-	serves := func(when string) {
-		t.Helper()
-		res, err := http.Get("http://" + h.app.Addrs().HTTP + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 || string(b) != "tls upstream" {
-			t.Errorf("%s: %d %q", when, res.StatusCode, b)
-		}
-	}
+	serves := func(when string) { t.Helper(); servesUpstream(t, h, "/", when) }
 	serves("at start")
 	v0 := h.table().Version
 	// A bundle with the next CA added, renamed into place.

@@ -32,20 +32,7 @@ func benchFileReload(b *testing.B, routes int) {
 	if err := os.WriteFile(path, []byte(configtest.Big(routes, 0, benchHead)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	a, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	<-a.Ready()
+	a := runBenchApp(b, path)
 	// Let the watcher's first poke (made once the watch is in place) pass.
 	time.Sleep(100 * time.Millisecond)
 
@@ -89,20 +76,7 @@ func BenchmarkFirstRequestAfterReload10000Routes(b *testing.B) {
 	if err := os.WriteFile(path, []byte(configtest.Big(10000, 0, head)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	a, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	<-a.Ready()
+	a := runBenchApp(b, path)
 	time.Sleep(100 * time.Millisecond)
 	url := "http://" + a.Addrs().HTTP + "/api/9999/x"
 	client := &http.Client{}
@@ -143,4 +117,25 @@ func BenchmarkFirstRequestAfterReload10000Routes(b *testing.B) {
 	}
 	b.ReportMetric(float64(first.Microseconds())/float64(n), "µs/first-request")
 	b.ReportMetric(float64(tenth.Microseconds())/float64(n), "µs/tenth-request")
+}
+
+// runBenchApp runs an App on path until the benchmark ends, and returns
+// it once its listeners are bound.
+func runBenchApp(b *testing.B, path string) *App {
+	b.Helper()
+	a, err := New(Options{ConfigPath: path, Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	})
+	<-a.Ready()
+	return a
 }

@@ -71,33 +71,18 @@ func (w *tlsFiles) set(cfg *config.Config) {
 }
 
 // Run watches the current files until ctx is done, moving the watch when
-// a new config names other files.
+// a new config names other files. The first poke of each watch recompiles,
+// catching a change made before it; an unchanged table is not published
+// again.
 func (w *tlsFiles) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
+	paths := func() []string {
 		w.mu.Lock()
-		paths := slices.Clone(w.paths)
-		w.mu.Unlock()
-		wctx, cancel := context.WithCancel(ctx)
-		if len(paths) > 0 {
-			fw := &config.Watcher{Paths: paths, Logger: w.logger, Debounce: tlsFileDebounce}
-			wg.Go(func() {
-				// The first poke (once the watch is in place) recompiles,
-				// catching a change made before the watch started; an
-				// unchanged table is not published again.
-				if err := fw.Run(wctx, w.poke); err != nil {
-					w.logger.Error("TLS file watcher stopped; rotated files apply with the next config change", zap.Error(err))
-				}
-			})
-		}
-		select {
-		case <-ctx.Done():
-			cancel()
-			return nil
-		case <-w.repath:
-			cancel()
-			wg.Wait()
-		}
+		defer w.mu.Unlock()
+		return slices.Clone(w.paths)
 	}
+	config.WatchMoving(ctx, config.Watcher{Logger: w.logger, Debounce: tlsFileDebounce}, paths, w.repath, w.poke,
+		func(err error) {
+			w.logger.Error("TLS file watcher stopped; rotated files apply with the next config change", zap.Error(err))
+		})
+	return nil
 }
