@@ -170,6 +170,13 @@ func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	kind := x.errKind
 	if kind == "" {
 		kind = blame(err, x, nil)
+		if !clientKind(kind) && kind != kindNoEndpoint && x.ep != nil {
+			// The attempt ended in a response that cannot be relayed (a
+			// protocol switch nobody asked for): endAttempt counted a
+			// success, so the upstream's fault is counted here, once.
+			report(x.ep, outcomeOf(kind))
+			h.met.upstreamError(kind)
+		}
 	}
 	x.errKind = kind
 	if clientKind(kind) {

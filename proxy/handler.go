@@ -190,11 +190,20 @@ func exchangeFrom(ctx context.Context) *exchange {
 // runs each request on a fresh goroutine with a small stack, and every byte
 // of frame under relay and the upstream client brings a stack copy closer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, h.state.Load())
+}
+
+// serve is ServeHTTP on a given installed state: the TLS edges check a
+// route's policy on the state they loaded and serve the request on that
+// same state, so a swap between the two can never put a request on a
+// route whose policy was not checked.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *tableState) {
 	if r.ProtoMajor == 2 {
 		growStack(r.ProtoMinor)
 	}
 	x := h.begin(w, r)
 	defer h.end(x)
+	x.st = st
 	if !h.prepare(x) {
 		return
 	}
@@ -252,7 +261,6 @@ func (h *Handler) end(x *exchange) {
 // returns false when it has answered the request itself.
 func (h *Handler) prepare(x *exchange) bool {
 	r := x.req
-	x.st = h.state.Load()
 	if x.st == nil {
 		h.localError(x, http.StatusServiceUnavailable, "meridian: no routing table loaded yet\n")
 		return false

@@ -348,3 +348,27 @@ routes:
 		}
 	})
 }
+
+// TestRejectedTableLeavesNoSeries: a table that is compiled but never
+// installed (a reload rejected after the proxy's compile) creates no
+// metric series for its routes.
+func TestRejectedTableLeavesNoSeries(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	e := newEnv(t, oneRoute, map[string]string{"A": a.addr})
+	_ = e.h.Compile(e.compile(`
+pools: {a: {endpoints: [{{A}}]}}
+services: {sa: {pools: [a]}}
+routes: [{name: ghost, service: sa}]
+`, map[string]string{"A": a.addr}))
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if hasLabel(m, "route", "ghost") {
+				t.Errorf("%s has a series for route ghost, which never went live", mf.GetName())
+			}
+		}
+	}
+}

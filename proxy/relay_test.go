@@ -114,4 +114,8 @@ func TestRelayRefusesSwitchWithoutUpgrade(t *testing.T) {
 	if res.StatusCode != http.StatusBadGateway {
 		t.Errorf("status %d, want 502: the client asked for no upgrade", res.StatusCode)
 	}
+	// The upstream's fault, counted once.
+	if got := e.metric("meridian_http_upstream_errors_total", map[string]string{"kind": kindBadResponse}); got != 1 {
+		t.Errorf("bad_response upstream errors = %v, want 1", got)
+	}
 }

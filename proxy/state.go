@@ -290,6 +290,12 @@ func (h *Handler) Install(c *Compiled) {
 	shared := make(map[string]*routeShared, len(st.routes))
 	for _, rs := range st.routes {
 		shared[rs.name] = rs.shared
+		// Resolved here, not in Compile: a table that is compiled and
+		// then rejected must not leave series for routes that never
+		// served. Nothing reads them before the state is stored below.
+		rs.duration = h.met.duration.WithLabelValues(rs.name)
+		rs.retriesSent = h.met.retries.WithLabelValues(rs.name, "sent")
+		rs.retriesRefused = h.met.retries.WithLabelValues(rs.name, "budget_exhausted")
 	}
 	for name := range h.shared {
 		if _, ok := shared[name]; !ok {
@@ -329,16 +335,13 @@ func sortedPoolNames(t *routing.Table) []string {
 func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *routeState {
 	c := r.Config
 	rs := &routeState{
-		route:          r,
-		name:           r.Name,
-		duration:       h.met.duration.WithLabelValues(r.Name),
-		retriesSent:    h.met.retries.WithLabelValues(r.Name, "sent"),
-		retriesRefused: h.met.retries.WithLabelValues(r.Name, "budget_exhausted"),
-		perTry:         c.PerTryTimeout.D(),
-		retry:          compileRetry(c.Retry),
-		hostRewrite:    c.HostRewrite,
-		stripPrefix:    strings.TrimSuffix(c.StripPrefix, "/"),
-		stickyCookie:   r.StickyCookie(),
+		route:        r,
+		name:         r.Name,
+		perTry:       c.PerTryTimeout.D(),
+		retry:        compileRetry(c.Retry),
+		hostRewrite:  c.HostRewrite,
+		stripPrefix:  strings.TrimSuffix(c.StripPrefix, "/"),
+		stickyCookie: r.StickyCookie(),
 	}
 	if c.Timeout != nil {
 		rs.timeout = c.Timeout.D()

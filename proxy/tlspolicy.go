@@ -107,9 +107,10 @@ func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		misdirected(w)
 		return
 	}
-	rs, _ := policyRoute(p.next, r, func(pol *tlsPolicy) bool { return pol.auth || pol.hsts })
+	st := p.next.state.Load()
+	rs, _ := policyRoute(st, r, func(pol *tlsPolicy) bool { return pol.auth || pol.hsts })
 	if rs == nil {
-		p.next.ServeHTTP(w, r)
+		p.next.serve(w, r, st)
 		return
 	}
 	if rs.requireCert && !p.clientCertOK(w, r, rs) {
@@ -120,7 +121,7 @@ func (p *policyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// first, and a user agent only reads the first (RFC 6797 8.1).
 		w.Header().Set("Strict-Transport-Security", v)
 	}
-	p.next.ServeHTTP(w, r)
+	p.next.serve(w, r, st)
 }
 
 // clientCertOK checks the request's client certificate against the route's
@@ -222,9 +223,10 @@ func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.ts != nil && strings.HasPrefix(r.URL.Path, acmeChallengePath) && p.ts.ServeACMEChallenge(w, r) {
 		return
 	}
-	rs, trusted := policyRoute(p.next, r, func(pol *tlsPolicy) bool { return pol.auth || pol.redirect })
+	st := p.next.state.Load()
+	rs, trusted := policyRoute(st, r, func(pol *tlsPolicy) bool { return pol.auth || pol.redirect })
 	if rs == nil {
-		p.next.ServeHTTP(w, r)
+		p.next.serve(w, r, st)
 		return
 	}
 	if rs.redirect && !(trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
@@ -244,15 +246,14 @@ func (p *plainEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		forbidden(w, "meridian: this route requires a client certificate over HTTPS\n")
 		return
 	}
-	p.next.ServeHTTP(w, r)
+	p.next.serve(w, r, st)
 }
 
-// policyRoute returns the compiled route r will be served by, and whether
-// its peer is a trusted proxy, when the live state has a route policy that
+// policyRoute returns the compiled route of st that r will be served by,
+// and whether its peer is a trusted proxy, when st has a route policy that
 // matters (needs says which); nil when the request can go straight to the
 // handler.
-func policyRoute(h *Handler, r *http.Request, needs func(*tlsPolicy) bool) (*routeState, bool) {
-	st := h.state.Load()
+func policyRoute(st *tableState, r *http.Request, needs func(*tlsPolicy) bool) (*routeState, bool) {
 	if st == nil || !needs(st.tls) {
 		return nil, false
 	}
