@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -110,23 +108,9 @@ func TestExplainCommand(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tc.args, &stdout, &stderr)
-			if code != tc.code {
-				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
-			}
-			for _, w := range tc.stdout {
-				if !strings.Contains(stdout.String(), w) {
-					t.Errorf("stdout lacks %q:\n%s", w, stdout.String())
-				}
-			}
-			for _, w := range tc.stderr {
-				if !strings.Contains(stderr.String(), w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
-				}
-			}
-			if code == 0 && slices.Contains(tc.args, "-json") && !json.Valid(stdout.Bytes()) {
-				t.Errorf("-json printed invalid JSON:\n%s", stdout.String())
+			stdout, _ := expectRun(t, tc.args, tc.code, tc.stdout, tc.stderr)
+			if tc.code == 0 && slices.Contains(tc.args, "-json") && !json.Valid([]byte(stdout)) {
+				t.Errorf("-json printed invalid JSON:\n%s", stdout)
 			}
 		})
 	}

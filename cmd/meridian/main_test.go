@@ -79,22 +79,29 @@ routes:
 		{"help on a subcommand", []string{"validate", "-h"}, 0, nil, []string{"Usage: meridian validate", "-config file"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tt.args, &stdout, &stderr)
-			if code != tt.code {
-				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
-			}
-			for _, w := range tt.stdout {
-				if !strings.Contains(stdout.String(), w) {
-					t.Errorf("stdout lacks %q:\n%s", w, stdout.String())
-				}
-			}
-			for _, w := range tt.stderr {
-				if !strings.Contains(stderr.String(), w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { expectRun(t, tt.args, tt.code, tt.stdout, tt.stderr) })
 	}
+}
+
+// expectRun runs the command with args and checks its exit code and that
+// stdout and stderr contain the wanted strings; it returns what was
+// printed.
+func expectRun(t *testing.T, args []string, wantCode int, wantStdout, wantStderr []string) (stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	if code != wantCode {
+		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, wantCode, out.String(), errOut.String())
+	}
+	for _, w := range wantStdout {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("stdout lacks %q:\n%s", w, out.String())
+		}
+	}
+	for _, w := range wantStderr {
+		if !strings.Contains(errOut.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut.String())
+		}
+	}
+	return out.String(), errOut.String()
 }

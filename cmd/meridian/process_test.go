@@ -19,14 +19,8 @@ import (
 // watcher off, so only the signal can have done it), and SIGTERM drains and
 // exits 0.
 func TestProcessLifecycle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	bin := buildMeridian(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "meridian")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	cfg := filepath.Join(dir, "meridian.yaml")
 	writeCfg := func(route string) {
 		text := fmt.Sprintf("listen: {admin: 127.0.0.1:0}\nshutdown: {grace: 5s}\npools: {p: {endpoints: [127.0.0.1:9]}}\nservices: {s: {pools: [p]}}\nroutes: [{name: %s, service: s}]\n", route)

@@ -22,14 +22,8 @@ import (
 // signal are in the renamed file, lines after in a new one, and the line
 // of the last request before SIGTERM is written before the exit.
 func TestProcessReopensAccessLog(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	bin := buildMeridian(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "meridian")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
 	defer be.Close()
 	logPath := filepath.Join(dir, "access.log")
