@@ -51,10 +51,46 @@ const (
 	DefaultBodyRateGrace          = 10 * time.Second
 	DefaultUpstreamIdleTimeout    = 60 * time.Second // nginx's proxy_read_timeout
 	DefaultMaxResponseHeaderBytes = 64 << 10
+	// Edge policies (package policy); the README's policy sections say
+	// why each has its value.
+	DefaultRateLimitPer       = time.Second
+	DefaultRateLimitKeys      = 65536 // buckets per route: about 6 MiB
+	DefaultAuthRealm          = "meridian"
+	DefaultJWTLeeway          = 60 * time.Second // Envoy's clock_skew_seconds
+	DefaultJWKSRefresh        = 10 * time.Minute // Envoy's remote JWKS cache_duration
+	DefaultForwardAuthTimeout = 2 * time.Second
+	DefaultRedirectCode       = 302
+	DefaultCompressMinSize    = 1024 // Traefik's minResponseBodyBytes
+	// Circuit breakers per pool: Envoy's defaults for connections, pending
+	// and requests. Retries are bounded by the route's retry budget first;
+	// this caps them in flight per pool.
+	DefaultPoolMaxConnections = 1024
+	DefaultPoolMaxPending     = 1024
+	DefaultPoolMaxRequests    = 1024
+	DefaultPoolMaxRetries     = 1024
+	// Rollouts, history and audit (issue 17's features).
+	DefaultRolloutInterval     = time.Minute
+	DefaultRolloutFailureLimit = 2
+	DefaultRolloutDeadline     = 30 * time.Minute
+	DefaultRolloutMinRequests  = 100
+	DefaultRolloutSuccessRate  = 99.0
+	DefaultConfigHistory       = 50
+	DefaultRolloutPrefix       = "meridian/rollouts"
+	DefaultAuditEntries        = 1000
 	// MaxInformationalResponses is how many 1xx responses one request may
 	// relay; http.Transport stops at the same count without a trace hook.
 	MaxInformationalResponses = 5
 )
+
+// DefaultCompressTypes are the media types compressed when compress.types
+// is not set: text and the structured formats that compress well.
+var DefaultCompressTypes = []string{
+	"text/*", "application/json", "application/javascript", "application/xml",
+	"application/x-ndjson", "application/wasm", "image/svg+xml",
+}
+
+// DefaultCORSMethods are the methods a CORS policy allows when it names none.
+var DefaultCORSMethods = []string{"GET", "HEAD", "POST"}
 
 // SetDefaults fills every unset field that has a default. Parse calls it
 // before Validate; tests that build a Config by hand call it too.
@@ -64,6 +100,7 @@ func (c *Config) SetDefaults() {
 	def(&c.Log.Format, "json")
 	def(&c.TLS.MinVersion, "1.2")
 	def(&c.TLS.UnknownSNI, "default")
+	def(&c.Rollouts.ConsulPrefix, DefaultRolloutPrefix)
 	if a := c.TLS.ACME; a != nil {
 		def(&a.Directory, DefaultACMEDirectory)
 		if len(a.Challenges) == 0 {
@@ -166,6 +203,13 @@ func (c *Config) SetDefaults() {
 			p.Outlier = &Outlier{}
 		}
 		p.Outlier.SetDefaults()
+		if p.Limits == nil {
+			p.Limits = &PoolLimits{}
+		}
+		defInt(&p.Limits.MaxConnections, DefaultPoolMaxConnections)
+		defInt(&p.Limits.MaxPending, DefaultPoolMaxPending)
+		defInt(&p.Limits.MaxRequests, DefaultPoolMaxRequests)
+		defInt(&p.Limits.MaxRetries, DefaultPoolMaxRetries)
 		if p.Consul != nil {
 			def(&p.Consul.Health, "passing")
 		}
@@ -200,6 +244,7 @@ func (c *Config) SetDefaults() {
 				rt.MaxRetryBody = DefaultMaxRetryBody
 			}
 		}
+		r.setPolicyDefaults()
 		for _, e := range r.Split {
 			if e != nil && e.When == nil && e.Weight == nil {
 				one := 1
@@ -292,5 +337,48 @@ func defInt(i *int, v int) {
 func defDur(d *Duration, v time.Duration) {
 	if *d == 0 {
 		*d = Duration(v)
+	}
+}
+
+// setPolicyDefaults fills the defaults of the route's edge policies.
+func (r *Route) setPolicyDefaults() {
+	if rl := r.RateLimit; rl != nil {
+		defDur(&rl.Per, DefaultRateLimitPer)
+		defInt(&rl.Burst, rl.Requests)
+		if rl.Key == (RateLimitKey{}) {
+			rl.Key = RateLimitKey{Kind: KeyClientIP}
+		}
+		def(&rl.Scope, ScopeInstance)
+		defInt(&rl.MaxKeys, DefaultRateLimitKeys)
+	}
+	if b := r.BasicAuth; b != nil {
+		def(&b.Realm, DefaultAuthRealm)
+	}
+	if j := r.JWT; j != nil {
+		if j.Leeway == nil {
+			l := Duration(DefaultJWTLeeway)
+			j.Leeway = &l
+		}
+		defDur(&j.Refresh, DefaultJWKSRefresh)
+	}
+	if f := r.ForwardAuth; f != nil {
+		defDur(&f.Timeout, DefaultForwardAuthTimeout)
+	}
+	if c := r.CORS; c != nil && len(c.Methods) == 0 {
+		c.Methods = append(StringList(nil), DefaultCORSMethods...)
+	}
+	if rd := r.Redirect; rd != nil {
+		defInt(&rd.Code, DefaultRedirectCode)
+	}
+	if c := r.Compress; c != nil {
+		if len(c.Encodings) == 0 {
+			c.Encodings = []Encoding{EncodingZstd, EncodingBr, EncodingGzip}
+		}
+		if c.MinSize == 0 {
+			c.MinSize = DefaultCompressMinSize
+		}
+		if len(c.Types) == 0 {
+			c.Types = append(StringList(nil), DefaultCompressTypes...)
+		}
 	}
 }

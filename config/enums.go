@@ -146,6 +146,38 @@ func (CheckType) values() []CheckType { return []CheckType{CheckHTTP, CheckHTTPS
 // UnmarshalYAML accepts one of the check types.
 func (t *CheckType) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, t, "check type") }
 
+// RateScope is whom a rate limit is counted over.
+type RateScope string
+
+// The rate limit scopes.
+const (
+	// ScopeInstance counts on each Meridian instance alone.
+	ScopeInstance RateScope = "instance"
+	// ScopeFleet divides the limit by the live Meridian instances
+	// registered in Consul, so the fleet as a whole allows about the limit.
+	ScopeFleet RateScope = "fleet"
+)
+
+func (RateScope) values() []RateScope { return []RateScope{ScopeInstance, ScopeFleet} }
+
+// UnmarshalYAML accepts instance or fleet.
+func (s *RateScope) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, s, "rate limit scope") }
+
+// Encoding is a response content coding Meridian can compress with.
+type Encoding string
+
+// The encodings.
+const (
+	EncodingZstd Encoding = "zstd"
+	EncodingBr   Encoding = "br"
+	EncodingGzip Encoding = "gzip"
+)
+
+func (Encoding) values() []Encoding { return []Encoding{EncodingZstd, EncodingBr, EncodingGzip} }
+
+// UnmarshalYAML accepts zstd, br or gzip.
+func (e *Encoding) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, e, "encoding") }
+
 // enum is a closed set of names: its values method lists them, in the
 // order messages name them.
 type enum[T any] interface {

@@ -138,17 +138,23 @@ func ReadFile(path string) ([]byte, os.FileInfo, error) {
 // one run reports every problem. The serving path passes none and compiles
 // instead, which finds the same problems.
 //
-// The Config keeps data (it is not copied: the caller must not change it),
-// so that Locate can place what compiling it finds.
+// The Config keeps a copy of data as a string, so that Locate can place
+// what compiling it finds; the caller may reuse data.
 //
 // A reload runs Parse on the whole file, so the path without problems is
-// kept lean: a large file is parsed and decoded in pieces on every core
-// (see pieces.go), the path→line index is only built when there is a problem
-// to locate, and each distinct regular expression is compiled once and kept
-// on the Config for routing (see Config.Regexp).
+// kept lean: the common part of YAML that config files use is read by a
+// parser of its own, several times faster than the yaml package and giving
+// the same tree (fastyaml.go), a large file is parsed and decoded in pieces
+// on every core (see pieces.go), the path→line index is only built when
+// there is a problem to locate, and each distinct regular expression is
+// compiled once and kept on the Config for routing (see Config.Regexp).
 func Parse(name string, data []byte, extra ...func(*Config) error) (*Config, error) {
 	return parse(name, data, runtime.GOMAXPROCS(0), splitMinBytes, extra...)
 }
+
+// slowParseOnly makes parse use the yaml package's way only: tests compare
+// the two ways with it.
+var slowParseOnly = false
 
 // parse is Parse cutting data into at most parts pieces when it has at
 // least minBytes; tests cut small files with it.
@@ -156,41 +162,54 @@ func parse(name string, data []byte, parts, minBytes int, extra ...func(*Config)
 	if len(data) > MaxFileBytes {
 		return nil, &Error{Problems: []Problem{{File: name, Msg: fmt.Sprintf("config is %d bytes, over the %d MiB limit", len(data), MaxFileBytes>>20)}}}
 	}
-	var pd pieceDecoder
-	root, maps, pieces, cut := parsePieces(data, parts, minBytes, pd.decode)
-	if !cut {
-		root = new(yaml.Node)
-		if err := yaml.Unmarshal(data, root); err != nil {
-			return nil, &Error{Problems: []Problem{syntaxProblem(name, data, err)}}
-		}
-	}
-	// An empty document ("", comments only, "---", "null", "~") is an
-	// error, not a config with nothing in it: applied, it would replace a
-	// good table with one that serves nothing.
-	if root.Kind == 0 || len(root.Content) == 0 || isNull(root.Content[0]) {
-		return nil, &Error{Problems: []Problem{{File: name, Line: 1, Msg: "config is empty"}}}
-	}
-	doc := root.Content[0]
-	lines := lazyLines{root: doc}
-
+	// One copy of the file as a string: the fast parser's values are
+	// ranges of it, and so are the config's strings.
+	text := string(data)
 	var cfg Config
 	var probs []Problem
-	if !cut || !pd.join(&cfg, maps, pieces) {
-		// The tree is parsed once: unknown keys are found by walking it
-		// against the schema (Node.Decode has no strict mode), then it is
-		// decoded.
-		w := keyWalker{types: schema{}, report: func(path string, k *yaml.Node) {
-			probs = append(probs, Problem{File: name, Line: k.Line, Path: path, Msg: fmt.Sprintf("unknown key %q", k.Value)})
-		}}
-		w.walk(doc, configType)
-		if err := doc.Decode(&cfg); err != nil {
-			var te *yaml.TypeError
-			if !errors.As(err, &te) {
+	var lines lazyLines
+	var fast *Config
+	if !slowParseOnly {
+		fast, _ = parseFastConfig(text, data, parts, minBytes)
+	}
+	if fast != nil {
+		cfg, lines = *fast, lazyLines{text: text}
+	} else {
+		// The yaml package's way, which says what is wrong.
+		var pd pieceDecoder
+		root, maps, pieces, cut := parsePieces(data, parts, minBytes, pd.decode)
+		if !cut {
+			root = new(yaml.Node)
+			if err := yaml.Unmarshal(data, root); err != nil {
 				return nil, &Error{Problems: []Problem{syntaxProblem(name, data, err)}}
 			}
-			// Type errors leave the rest decoded: validate it too, so one
-			// run lists every problem in the file.
-			probs = append(probs, decodeProblems(name, te, lines.get())...)
+		}
+		// An empty document ("", comments only, "---", "null", "~") is an
+		// error, not a config with nothing in it: applied, it would replace a
+		// good table with one that serves nothing. (The fast parser reads no
+		// such file.)
+		if root.Kind == 0 || len(root.Content) == 0 || isNull(root.Content[0]) {
+			return nil, &Error{Problems: []Problem{{File: name, Line: 1, Msg: "config is empty"}}}
+		}
+		doc := root.Content[0]
+		lines = lazyLines{root: doc}
+		if !cut || !pd.join(&cfg, mapKeys(maps), pieces) {
+			// The tree is parsed once: unknown keys are found by walking it
+			// against the schema (Node.Decode has no strict mode), then it is
+			// decoded.
+			w := keyWalker{types: schema{}, report: func(path string, k *yaml.Node) {
+				probs = append(probs, Problem{File: name, Line: k.Line, Path: path, Msg: fmt.Sprintf("unknown key %q", k.Value)})
+			}}
+			w.walk(doc, configType)
+			if err := doc.Decode(&cfg); err != nil {
+				var te *yaml.TypeError
+				if !errors.As(err, &te) {
+					return nil, &Error{Problems: []Problem{syntaxProblem(name, data, err)}}
+				}
+				// Type errors leave the rest decoded: validate it too, so one
+				// run lists every problem in the file.
+				probs = append(probs, decodeProblems(name, te, lines.get())...)
+			}
 		}
 	}
 	cfg.SetDefaults()
@@ -211,16 +230,17 @@ func parse(name string, data []byte, parts, minBytes int, extra ...func(*Config)
 		return nil, &Error{Problems: probs}
 	}
 	cfg.regexps = regexps
-	cfg.src = &source{name: name, data: data}
+	cfg.src = &source{name: name, text: text}
 	return &cfg, nil
 }
 
 // source is the file a Config was parsed from, kept to locate problems
-// found after Parse (see Locate). A config file is at most MaxFileBytes,
-// and its Config already holds about as much.
+// found after Parse (see Locate). A config file is at most MaxFileBytes;
+// the text is the string the config's own strings are slices of (when the
+// fast parser read it), so keeping it costs nothing more.
 type source struct {
 	name string
-	data []byte
+	text string
 }
 
 // Locate returns err as an *Error whose problems carry the file and line
@@ -255,11 +275,10 @@ func (c *Config) Locate(err error) error {
 			continue
 		}
 		if li == nil {
-			root := new(yaml.Node)
-			if yaml.Unmarshal(c.src.data, root) != nil || len(root.Content) == 0 {
+			if doc := docOf(c.src.text); doc == nil {
 				li = &lineIndex{}
 			} else {
-				idx := indexLines(root.Content[0])
+				idx := indexLines(doc)
 				li = &idx
 			}
 		}
@@ -306,12 +325,24 @@ func (pd *pieceDecoder) decode(i int, m *yaml.Node) {
 	pd.parts[i] = c
 }
 
-// join sets cfg to the pieces' configs joined. It reports false, leaving
-// cfg as it was, when a piece had an unknown key or failed to decode, or a
-// top-level key repeats: the caller then walks and decodes the whole tree
-// in one go, so every message is exactly the one a whole decode gives.
-func (pd *pieceDecoder) join(cfg *Config, maps []*yaml.Node, pieces []piece) bool {
-	if len(pd.parts) != len(maps) {
+// mapKeys lists the keys of each mapping.
+func mapKeys(maps []*yaml.Node) [][]string {
+	keys := make([][]string, len(maps))
+	for i, m := range maps {
+		for j := 0; j+1 < len(m.Content); j += 2 {
+			keys[i] = append(keys[i], m.Content[j].Value)
+		}
+	}
+	return keys
+}
+
+// join sets cfg to the pieces' configs joined, keys being each piece's
+// top-level keys in order. It reports false, leaving cfg as it was, when
+// a piece had an unknown key or failed to decode, or a top-level key
+// repeats: the caller then walks and decodes the whole tree in one go, so
+// every message is exactly the one a whole decode gives.
+func (pd *pieceDecoder) join(cfg *Config, keys [][]string, pieces []piece) bool {
+	if len(pd.parts) != len(keys) {
 		return false
 	}
 	types := schema{}
@@ -319,10 +350,9 @@ func (pd *pieceDecoder) join(cfg *Config, maps []*yaml.Node, pieces []piece) boo
 	var joined Config
 	out := reflect.ValueOf(&joined).Elem()
 	seen := map[string]bool{}
-	for i, m := range maps {
+	for i, ks := range keys {
 		src := reflect.ValueOf(pd.parts[i]).Elem()
-		for j := 0; j+1 < len(m.Content); j += 2 {
-			key := m.Content[j].Value
+		for j, key := range ks {
 			f := top.fields[key] // known: the walk found no unknown key
 			dst, part := out.Field(f.index), src.Field(f.index)
 			if j == 0 && pieces[i].seqKey != "" {
@@ -619,17 +649,39 @@ type entry struct {
 
 // lazyLines builds the line index of root on first use. Most parses find
 // no problem and never need it, and building it costs a string per node.
+// A config the fast parser read has no tree: root is then made from text,
+// which that parser reads, so into the tree the yaml package gives.
 type lazyLines struct {
 	root *yaml.Node
+	text string
 	li   *lineIndex
 }
 
 func (l *lazyLines) get() lineIndex {
 	if l.li == nil {
+		if l.root == nil {
+			if l.root = docOf(l.text); l.root == nil {
+				l.root = &yaml.Node{}
+			}
+		}
 		li := indexLines(l.root)
 		l.li = &li
 	}
 	return *l.li
+}
+
+// docOf returns the root node of the document text holds, as the yaml
+// package parses it (by the fast parser when it reads text), or nil when
+// text does not parse.
+func docOf(text string) *yaml.Node {
+	if t, ok := parseFast(text); ok {
+		return t.yamlNode(t.root)
+	}
+	var root yaml.Node
+	if yaml.Unmarshal([]byte(text), &root) != nil || len(root.Content) == 0 {
+		return nil
+	}
+	return root.Content[0]
 }
 
 func indexLines(n *yaml.Node) lineIndex {

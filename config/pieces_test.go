@@ -54,9 +54,20 @@ func checkPieces(t *testing.T, data []byte) {
 			t.Fatalf("%d pieces: tree differs: %s", parts, d)
 		}
 	}
+	// The whole file the yaml package's way, against the fast way (whole
+	// and in pieces) and the yaml package's in pieces.
+	slowParseOnly = true
 	want, wantErr := parse("f.yaml", data, 1, 0)
-	for _, parts := range []int{2, 3, 5} {
+	slowParseOnly = false
+	type way struct {
+		parts int
+		slow  bool
+	}
+	for _, w := range []way{{1, false}, {2, false}, {3, false}, {5, false}, {2, true}, {3, true}, {5, true}} {
+		parts := w.parts
+		slowParseOnly = w.slow
 		got, gotErr := parse("f.yaml", data, parts, 0)
+		slowParseOnly = false
 		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 			t.Fatalf("%d pieces: error\n%v\nwant\n%v", parts, gotErr, wantErr)
 		}

@@ -16,6 +16,7 @@ type Config struct {
 	Admin    Admin               `yaml:"admin,omitempty"`
 	TLS      TLS                 `yaml:"tls,omitempty"`
 	Consul   *Consul             `yaml:"consul,omitempty"`
+	Rollouts RolloutSettings     `yaml:"rollouts,omitempty"`
 	Geo      Geo                 `yaml:"geo,omitempty"`
 	HTTP     HTTP                `yaml:"http,omitempty"`
 	Tracing  *Tracing            `yaml:"tracing,omitempty"`
@@ -61,6 +62,21 @@ type Log struct {
 type Admin struct {
 	// TokenFile, when set, holds the bearer token every /api/ call must present.
 	TokenFile string `yaml:"token_file,omitempty"`
+	// Tokens are named tokens, each in its own file: any of them (or
+	// TokenFile's) is accepted, and the audit log records which was used.
+	Tokens []NamedToken `yaml:"tokens,omitempty"`
+	// History is how many accepted configs are kept for diff and rollback
+	// (default DefaultConfigHistory).
+	History int `yaml:"history,omitempty"`
+	// AuditLog is the file admin actions are appended to as JSON lines;
+	// empty keeps them in memory only (the last DefaultAuditEntries).
+	AuditLog string `yaml:"audit_log,omitempty"`
+}
+
+// NamedToken is one admin token and the name the audit log gives it.
+type NamedToken struct {
+	Name string `yaml:"name,omitempty"`
+	File string `yaml:"file,omitempty"`
 }
 
 // TLS configures termination on listen.https.
@@ -365,6 +381,12 @@ type Pool struct {
 	// http1 (HTTP/1.1 only), h2c (HTTP/2 without TLS, prior knowledge: gRPC
 	// backends) or h2 (HTTP/2 over tls:, required).
 	Protocol Protocol `yaml:"protocol,omitempty"`
+	// Limits are the pool's circuit breakers; SetDefaults fills every
+	// limit left at 0 with its default.
+	Limits *PoolLimits `yaml:"limits,omitempty"`
+	// SlowStart ramps a new or returning endpoint's share of traffic up
+	// over this window (round_robin, least_request and random pools).
+	SlowStart Duration `yaml:"slow_start,omitempty"`
 }
 
 // Endpoint is one upstream address; `"127.0.0.1:9101"` and
@@ -425,6 +447,49 @@ type Service struct {
 	Policy  Policy   `yaml:"policy,omitempty"` // failover (default) | weighted | geo
 	Pools   []string `yaml:"pools,omitempty"`
 	Weights []int    `yaml:"weights,omitempty"`
+	// Rollout steps the weight of one of the service's pools (Canary names
+	// the pool) in a weighted service; it steers the DNS records that use
+	// the service as well as HTTP.
+	Rollout *Rollout `yaml:"rollout,omitempty"`
+	// Guard keeps a minimum of pools or regions serving: a health change
+	// or drain that would leave fewer is not applied to routing.
+	Guard *Guard `yaml:"guard,omitempty"`
+}
+
+// RolloutSettings says where rollout progress is kept. With consul:
+// configured it is Consul KV under ConsulPrefix, where one instance drives
+// each rollout under a session lock and the others follow; else StateFile,
+// when set; else memory only (a restart starts rollouts over).
+type RolloutSettings struct {
+	StateFile    string `yaml:"state_file,omitempty"`
+	ConsulPrefix string `yaml:"consul_prefix,omitempty"` // default DefaultRolloutPrefix
+}
+
+// Rollout steps a canary's weight up while its traffic is judged healthy,
+// and takes it to 0 when it is not.
+type Rollout struct {
+	Canary           string   `yaml:"canary,omitempty"`      // the split arm's service, or the service's pool
+	Steps            []int    `yaml:"steps,omitempty"`       // canary weights in percent, e.g. [1, 5, 25, 50, 100]
+	StepWeight       int      `yaml:"step_weight,omitempty"` // or steps of this size...
+	MaxWeight        int      `yaml:"max_weight,omitempty"`  // ...up to this weight, then promotion
+	Interval         Duration `yaml:"interval,omitempty"`    // each step is held and judged this long (default DefaultRolloutInterval)
+	Analysis         Analysis `yaml:"analysis,omitempty"`
+	FailureLimit     int      `yaml:"failure_limit,omitempty"`     // failed judgements before rollback (default DefaultRolloutFailureLimit)
+	ProgressDeadline Duration `yaml:"progress_deadline,omitempty"` // the whole rollout; past it, rollback (default DefaultRolloutDeadline)
+}
+
+// Analysis is what a rollout step must show to pass.
+type Analysis struct {
+	MinRequests       int      `yaml:"min_requests,omitempty"` // fewer is inconclusive (default DefaultRolloutMinRequests)
+	SuccessRate       float64  `yaml:"success_rate,omitempty"` // percent of non-5xx answers, at least (default DefaultRolloutSuccessRate)
+	P99               Duration `yaml:"p99,omitempty"`          // at most; 0: not judged
+	CompareToBaseline bool     `yaml:"compare_to_baseline,omitempty"`
+}
+
+// Guard is a service's failover guardrail.
+type Guard struct {
+	MinPools   int `yaml:"min_pools,omitempty"`
+	MinRegions int `yaml:"min_regions,omitempty"`
 }
 
 // Route matches HTTP requests and sends them to a service or a split.
@@ -433,9 +498,12 @@ type Route struct {
 	Match   Match         `yaml:"match,omitempty"`
 	Service string        `yaml:"service,omitempty"`
 	Split   []*SplitEntry `yaml:"split,omitempty"`
-	Sticky  *Sticky       `yaml:"sticky,omitempty"`
-	Mirror  *Mirror       `yaml:"mirror,omitempty"`
-	Retry   *Retry        `yaml:"retry,omitempty"`
+	// Rollout steps the weight of one of the split's weighted arms
+	// (Canary names its service).
+	Rollout *Rollout `yaml:"rollout,omitempty"`
+	Sticky  *Sticky  `yaml:"sticky,omitempty"`
+	Mirror  *Mirror  `yaml:"mirror,omitempty"`
+	Retry   *Retry   `yaml:"retry,omitempty"`
 	// Timeout bounds the whole exchange, retries included. Unset, the
 	// route gets http.route_timeout until the response head arrives (so
 	// streamed bodies and WebSockets are not cut); an explicit 0 means no
@@ -450,6 +518,118 @@ type Route struct {
 	TLS             *RouteTLS         `yaml:"tls,omitempty"`
 	HSTS            string            `yaml:"hsts,omitempty"` // Strict-Transport-Security value
 	RedirectHTTPS   bool              `yaml:"redirect_https,omitempty"`
+
+	// Edge policies, run in this order before the request is forwarded
+	// (package policy): allow/deny, rate_limit, basic_auth, jwt,
+	// forward_auth, cors, redirect, rewrite, max_body; compress applies to
+	// the response. A route with none of them pays nothing for them.
+	Allow       StringList   `yaml:"allow,omitempty"` // client CIDRs let through; others get 403
+	Deny        StringList   `yaml:"deny,omitempty"`  // client CIDRs refused with 403 (deny wins)
+	RateLimit   *RateLimit   `yaml:"rate_limit,omitempty"`
+	BasicAuth   *BasicAuth   `yaml:"basic_auth,omitempty"`
+	JWT         *JWT         `yaml:"jwt,omitempty"`
+	ForwardAuth *ForwardAuth `yaml:"forward_auth,omitempty"`
+	// ForwardAuthorization passes the client's Authorization header to
+	// the upstream. Off by default on routes with an auth policy, whose
+	// credentials are the edge's business.
+	ForwardAuthorization bool      `yaml:"forward_authorization,omitempty"`
+	CORS                 *CORS     `yaml:"cors,omitempty"`
+	Redirect             *Redirect `yaml:"redirect,omitempty"`
+	Rewrite              *Rewrite  `yaml:"rewrite,omitempty"`
+	// MaxBody caps the request body on this route: a larger announced
+	// body is answered 413 before anything is forwarded, a larger chunked
+	// one is cut at the cap and answered 413.
+	MaxBody  *Size     `yaml:"max_body,omitempty"`
+	Compress *Compress `yaml:"compress,omitempty"`
+}
+
+// RateLimit is a route's token-bucket rate limit: Requests per Per, with
+// bursts of Burst (default Requests), per Key.
+type RateLimit struct {
+	Requests int          `yaml:"requests,omitempty"`
+	Per      Duration     `yaml:"per,omitempty"` // default 1s
+	Burst    int          `yaml:"burst,omitempty"`
+	Key      RateLimitKey `yaml:"key,omitempty"` // client_ip (default), header:NAME, cookie:NAME
+	Scope    RateScope    `yaml:"scope,omitempty"`
+	// MaxKeys caps the buckets tracked (default DefaultRateLimitKeys); the
+	// least recently used is forgotten first, which gives its key a full
+	// bucket.
+	MaxKeys int `yaml:"max_keys,omitempty"`
+}
+
+// BasicAuth asks for HTTP Basic credentials checked against an htpasswd
+// file of bcrypt hashes.
+type BasicAuth struct {
+	Htpasswd string `yaml:"htpasswd,omitempty"`
+	Realm    string `yaml:"realm,omitempty"` // default DefaultAuthRealm
+}
+
+// JWT requires a bearer token signed by a key of the JWKS.
+type JWT struct {
+	// JWKS is a file path or an https:// URL (http:// only for loopback).
+	JWKS      string     `yaml:"jwks,omitempty"`
+	Issuer    string     `yaml:"issuer,omitempty"`
+	Audiences StringList `yaml:"audiences,omitempty"`
+	// ClaimsToHeaders copies claims into request headers for the
+	// upstream: {claim: Header-Name}.
+	ClaimsToHeaders map[string]string `yaml:"claims_to_headers,omitempty"`
+	Leeway          *Duration         `yaml:"leeway,omitempty"`  // exp/nbf tolerance, default DefaultJWTLeeway
+	Refresh         Duration          `yaml:"refresh,omitempty"` // JWKS URL refresh, default DefaultJWKSRefresh
+}
+
+// ForwardAuth asks another service whether to let a request through.
+type ForwardAuth struct {
+	URL         string     `yaml:"url,omitempty"`
+	CopyHeaders StringList `yaml:"copy_headers,omitempty"` // from the auth answer to the upstream request
+	Timeout     Duration   `yaml:"timeout,omitempty"`      // default DefaultForwardAuthTimeout
+}
+
+// CORS answers preflights at the edge and adds CORS headers for allowed
+// origins.
+type CORS struct {
+	Origins     StringList `yaml:"origins,omitempty"` // exact origins, "*", or "https://*.example.com"
+	Methods     StringList `yaml:"methods,omitempty"` // default GET, HEAD, POST
+	Headers     StringList `yaml:"headers,omitempty"` // request headers allowed
+	Expose      StringList `yaml:"expose,omitempty"`
+	Credentials bool       `yaml:"credentials,omitempty"`
+	MaxAge      Duration   `yaml:"max_age,omitempty"`
+}
+
+// Redirect answers every request of the route with a redirect to a
+// template (see package policy/template).
+type Redirect struct {
+	To   string `yaml:"to,omitempty"`
+	Code int    `yaml:"code,omitempty"` // 301, 302 (default), 307 or 308
+}
+
+// Rewrite changes the request before it is forwarded: its path by a
+// regular expression and template, its query by additions and removals.
+type Rewrite struct {
+	PathRegex string    `yaml:"path_regex,omitempty"`
+	To        string    `yaml:"to,omitempty"`
+	Query     *QueryOps `yaml:"query,omitempty"`
+}
+
+// QueryOps adds (sets) and removes query parameters.
+type QueryOps struct {
+	Add    map[string]string `yaml:"add,omitempty"`
+	Remove []string          `yaml:"remove,omitempty"`
+}
+
+// Compress compresses responses by the client's Accept-Encoding.
+type Compress struct {
+	Encodings []Encoding `yaml:"encodings,omitempty"` // server preference order; default zstd, br, gzip
+	MinSize   Size       `yaml:"min_size,omitempty"`  // default DefaultCompressMinSize
+	Types     StringList `yaml:"types,omitempty"`     // media types (type/* allowed); default DefaultCompressTypes
+}
+
+// PoolLimits are a pool's circuit breakers, with Envoy's meaning: over a
+// limit the request fails at once with 503.
+type PoolLimits struct {
+	MaxConnections int `yaml:"max_connections,omitempty"` // upstream connections open, all endpoints
+	MaxPending     int `yaml:"max_pending,omitempty"`     // requests waiting for a connection
+	MaxRequests    int `yaml:"max_requests,omitempty"`    // requests in flight
+	MaxRetries     int `yaml:"max_retries,omitempty"`     // retries in flight
 }
 
 // HeaderOps adds and removes response headers.

@@ -431,6 +431,16 @@ func (v *validator) pool(p string, pl *Pool) {
 	if len(pl.Endpoints) == 0 && pl.Consul == nil {
 		v.add(p, "needs endpoints or a consul selection")
 	}
+	if l := pl.Limits; l != nil {
+		for _, f := range []struct {
+			key string
+			n   int
+		}{{"max_connections", l.MaxConnections}, {"max_pending", l.MaxPending}, {"max_requests", l.MaxRequests}, {"max_retries", l.MaxRetries}} {
+			if f.n < 0 {
+				v.add(p+".limits."+f.key, "must be at least 1 (leave it out for the default)")
+			}
+		}
+	}
 	seen := map[string]bool{}
 	total := 0
 	for i, e := range pl.Endpoints {
@@ -584,8 +594,8 @@ func (v *validator) route(p string, r *Route) {
 		v.add(p, "set service or split, not both")
 	case r.Service != "":
 		v.serviceRef(p, "service", r.Service)
-	case len(r.Split) == 0:
-		v.add(p, "needs a service or a split")
+	case len(r.Split) == 0 && r.Redirect == nil:
+		v.add(p, "needs a service, a split or a redirect")
 	}
 	weighted := 0
 	for i, e := range r.Split {
@@ -619,6 +629,12 @@ func (v *validator) route(p string, r *Route) {
 		if s.Set && s.Cookie == "" {
 			v.add(p+".sticky.set", "only a cookie can be set")
 		}
+	}
+	if rl := r.RateLimit; rl != nil && rl.Scope == ScopeFleet && (v.c.Consul == nil || v.c.Consul.Register == nil) {
+		v.add(p+".rate_limit.scope", "scope fleet needs consul.register: the fleet is the instances registered under its name")
+	}
+	if r.Redirect != nil && (r.Service != "" || len(r.Split) > 0) {
+		v.add(p+".redirect", "a redirect answers every request of the route: remove service or split")
 	}
 	if m := r.Mirror; m != nil {
 		v.serviceRef(p, "mirror.service", m.Service)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/textproto"
 	"reflect"
 	"strconv"
 	"strings"
@@ -177,4 +178,71 @@ func decodeStrict(n *yaml.Node, v any, keys map[string]structField) error {
 // decoder collects and continues past, so one run reports every problem.
 func lineErr(n *yaml.Node, format string, args ...any) error {
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: col %d: %s", n.Line, n.Column, fmt.Sprintf(format, args...))}}
+}
+
+// KeyKind is what a rate limit counts requests by.
+type KeyKind uint8
+
+// The rate limit key kinds.
+const (
+	KeyClientIP KeyKind = iota + 1 // the client address (trusted_proxies honoured)
+	KeyHeader                      // a request header's value
+	KeyCookie                      // a request cookie's value
+)
+
+// RateLimitKey is a rate limit's key: client_ip, header:NAME or
+// cookie:NAME.
+type RateLimitKey struct {
+	Kind KeyKind
+	Name string // the header (canonical form) or cookie name
+}
+
+// UnmarshalYAML accepts client_ip, header:NAME and cookie:NAME.
+func (k *RateLimitKey) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return lineErr(n, "expected client_ip, header:NAME or cookie:NAME")
+	}
+	kind, name, _ := strings.Cut(n.Value, ":")
+	switch {
+	case n.Value == "client_ip":
+		*k = RateLimitKey{Kind: KeyClientIP}
+	case kind == "header" && validToken(name):
+		*k = RateLimitKey{Kind: KeyHeader, Name: textproto.CanonicalMIMEHeaderKey(name)}
+	case kind == "cookie" && validToken(name):
+		*k = RateLimitKey{Kind: KeyCookie, Name: name}
+	default:
+		return lineErr(n, "invalid rate limit key %q: want client_ip, header:NAME or cookie:NAME", n.Value)
+	}
+	return nil
+}
+
+// MarshalYAML writes the key back in its config form.
+func (k RateLimitKey) MarshalYAML() (any, error) { return k.String(), nil }
+
+// String is the key in its config form.
+func (k RateLimitKey) String() string {
+	switch k.Kind {
+	case KeyHeader:
+		return "header:" + k.Name
+	case KeyCookie:
+		return "cookie:" + k.Name
+	case KeyClientIP:
+		return "client_ip"
+	}
+	return ""
+}
+
+// validToken reports whether s is a non-empty RFC 9110 token (a header
+// field or cookie name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

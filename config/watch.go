@@ -14,14 +14,19 @@ import (
 	"go.uber.org/zap"
 )
 
-// DefaultDebounce coalesces the bursts of events one save produces (an
-// editor's write-temp-then-rename, cp's truncate then write, a Kubernetes
-// symlink swap), which arrive within a millisecond or two, while keeping a
-// reload within its 50 ms budget. A writer slower than that makes its
-// reader see a partial file first; the config rebuild re-reads such a file
-// rather than report it (internal/app), and certificate files use a longer
-// debounce, since cert and key are often replaced one after the other.
+// DefaultDebounce coalesces the bursts of events one save produces (cp's
+// truncate then write, an editor's rewrite in place), which arrive within a
+// millisecond or two, while keeping a reload within its 50 ms budget. A
+// writer slower than that makes its reader see a partial file first; the
+// config rebuild re-reads such a file rather than report it (internal/app),
+// and certificate files use a longer debounce, since cert and key are often
+// replaced one after the other. A file renamed into place (an editor's
+// write-temp-then-rename, a Kubernetes symlink swap) is whole when it
+// appears, and with the default debounce pokes at once (see Watcher).
 const DefaultDebounce = 10 * time.Millisecond
+
+// defaultDebounce is DefaultDebounce, for tests to stretch.
+var defaultDebounce = DefaultDebounce
 
 // DefaultSettle is how long a config file written in place must stay
 // unchanged before the server applies it. A tool that writes the file in
@@ -57,6 +62,16 @@ const DefaultSettle = time.Second
 //     Debounce. Then, before poking, the watch is placed again from the
 //     paths as they resolve now, since a symlink swap may point somewhere
 //     new; directories no longer wanted are dropped.
+//   - With the default debounce, a file renamed onto a watched path or a
+//     Kubernetes "..data" entry from another name in a watched directory
+//     (inotify's moved-to with its moved-from) pokes at once, the watch
+//     placed again first: a rename brings a whole file, so the rest of the
+//     burst (a chmod, the old version's removal) adds nothing to wait
+//     for, and the later events still poke once they are quiet. A file
+//     created and then written (cp to a new path) is no rename and waits
+//     out the burst, so its writes are seen first. A watcher that sets
+//     Debounce (certificates, where cert and key are renamed into place
+//     one after the other) waits after every event.
 //   - Once the watch is in place it pokes once (see Polled), since a
 //     change made between the caller's first read and the watch raised no
 //     event. An error from the watch (a kernel queue overflow: events were
@@ -70,7 +85,7 @@ const DefaultSettle = time.Second
 type Watcher struct {
 	Paths []string
 	// Debounce is the quiet time after the last event before the poke;
-	// 0 means DefaultDebounce.
+	// 0 means DefaultDebounce, with renames poking at once.
 	Debounce time.Duration
 	// Poll, when positive, is a safety net for events that never come
 	// (network file systems, a directory removed and made again, which
@@ -108,9 +123,9 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	debounce := w.Debounce
+	debounce, renameAtOnce := w.Debounce, false
 	if debounce <= 0 {
-		debounce = DefaultDebounce
+		debounce, renameAtOnce = defaultDebounce, true
 	}
 	look := poke
 	if w.Polled != nil {
@@ -177,6 +192,11 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 			if replaced && w.Replaced != nil {
 				w.Replaced()
 			}
+			if replaced && renameAtOnce && renamedInto(ev) {
+				rewatch() // a symlink swap may point somewhere new
+				poke()
+				continue
+			}
 			timer.Reset(debounce)
 		case err, ok := <-errs:
 			if !ok {
@@ -192,6 +212,16 @@ func (w *Watcher) Run(ctx context.Context, poke func()) error {
 			look()
 		}
 	}
+}
+
+// renamedInto reports an event for a file moved onto its name from another
+// name in a watched directory (inotify's IN_MOVED_TO matched with its
+// IN_MOVED_FROM). fsnotify keeps the old name unexported and shows it only
+// in String, as `CREATE "new" ← "old"` (names quoted, so a name cannot
+// hold that separator). Should that change, renames wait for the debounce
+// like other events; TestWatcherPokesAtOnceOnRename notices.
+func renamedInto(ev fsnotify.Event) bool {
+	return ev.Has(fsnotify.Create) && strings.Contains(ev.String(), `" ← "`)
 }
 
 // watchRules is the rule set of a Watcher: which directories to watch for

@@ -408,3 +408,97 @@ func mustSymlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+// TestRenamedInto checks what tells a rename onto a watched name from a
+// file created there: fsnotify shows the old name only in Event.String.
+func TestRenamedInto(t *testing.T) {
+	dir := t.TempDir()
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	if err := fw.Add(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "meridian.yaml")
+	next := func(name string) fsnotify.Event {
+		t.Helper()
+		for {
+			select {
+			case ev := <-fw.Events:
+				if ev.Name == name && ev.Has(fsnotify.Create) {
+					return ev
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no create event for %s", name)
+			}
+		}
+	}
+	if err := os.WriteFile(path, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(path); renamedInto(ev) {
+		t.Errorf("a new file taken for a rename: %v", ev)
+	}
+	tmp := filepath.Join(dir, `.odd "name" ← "x".tmp`)
+	if err := os.WriteFile(tmp, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(tmp); renamedInto(ev) {
+		t.Errorf("a new file with an arrow in its name taken for a rename: %v", ev)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(path); !renamedInto(ev) {
+		t.Errorf("a rename not seen as one: %v", ev)
+	}
+}
+
+// TestWatcherPokesAtOnceOnRename: a file renamed into place is whole, so
+// the default watcher pokes without waiting for the burst to end. The
+// debounce is stretched to an hour here, so only the rename can poke.
+func TestWatcherPokesAtOnceOnRename(t *testing.T) {
+	defer func(d time.Duration) { defaultDebounce = d }(defaultDebounce)
+	defaultDebounce = time.Hour
+	dir := t.TempDir()
+	path := filepath.Join(dir, "meridian.yaml")
+	if err := os.WriteFile(path, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pokes := make(chan struct{}, 100)
+	replaced := make(chan struct{}, 100)
+	w := &Watcher{Paths: []string{path}, Logger: zaptest.NewLogger(t), Replaced: func() { replaced <- struct{}{} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-pokes // the poke made once the watch is in place
+
+	// A file created in place waits for the debounce.
+	other := filepath.Join(dir, "..other")
+	if err := os.WriteFile(other, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitPoke(t, replaced, "a new file")
+	select {
+	case <-pokes:
+		t.Fatal("a new file poked at once")
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	tmp := filepath.Join(dir, ".meridian.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	waitPoke(t, pokes, "a rename over the config")
+}

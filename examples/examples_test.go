@@ -30,6 +30,7 @@ func TestExamplesCompile(t *testing.T) {
 				t.Fatal(err)
 			}
 			b = []byte(strings.ReplaceAll(string(b), "examples/certs/", certs+"/"))
+			b = []byte(strings.ReplaceAll(string(b), "examples/edge/", "edge/"))
 			cfg, err := config.Parse(name, b)
 			if err != nil {
 				t.Fatal(err)

@@ -57,6 +57,17 @@
 // moves on). An ejection ends by itself when its time is up; turning a
 // pool's outlier detection off ends its ejections.
 //
+// # Returning members
+//
+// A member that becomes available after being down, ejected, drained or
+// forced down has returned, and so has one added to a pool after the
+// pool's first Sync when it is first available; Member.ReturnedAt says
+// when (Nanotime, a monotonic clock), and Member.PoolReturnedAt the latest
+// of its pool. The members a pool starts with have not returned, whether
+// they are available at once or after their first probe. Slow-start
+// balancers (package routing) ramp a returned member's weight up from
+// these; the stamps live in the members, so they survive reloads.
+//
 // # Admin overrides
 //
 // Engine.Override sets drain, down or enable on one member. The optional

@@ -324,6 +324,7 @@ func (e *Engine) Sync(pools []PoolSpec) {
 		}
 		seenPools[ps.Name] = true
 		p := e.pools[ps.Name]
+		late := p != nil // members added now are new to an existing pool
 		if p == nil {
 			p = &pool{
 				name:        ps.Name,
@@ -375,7 +376,7 @@ func (e *Engine) Sync(pools []PoolSpec) {
 			}
 			m := p.members[addr]
 			if m == nil {
-				m = e.newMemberLocked(p, addr, t, now)
+				m = e.newMemberLocked(p, addr, t, late, now)
 			} else if m.target != t {
 				m.mu.Lock()
 				m.target = t
@@ -443,12 +444,13 @@ func (e *Engine) newTargetLocked(key string, spec Target, now time.Time) *target
 
 // newMemberLocked creates a member of p, applying any state-file override.
 // Caller holds e.mu.
-func (e *Engine) newMemberLocked(p *pool, addr string, t *target, now time.Time) *Member {
+func (e *Engine) newMemberLocked(p *pool, addr string, t *target, late bool, now time.Time) *Member {
 	m := &Member{
 		e:       e,
 		pool:    p,
 		address: addr,
 		target:  t,
+		late:    late,
 		gauge:   e.met.up.WithLabelValues(p.name, addr),
 	}
 	if a := e.file.lookup(p.name, addr); a != "" && a != ActionEnable {

@@ -26,6 +26,10 @@ type pool struct {
 	outlier     atomic.Pointer[config.Outlier] // nil: no passive ejection
 	transitions prometheus.Counter
 	ejections   prometheus.Counter
+	// returned is the latest of its members' returned (see
+	// Member.ReturnedAt), so a slow-start balancer learns with one load
+	// that no member of the pool is ramping.
+	returned atomic.Int64
 
 	// mu serialises ejection decisions so the max-ejected cap holds.
 	// members is written under Engine.mu and mu, and read under either.
@@ -45,11 +49,12 @@ type Member struct {
 	address string
 	gauge   prometheus.Gauge
 
-	avail   atomic.Bool  // the answer to Available
-	out     atomic.Bool  // the answer to Excluded
-	fails   atomic.Int32 // consecutive passive failures
-	ejected atomic.Bool
-	state   atomic.Value // State, for State()
+	avail    atomic.Bool  // the answer to Available
+	out      atomic.Bool  // the answer to Excluded
+	fails    atomic.Int32 // consecutive passive failures
+	ejected  atomic.Bool
+	state    atomic.Value // State, for State()
+	returned atomic.Int64 // see ReturnedAt
 
 	mu           sync.Mutex
 	removed      bool
@@ -64,7 +69,9 @@ type Member struct {
 	ejectLevel   int
 	returnedAt   time.Time // when the last ejection ended, for the level's decay
 	history      [historyLen]Transition
-	histN        int // transitions recorded so far
+	histN        int  // transitions recorded so far
+	late         bool // added after its pool's first Sync: new, not initial
+	everAvail    bool // has been available
 
 	expiry *item // the ejection's end in the engine queue; guarded by Engine.mu
 }
@@ -83,6 +90,43 @@ func (m *Member) Excluded() bool { return m.out.Load() }
 // State is the member's current state, which says why it is or is not
 // available (draining, ejected, down...).
 func (m *Member) State() State { return m.state.Load().(State) }
+
+// ReturnedAt is when the member last became available again, in Nanotime
+// nanoseconds, or 0 when it never did: the start of its slow-start ramp.
+// A member returns when it becomes available after being down, ejected,
+// drained or forced down, or (a member added to a pool after the pool's
+// first Sync) when it is first available. The members of a pool's first
+// Sync, available at once or after their first probe, have not returned.
+// It is kept across Syncs while the member exists. One atomic load.
+func (m *Member) ReturnedAt() int64 { return m.returned.Load() }
+
+// PoolReturnedAt is the latest ReturnedAt of the member's pool: a balancer
+// that finds it older than its ramp window knows no member is ramping.
+// One atomic load.
+func (m *Member) PoolReturnedAt() int64 { return m.pool.returned.Load() }
+
+// epoch is the origin of Nanotime.
+var epoch = time.Now()
+
+// Nanotime is the monotonic clock of ReturnedAt: nanoseconds since the
+// process started (at least 1).
+func Nanotime() int64 { return nanos(time.Now()) }
+
+func nanos(t time.Time) int64 { return max(1, int64(t.Sub(epoch))) }
+
+// markReturned records that the member became available at now. Caller
+// holds m.mu.
+func (m *Member) markReturned(now time.Time) {
+	v := nanos(now)
+	m.returned.Store(v)
+	p := &m.pool.returned
+	for {
+		old := p.Load()
+		if old >= v || p.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
 
 // Address is the member's host:port.
 func (m *Member) Address() string { return m.address }
@@ -285,6 +329,14 @@ func (m *Member) refreshLocked(now time.Time) bool {
 	out := excludedState(st)
 	availChanged := m.avail.Swap(avail) != avail
 	outChanged := m.out.Swap(out) != out
+	if availChanged && avail {
+		// Back in service, or new to its pool: not the first verdict on
+		// a member the pool started with.
+		if m.late || m.everAvail || from != StateUnknown {
+			m.markReturned(now)
+		}
+		m.everAvail = true
+	}
 	return availChanged || outChanged
 }
 
@@ -301,6 +353,12 @@ func (m *Member) initLocked(now time.Time) {
 	m.out.Store(excludedState(st))
 	m.gauge.Set(boolFloat(avail))
 	m.record(Transition{Time: now, To: st, Reason: "added: " + reason})
+	if avail {
+		m.everAvail = true
+		if m.late {
+			m.markReturned(now)
+		}
+	}
 }
 
 func (m *Member) record(t Transition) {

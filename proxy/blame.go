@@ -15,8 +15,9 @@ import (
 )
 
 // Blame: every failure on the request path is charged once, to the client
-// or to the upstream (or to nobody, when no endpoint was available), and
-// only upstream failures reach health and the upstream error metrics. A
+// or to the upstream (or to nobody, when no endpoint was available or a
+// pool's circuit breaker refused the request: kindOverflow), and only
+// upstream failures reach health and the upstream error metrics. A
 // client's own broken body fails the upstream write too, and net/http
 // cancels the request context when a body read fails, so the evidence of
 // the client's fault is recorded where it happens — in reqBody, which sees
@@ -176,10 +177,16 @@ func (b *reqBody) Close() error { return b.rc.Close() }
 // blame names what ended an attempt (err; actx is the attempt's context
 // when it has a per-try timeout) or an exchange, charging it to one side:
 // the client (its body failed, it went away, or the deadline passed while
-// its body was still awaited) or the upstream.
+// its body was still awaited) or the upstream; or to nobody, when no
+// endpoint was available or a limit of the pool stopped it (overflow:
+// refused, or waiting for a connection when the deadline came).
 func blame(err error, x *exchange, actx context.Context) string {
 	if errors.Is(err, errNoEndpoint) {
 		return kindNoEndpoint
+	}
+	var oe *overflowError
+	if errors.As(err, &oe) {
+		return kindOverflow
 	}
 	if x.body != nil {
 		if f := bodyFault(x.body.fault.Load()); f != faultNone {

@@ -3,10 +3,12 @@
 // that matches a request to a route, chooses a split arm, a pool and an
 // endpoint, and forwards it (relay: httputil.ReverseProxy's header and
 // response rules without its copies; ReverseProxy itself, with Rewrite,
-// for WebSocket upgrades), with retries, a retry budget, mirroring, access
-// logs (accesslog.go: their own writer per destination, bounded, reopened
-// on SIGUSR1), W3C trace context with optional OTLP export (trace.go),
-// metrics, and the per-route arm and per-endpoint counts of package
+// for WebSocket upgrades), with retries, a retry budget, per-pool circuit
+// breakers (breaker.go: Envoy's max_connections, max_pending, max_requests
+// and max_retries), mirroring, access logs (accesslog.go: their own writer
+// per destination, bounded, reopened on SIGUSR1), W3C trace context with
+// optional OTLP export (trace.go), metrics, and the per-route arm and
+// per-endpoint counts of package
 // telemetry (telemetry.go: cells found by Compile, reached by slice index,
 // counted with atomic adds). Plain HTTP/1.1 pools are reached through h1Client,
 // which sends requests without a body on the handler's goroutine over
@@ -25,8 +27,9 @@
 // upstream client's, held only to take or return an idle connection. A
 // swap only affects requests that start after it; in-flight requests
 // finish on their old endpoints. Retry budgets and mirror concurrency are
-// carried across tables by route name, and upstream connection pools by
-// protocol and TLS fingerprint, so reloads reuse them.
+// carried across tables by route name, upstream connection pools by pool,
+// protocol and TLS fingerprint, and circuit breakers (breaker.go) by pool,
+// so reloads reuse them.
 // TLSServer's handshakes read one immutable certificate generation through
 // an atomic pointer; reloads (Reload, the file watcher in Run) build a new
 // generation under a mutex and never touch open connections. The ACME

@@ -115,8 +115,8 @@ func setForwarded(hdr http.Header, in *http.Request, x *exchange, vals []string)
 	for _, k := range rs.removeHeaders {
 		delete(hdr, k)
 	}
-	for _, kv := range rs.addHeaders {
-		hdr[kv.key] = []string{kv.value}
+	if len(rs.addHeaders) > 0 {
+		x.setHeaders(hdr, rs.addHeaders)
 	}
 }
 
@@ -137,8 +137,11 @@ func (x *exchange) editResponse(res *http.Response) error {
 	for _, k := range rs.respRemove {
 		res.Header.Del(k)
 	}
-	for _, kv := range rs.respAdd {
-		res.Header.Set(kv.key, kv.value)
+	if len(rs.respAdd) > 0 {
+		x.setHeaders(res.Header, rs.respAdd)
+	}
+	if x.route != nil && x.route.Policy != nil {
+		x.route.Policy.Response(x.req, res.Header)
 	}
 	if x.choice.SetCookie != "" && rs.stickyCookie != "" {
 		c := &http.Cookie{Name: rs.stickyCookie, Value: x.choice.SetCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
@@ -170,7 +173,7 @@ func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	kind := x.errKind
 	if kind == "" {
 		kind = blame(err, x, nil)
-		if !clientKind(kind) && kind != kindNoEndpoint && x.ep != nil {
+		if upstreamKind(kind) && x.ep != nil {
 			// The attempt ended in a response that cannot be relayed (a
 			// protocol switch nobody asked for): endAttempt counted a
 			// success, so the upstream's fault is counted here, once.
@@ -181,6 +184,11 @@ func (h *Handler) errorHandler(w http.ResponseWriter, req *http.Request, err err
 	x.errKind = kind
 	if clientKind(kind) {
 		h.clientError(x)
+		return
+	}
+	var oe *overflowError
+	if kind == kindOverflow && errors.As(err, &oe) {
+		overflowed(w, x, oe)
 		return
 	}
 	code, what := http.StatusBadGateway, "bad gateway"

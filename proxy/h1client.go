@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,20 +42,34 @@ import (
 // Cancelling the request's context (client gone, route or per-try
 // timeout) expires the connection's deadline, which ends any read or write
 // in flight; the connection is then closed.
+//
+// Each pool has its own h1Client, and with its breaker (breaker.go) it
+// counts every connection it opens until it is closed. A request that needs
+// a new connection while the pool is at max_connections first closes an
+// idle connection to another endpoint, if there is one (or the fallback's
+// idle ones), and otherwise waits, pending, for a connection to its
+// endpoint to finish its exchange (handed over at once, before it would go
+// idle) or for a slot to free.
 type h1Client struct {
 	fallback    *http.Transport
+	fbrt        http.RoundTripper // fallback, behind the breaker's dial limits
 	dialer      *net.Dialer
 	maxIdle     int
 	idleTimeout time.Duration
-	maxHead     int64 // response head cap
+	maxHead     int64    // response head cap
+	brk         *breaker // the pool's limits; nil: none
 
 	mu    sync.Mutex
 	idle  map[string][]*h1Conn // by endpoint address, most recently used last
 	sweep *time.Timer          // closes expired idle connections; nil when none wait
 }
 
-func newH1Client(fallback *http.Transport, d *net.Dialer, maxIdle int, idleTimeout time.Duration, maxHead int) *h1Client {
-	return &h1Client{fallback: fallback, dialer: d, maxIdle: maxIdle, idleTimeout: idleTimeout, maxHead: int64(maxHead), idle: map[string][]*h1Conn{}}
+func newH1Client(fallback *http.Transport, d *net.Dialer, maxIdle int, idleTimeout time.Duration, maxHead int, brk *breaker) *h1Client {
+	c := &h1Client{fallback: fallback, fbrt: limitTransport(fallback, brk), dialer: d, maxIdle: maxIdle, idleTimeout: idleTimeout, maxHead: int64(maxHead), idle: map[string][]*h1Conn{}, brk: brk}
+	if brk != nil {
+		brk.h1.Store(c)
+	}
+	return c
 }
 
 // takes reports whether the fast path sends req: plain HTTP, no body, no
@@ -73,7 +88,7 @@ func (c *h1Client) takes(req *http.Request) bool {
 // RoundTrip implements http.RoundTripper.
 func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !c.takes(req) {
-		return c.fallback.RoundTrip(req)
+		return c.fbrt.RoundTrip(req)
 	}
 	if err := validateRequest(req); err != nil {
 		return nil, err
@@ -148,15 +163,55 @@ func retryable(req *http.Request, err error) bool {
 	return a || b
 }
 
-// get returns an idle connection to addr, or dials one.
+// get returns an idle connection to addr, or dials one; with a breaker,
+// a new connection waits for the pool's max_connections (see h1Client).
 func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
 	now := time.Now()
 	for {
 		c.mu.Lock()
 		l := c.idle[addr]
 		if len(l) == 0 {
+			if c.brk == nil {
+				c.mu.Unlock()
+				return c.dial(ctx, addr)
+			}
+			// Under mu, so a connection put back meanwhile is either
+			// idle here or handed to the waiter.
+			spare := c.spareLocked(addr)
+			w, oe := c.brk.reserve(addr, true, spare)
+			var victim *h1Conn
+			if w != nil && spare {
+				victim = c.evictLocked(addr)
+			}
 			c.mu.Unlock()
-			break
+			switch {
+			case oe != nil:
+				return nil, oe
+			case w == nil:
+				return c.dial(ctx, addr)
+			}
+			switch {
+			case victim != nil:
+				victim.close() // its slot goes to the first waiter
+			case c.brk.transportConns() > 0:
+				// Requests with a body went through the fallback: its
+				// idle connections make room.
+				c.fallback.CloseIdleConnections()
+			}
+			pc, err := c.brk.wait(ctx, w)
+			switch {
+			case err != nil:
+				return nil, c.brk.pendingErr(err)
+			case pc == nil:
+				return c.dial(ctx, addr)
+			}
+			// Handed over as its exchange ended: as fresh as idle gets.
+			if !pc.usable() {
+				pc.close()
+				continue
+			}
+			pc.reused = true
+			return pc, nil
 		}
 		pc := l[len(l)-1]
 		l[len(l)-1] = nil
@@ -174,8 +229,56 @@ func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
 		pc.reused = true
 		return pc, nil
 	}
+}
+
+// spareLocked reports whether an idle connection to an endpoint other
+// than addr could be closed to make room. Caller holds mu.
+func (c *h1Client) spareLocked(addr string) bool {
+	for a, l := range c.idle {
+		if a != addr && len(l) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// evictLocked takes the oldest idle connection to an endpoint other than
+// addr out of the idle lists, for the caller to close (after mu) so a
+// connection to addr can open. Caller holds mu.
+func (c *h1Client) evictLocked(addr string) *h1Conn {
+	for a, l := range c.idle {
+		if a == addr || len(l) == 0 {
+			continue
+		}
+		pc := l[0]
+		copy(l, l[1:])
+		l[len(l)-1] = nil
+		c.idle[a] = l[:len(l)-1]
+		return pc
+	}
+	return nil
+}
+
+// evictIdle closes one idle connection not to addr ("": any), if there is
+// one; a Transport dial of the same pool waiting at max_connections calls
+// it.
+func (c *h1Client) evictIdle(addr string) {
+	c.mu.Lock()
+	pc := c.evictLocked(addr)
+	c.mu.Unlock()
+	if pc != nil {
+		pc.close()
+	}
+}
+
+// dial opens a connection to addr; with a breaker, its slot is reserved
+// already, and given back when the dial fails.
+func (c *h1Client) dial(ctx context.Context, addr string) (*h1Conn, error) {
 	nc, err := c.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if c.brk != nil {
+			c.brk.closed(addr)
+		}
 		return nil, err
 	}
 	pc := &h1Conn{cl: c, nc: nc, addr: addr}
@@ -198,6 +301,17 @@ func (c *h1Client) put(pc *h1Conn) {
 	pc.idleAt = time.Now()
 	pc.reused = false
 	c.mu.Lock()
+	if b := c.brk; b != nil && b.nwait.Load() > 0 {
+		switch b.handoff(pc) {
+		case handedOff:
+			c.mu.Unlock()
+			return
+		case closeIt:
+			c.mu.Unlock()
+			pc.close()
+			return
+		}
+	}
 	l := c.idle[pc.addr]
 	if len(l) >= c.maxIdle {
 		c.mu.Unlock()
@@ -282,6 +396,7 @@ type h1Conn struct {
 	peek1   func(uintptr) bool // pc.peek, bound once
 	expire1 func()             // pc.expireNow, bound once
 	alive   bool               // peek's finding
+	closed  atomic.Bool        // close ran: the breaker counted it out
 }
 
 // countWriter counts the bytes a connection has sent, to tell whether a
@@ -297,7 +412,14 @@ func (w *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (pc *h1Conn) close() { _ = pc.nc.Close() }
+// close closes the connection; the first call uncounts it from the
+// pool's breaker.
+func (pc *h1Conn) close() {
+	_ = pc.nc.Close()
+	if pc.closed.CompareAndSwap(false, true) && pc.cl.brk != nil {
+		pc.cl.brk.closed(pc.addr)
+	}
+}
 
 // usable reports whether an idle connection can carry a request: nothing
 // the upstream sent unasked is buffered, and a poll that does not wait

@@ -85,7 +85,7 @@ const okReply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 func newTestH1Client() *h1Client {
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	tr := &http.Transport{DialContext: d.DialContext, DisableCompression: true}
-	return newH1Client(tr, d, 4, time.Minute, config.DefaultMaxResponseHeaderBytes)
+	return newH1Client(tr, d, 4, time.Minute, config.DefaultMaxResponseHeaderBytes, nil)
 }
 
 // do sends one request through c and reads the whole body.

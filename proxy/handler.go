@@ -59,7 +59,8 @@ type Handler struct {
 	state      atomic.Pointer[tableState] // the installed state (Install); nil before the first
 	stateMu    sync.Mutex                 // serialises Compile and Install
 	shared     map[string]*routeShared    // by route name, of the installed state; guarded by stateMu
-	transports map[string]upstreamClient  // by protocol and TLS fingerprint; guarded by stateMu
+	transports map[string]upstreamClient  // by pool, protocol and TLS fingerprint; guarded by stateMu
+	breakers   map[string]*breaker        // by pool name (breaker.go); guarded by stateMu
 
 	upgrades  upgradeSet
 	mirrors   sync.WaitGroup
@@ -168,6 +169,9 @@ type exchange struct {
 
 	rw respWriter
 	ub upBody
+	// respDone completes the route's response policies (compression)
+	// once the response is written; nil when there are none.
+	respDone func() error
 }
 
 // svc is the service the request goes to.
@@ -212,6 +216,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *tableState) 
 		return
 	}
 	h.relay(x)
+	if x.respDone != nil {
+		// The response is complete: the encoder writes its last block.
+		_ = x.respDone()
+	}
 }
 
 // growStack grows a fresh HTTP/2 request goroutine's stack while it is
@@ -279,9 +287,15 @@ func (h *Handler) prepare(x *exchange) bool {
 	x.choice = route.Choose(r)
 	x.telStart()
 	x.requestID = requestID(r.Header)
+	if route.Policy != nil && !h.runPolicy(x, route.Policy) {
+		return false
+	}
 	x.rs.shared.budget.request(x.start)
 	if !h.prepareBody(x) {
 		return false
+	}
+	if route.Policy != nil {
+		x.wrapResponse(route.Policy)
 	}
 	if route.Mirror != nil && route.MirrorSample() {
 		h.startMirror(x)
@@ -445,12 +459,17 @@ func (h *Handler) prepareBody(x *exchange) bool {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return true
 	}
-	if m := int64(h.settings.MaxBodyBytes); m > 0 && r.ContentLength > m {
+	limit := int64(h.settings.MaxBodyBytes)
+	if m := x.route.Policy.MaxBody(); m > 0 && (limit == 0 || m < limit) {
+		limit = m // the route's max_body
+	}
+	if limit > 0 && r.ContentLength > limit {
 		x.errKind = kindClientLarge
 		h.clientError(x)
 		return false
 	}
 	x.body = newReqBody(r.Body, x, h.settings)
+	x.body.max = limit
 	r.Body = x.body
 	pol := &x.rs.retry
 	if pol.attempts > 0 && pol.on&^onConnect != 0 && idempotent(r) && r.ContentLength > 0 && r.ContentLength <= pol.maxBody {

@@ -17,6 +17,8 @@ type metrics struct {
 	retries        *prometheus.CounterVec   // route, result
 	inFlight       prometheus.Gauge
 	mirror         *prometheus.CounterVec // result
+	overflow       *prometheus.CounterVec // pool, limit (breaker.go)
+	policyAnswers  *prometheus.CounterVec // route, policy, code
 
 	errConnect, errReset, errTimeout, errNoEndpoint, errBadResponse prometheus.Counter
 	mirrorSent, mirrorDropped, mirrorFailed                         prometheus.Counter
@@ -35,6 +37,12 @@ const (
 	kindBadResponse = "bad_response" // head too large, too many 1xx, a switch nobody asked for
 	kindNoEndpoint  = "no_endpoint"
 
+	// Nobody's fault but the load's: a pool's circuit breaker refused the
+	// request, or it waited for a connection past its deadline
+	// (breaker.go). Counted in meridian_pool_overflow_total, never
+	// against an upstream.
+	kindOverflow = "overflow"
+
 	// The client's fault.
 	kindCanceled      = "client_canceled"     // went away before the response (499)
 	kindClientBody    = "client_bad_body"     // malformed or truncated body (400)
@@ -42,6 +50,13 @@ const (
 	kindClientSlow    = "client_body_slow"    // body below min_body_rate (408)
 	kindClientLarge   = "client_body_large"   // body over max_body_bytes (413)
 )
+
+// upstreamKind reports whether a failure kind is charged to the upstream
+// that was tried: reported to its health and counted in
+// meridian_http_upstream_errors_total.
+func upstreamKind(kind string) bool {
+	return kind != kindNoEndpoint && kind != kindOverflow && !clientKind(kind)
+}
 
 // clientKind reports whether a failure kind is the client's fault.
 func clientKind(kind string) bool {
@@ -75,10 +90,18 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 			Name: "meridian_http_retries_total",
 			Help: "Retries by route; result is sent, or budget_exhausted when the retry budget refused one.",
 		}, []string{"route", "result"}),
+		policyAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_http_policy_answers_total",
+			Help: "Requests a route's edge policy answered itself, by route, policy (access, rate_limit, basic_auth, jwt, forward_auth, cors, redirect) and status code: refusals, CORS preflights and redirects. None reaches an upstream.",
+		}, []string{"route", "policy", "code"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meridian_http_in_flight_requests",
 			Help: "HTTP requests being served right now.",
 		}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_pool_overflow_total",
+			Help: "Requests a pool's circuit breaker refused (503) or let wait for a connection past their deadline (504, limit max_connections), and retries it did not make (max_retries, max_requests), by pool and limit. Never counted against an upstream.",
+		}, []string{"pool", "limit"}),
 		mirror: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_http_mirror_total",
 			Help: "Mirrored request copies: sent (a response came back), dropped (too big, too many in flight, or no endpoint), failed.",
@@ -92,6 +115,8 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 		m.retries = promutil.Logged(reg, m.retries, log)
 		m.inFlight = promutil.Logged(reg, m.inFlight, log)
 		m.mirror = promutil.Logged(reg, m.mirror, log)
+		m.overflow = promutil.Logged(reg, m.overflow, log)
+		m.policyAnswers = promutil.Logged(reg, m.policyAnswers, log)
 	}
 	m.errConnect = m.upstreamErrors.WithLabelValues(kindConnect)
 	m.errReset = m.upstreamErrors.WithLabelValues(kindReset)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"github.com/meridian-lb/meridian/policy"
 	"io"
 	"mime"
 	"net/http"
@@ -53,7 +54,7 @@ func FuzzOutboundHeader(f *testing.F) {
 			Header: hdr, Host: "example.test", RemoteAddr: "10.0.0.1:5000",
 		}
 		x := &exchange{peerHost: "10.0.0.1", trusted: trusted, requestID: "rid", rs: &routeState{
-			addHeaders:    []headerKV{{"X-Added", "v"}},
+			addHeaders:    []policy.HeaderValue{{Name: "X-Added", Literal: "v"}},
 			removeHeaders: []string{"X-Drop", "User-Agent"},
 		}}
 		if trusted {

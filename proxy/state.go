@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/policy"
 	"github.com/meridian-lb/meridian/routing"
 	"github.com/meridian-lb/meridian/telemetry"
 )
@@ -54,9 +55,9 @@ type routeState struct {
 	retry           retryPolicy
 	hostRewrite     string
 	stripPrefix     string
-	addHeaders      []headerKV
+	addHeaders      []policy.HeaderValue
 	removeHeaders   []string
-	respAdd         []headerKV
+	respAdd         []policy.HeaderValue
 	respRemove      []string
 	stickyCookie    string
 
@@ -70,8 +71,6 @@ type routeState struct {
 	hsts        string
 	redirect    bool
 }
-
-type headerKV struct{ key, value string }
 
 // codeKey names a requests_total child within a route.
 type codeKey struct {
@@ -209,6 +208,8 @@ type upstream struct {
 	scheme string
 	tel    []*telemetry.HTTP   // the endpoints' telemetry cells, by Endpoint.Index
 	telEPs []*routing.Endpoint // the endpoints they count, to check the index
+	brk    *breaker            // the pool's circuit breakers (breaker.go); nil: none
+	limits poolLimits          // this table's limits, applied to brk by Install
 }
 
 // Compiled is everything the handler serves one table with: per-route
@@ -271,7 +272,8 @@ func (h *Handler) Compile(t *routing.Table) *Compiled {
 				proto = string(cp.Protocol)
 			}
 		}
-		up, key := h.upstreamFor(proto, p.ClientTLS)
+		up, key := h.upstreamFor(name, proto, p.ClientTLS)
+		up.limits = limitsOf(t.Config, name)
 		st.transportKeys[key] = true
 		st.pools[p] = up
 	}
@@ -317,6 +319,7 @@ func (h *Handler) Install(c *Compiled) {
 		h.logs.install(nil, nil)
 	}
 	h.traces.install(st.tracing)
+	h.installBreakers(st)
 	h.tel.ActivateHTTP(st.tel)
 	h.state.Store(st)
 }
@@ -350,16 +353,12 @@ func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *rout
 	}
 	rs.requireCert = c.TLS != nil && c.TLS.ClientAuth == "require"
 	rs.hsts, rs.redirect = c.HSTS, c.RedirectHTTPS
-	for _, k := range sortedKeys(c.AddHeaders) {
-		rs.addHeaders = append(rs.addHeaders, headerKV{textproto.CanonicalMIMEHeaderKey(k), c.AddHeaders[k]})
-	}
+	rs.addHeaders = r.AddHeaders
 	for _, k := range c.RemoveHeaders {
 		rs.removeHeaders = append(rs.removeHeaders, textproto.CanonicalMIMEHeaderKey(k))
 	}
 	if rh := c.ResponseHeaders; rh != nil {
-		for _, k := range sortedKeys(rh.Add) {
-			rs.respAdd = append(rs.respAdd, headerKV{textproto.CanonicalMIMEHeaderKey(k), rh.Add[k]})
-		}
+		rs.respAdd = r.ResponseAdd
 		for _, k := range rh.Remove {
 			rs.respRemove = append(rs.respRemove, textproto.CanonicalMIMEHeaderKey(k))
 		}
@@ -382,14 +381,15 @@ func sortedKeys(m map[string]string) []string {
 }
 
 // upstreamFor returns the client for a pool's protocol and compiled TLS,
-// reusing the one earlier tables built for the same protocol and TLS
+// reusing the one earlier tables built for the same pool, protocol and TLS
 // fingerprint (settings and file contents), so reloads keep their idle
-// connections and a rotated CA gets a new client. Caller holds stateMu.
-func (h *Handler) upstreamFor(proto string, ut *routing.UpstreamTLS) (*upstream, string) {
-	scheme, key := "http", proto+"|plain"
+// connections and a rotated CA gets a new client. Each pool has clients of
+// its own, so its breaker counts its connections. Caller holds stateMu.
+func (h *Handler) upstreamFor(pool, proto string, ut *routing.UpstreamTLS) (*upstream, string) {
+	scheme, key := "http", pool+"\x00"+proto+"|plain"
 	var tlsConf *tls.Config
 	if ut != nil {
-		scheme, key = "https", proto+"|tls:"+ut.Fingerprint
+		scheme, key = "https", pool+"\x00"+proto+"|tls:"+ut.Fingerprint
 		tlsConf = ut.Config.Clone()
 		if proto == "h2" {
 			// The transport offers ALPN from its Protocols (h2 and
@@ -397,12 +397,13 @@ func (h *Handler) upstreamFor(proto string, ut *routing.UpstreamTLS) (*upstream,
 			tlsConf.NextProtos = []string{"h2"}
 		}
 	}
+	brk := h.breakerFor(pool)
 	tr := h.transports[key]
 	if tr == nil {
-		tr = h.newTransport(proto, tlsConf)
+		tr = h.newTransport(proto, tlsConf, brk)
 		h.transports[key] = tr
 	}
-	return &upstream{rt: tr, scheme: scheme}, key
+	return &upstream{rt: tr, scheme: scheme, brk: brk}, key
 }
 
 // connectTimeout bounds dialing an endpoint; a route's per_try_timeout or
@@ -422,10 +423,10 @@ type upstreamClient interface {
 // newTransport builds the client for a pool protocol and TLS setting: an
 // http.Transport, fronted for plain HTTP/1.1 by h1Client, which sends
 // requests without a body on the caller's goroutine.
-func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient {
+func (h *Handler) newTransport(proto string, tlsConf *tls.Config, brk *breaker) upstreamClient {
 	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           dialer(d, brk),
 		MaxIdleConnsPerHost:   h.settings.MaxIdleConnsPerHost,
 		IdleConnTimeout:       idleConnTimeout,
 		TLSHandshakeTimeout:   10 * time.Second,
@@ -456,7 +457,7 @@ func (h *Handler) newTransport(proto string, tlsConf *tls.Config) upstreamClient
 	}
 	tr.Protocols = &p
 	if tlsConf == nil && (proto == "http1" || proto == "auto") {
-		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout, int(h.settings.MaxResponseHeaderBytes))
+		return newH1Client(tr, d, tr.MaxIdleConnsPerHost, idleConnTimeout, int(h.settings.MaxResponseHeaderBytes), brk)
 	}
-	return tr
+	return limitTransport(tr, brk)
 }

@@ -38,8 +38,8 @@ func (x *exchange) roundTrip(out *http.Request) (*http.Response, error) {
 	// nothing: the attempt's state lives in the exchange, and the work is
 	// done in helpers that return before the transport runs (HTTP/2
 	// requests run on fresh goroutines with small stacks; see ServeHTTP).
-	if !x.firstPick() {
-		return nil, errNoEndpoint
+	if err := x.firstPick(); err != nil {
+		return nil, err
 	}
 	for {
 		req, rt := x.beginAttempt(out)
@@ -54,25 +54,45 @@ func (x *exchange) roundTrip(out *http.Request) (*http.Response, error) {
 type attemptState struct {
 	pool   *routing.Pool
 	ep     *routing.Endpoint
+	up     *upstream // pool's, of the exchange's state
 	cancel context.CancelCauseFunc
 	timer  *time.Timer
 	actx   context.Context
 	t0     time.Time
 	tel    *telemetry.HTTP // ep's telemetry cell
+	brk    *breaker        // the pool's breaker, which counts the attempt; nil: none
+	retry  bool            // the attempt is a retry: it counts in max_retries too
 }
 
-// firstPick chooses the first endpoint, or records that none is available.
+// release ends what the attempt counted in its pool's breaker.
+func (c *attemptState) release() {
+	if c.brk != nil {
+		c.brk.done(c.retry)
+		c.brk = nil
+	}
+}
+
+// firstPick chooses the first endpoint and counts it in its pool's
+// max_requests, or records that none is available or the pool is full.
 //
 //go:noinline
-func (x *exchange) firstPick() bool {
+func (x *exchange) firstPick() error {
 	pool, ep := x.pick()
 	if ep == nil {
 		x.errKind = kindNoEndpoint
 		x.h.met.upstreamError(kindNoEndpoint)
-		return false
+		return errNoEndpoint
 	}
-	x.cur = attemptState{pool: pool, ep: ep}
-	return true
+	up := x.st.pools[pool]
+	brk := up.brk
+	if brk != nil {
+		if oe := brk.admit(); oe != nil {
+			x.errKind, x.pool = kindOverflow, pool
+			return oe
+		}
+	}
+	x.cur = attemptState{pool: pool, ep: ep, up: up, brk: brk}
+	return nil
 }
 
 // beginAttempt readies the request for the chosen endpoint.
@@ -80,7 +100,7 @@ func (x *exchange) firstPick() bool {
 //go:noinline
 func (x *exchange) beginAttempt(out *http.Request) (*http.Request, http.RoundTripper) {
 	c := &x.cur
-	up := x.st.pools[c.pool]
+	up := c.up
 	req, cancel, timer, actx := x.attemptRequest(out, up, c.ep)
 	c.cancel, c.timer, c.actx = cancel, timer, actx
 	x.attempts++
@@ -111,13 +131,14 @@ func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) 
 	}
 	if err != nil {
 		ep.Release()
+		c.release()
 		if cancel != nil {
 			cancel(nil)
 			cancel = nil
 		}
 		kind = blame(err, x, c.actx)
 		x.errKind = kind
-		if !clientKind(kind) {
+		if upstreamKind(kind) {
 			report(ep, outcomeOf(kind))
 			x.h.met.upstreamError(kind)
 			x.telFailed(kind)
@@ -130,28 +151,39 @@ func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) 
 		}
 		if !x.rs.retry.onStatus(res.StatusCode) {
 			x.guard.gotHead(res.StatusCode == http.StatusSwitchingProtocols)
-			return x.wrapBody(res, ep, cancel), true, nil
+			return x.wrapBody(res, c, cancel), true, nil
 		}
 		status = res.StatusCode
 	}
 	if !x.retryAllowed(kind, status, out) {
-		res, err = x.giveUp(res, err, ep, cancel)
+		res, err = x.giveUp(res, err, c, cancel)
 		return res, true, err
 	}
 	x.tried = append(x.tried, ep)
 	np, nep := x.pick()
 	if nep == nil {
-		res, err = x.giveUp(res, err, ep, cancel)
+		res, err = x.giveUp(res, err, c, cancel)
+		return res, true, err
+	}
+	nup := x.st.pools[np]
+	nbrk := nup.brk
+	if nbrk != nil && !nbrk.admitRetry(c) {
+		// Over the pool's max_retries or max_requests: no retry.
+		res, err = x.giveUp(res, err, c, cancel)
 		return res, true, err
 	}
 	if !x.rs.shared.budget.allow(time.Now(), x.rs.retry.percent) {
+		if nbrk != nil {
+			nbrk.done(true)
+		}
 		x.rs.retriesRefused.Inc()
-		res, err = x.giveUp(res, err, ep, cancel)
+		res, err = x.giveUp(res, err, c, cancel)
 		return res, true, err
 	}
 	if res != nil {
 		discard(res.Body)
 		ep.Release()
+		c.release()
 	}
 	if cancel != nil {
 		cancel(nil)
@@ -159,7 +191,7 @@ func (x *exchange) endAttempt(out *http.Request, res *http.Response, err error) 
 	x.retries++
 	x.rs.retriesSent.Inc()
 	x.errKind = ""
-	x.cur = attemptState{pool: np, ep: nep}
+	x.cur = attemptState{pool: np, ep: nep, up: nup, brk: nbrk, retry: nbrk != nil}
 	return nil, false, nil
 }
 
@@ -212,12 +244,12 @@ func (x *exchange) pick() (*routing.Pool, *routing.Endpoint) {
 
 // giveUp ends the retries: an error goes to the error handler, a response
 // (a retryable status with no retry left) to the client as it is.
-func (x *exchange) giveUp(res *http.Response, err error, ep *routing.Endpoint, cancel context.CancelCauseFunc) (*http.Response, error) {
+func (x *exchange) giveUp(res *http.Response, err error, c *attemptState, cancel context.CancelCauseFunc) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
 	x.guard.gotHead(res.StatusCode == http.StatusSwitchingProtocols)
-	return x.wrapBody(res, ep, cancel), nil
+	return x.wrapBody(res, c, cancel), nil
 }
 
 // attemptRequest prepares one attempt's request: a copy for retries, the
@@ -307,13 +339,14 @@ func discard(b io.ReadCloser) {
 	_ = b.Close()
 }
 
-// wrapBody makes the response body release the endpoint and the attempt's
-// context when relay (or ReverseProxy) closes it, and report a mid-body
-// failure.
+// wrapBody makes the response body release the endpoint, the attempt's
+// breaker counts and its context when relay (or ReverseProxy) closes it,
+// and report a mid-body failure.
 //
 //go:noinline // keeps roundTrip's frame small (see Handler.ServeHTTP)
-func (x *exchange) wrapBody(res *http.Response, ep *routing.Endpoint, cancel context.CancelCauseFunc) *http.Response {
-	x.ub = upBody{ReadCloser: res.Body, x: x, ep: ep, cancel: cancel}
+func (x *exchange) wrapBody(res *http.Response, c *attemptState, cancel context.CancelCauseFunc) *http.Response {
+	x.ub = upBody{ReadCloser: res.Body, x: x, ep: c.ep, brk: c.brk, retry: c.retry, cancel: cancel}
+	c.brk = nil // upBody releases it now
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		if rw, ok := res.Body.(io.ReadWriteCloser); ok {
 			res.Body = &upRWBody{rwc: rw, ub: &x.ub}
@@ -329,6 +362,8 @@ type upBody struct {
 	io.ReadCloser
 	x      *exchange
 	ep     *routing.Endpoint
+	brk    *breaker // counts the attempt until Close; nil: none
+	retry  bool
 	cancel context.CancelCauseFunc
 	failed bool
 	closed atomic.Bool
@@ -344,7 +379,7 @@ func (b *upBody) Read(p []byte) (int, error) {
 		x := b.x
 		kind := blame(err, x, nil)
 		x.errKind = kind
-		if !clientKind(kind) {
+		if upstreamKind(kind) {
 			x.h.met.upstreamError(kind)
 			report(b.ep, outcomeOf(kind))
 			x.telBodyFailed(kind)
@@ -359,6 +394,9 @@ func (b *upBody) Close() error {
 	}
 	err := b.ReadCloser.Close()
 	b.ep.Release()
+	if b.brk != nil {
+		b.brk.done(b.retry)
+	}
 	if b.cancel != nil {
 		b.cancel(nil)
 	}

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
@@ -61,6 +62,9 @@ func (p *Pool) Pick(hash uint64, hashed bool, tried []*Endpoint, panicMode bool)
 		return nil
 	}
 	k := pickKey{hash: hash, hashed: hashed, tried: tried, all: panicMode}
+	if p.slow != nil {
+		return p.slow.pick(p, k)
+	}
 	return p.picker.pick(p, k)
 }
 
@@ -74,10 +78,34 @@ func (e *Endpoint) Release() { e.inflight.Add(-1) }
 // InFlight is the number of requests in flight on the endpoint.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
 
-// newPicker builds the pool's balancer. An unset balancer is round robin,
-// the default; an unknown one is an error, never quietly round robin (a
-// parsed config cannot have one, but a Config built by hand can).
+// newPicker builds the pool's balancer, and its slow-start ramp
+// (slowstart.go). An unset balancer is round robin, the default; an
+// unknown one is an error, never quietly round robin (a parsed config
+// cannot have one, but a Config built by hand can), and so is slow_start
+// on a balancer that cannot ramp (a config.Problem at its own path).
 func newPicker(p *Pool) (picker, error) {
+	pk, err := newBalancer(p)
+	if err != nil {
+		return nil, err
+	}
+	if p.slow, err = newSlowStart(p); err != nil {
+		return nil, err
+	}
+	return pk, nil
+}
+
+// pickerProblem is newPicker's error as a problem at its config path:
+// pools.NAME.balance unless it names its own.
+func pickerProblem(p *Pool, err error) error {
+	var pr config.Problem
+	if errors.As(err, &pr) {
+		return pr
+	}
+	return config.Problem{Path: "pools." + p.Name + ".balance", Msg: err.Error()}
+}
+
+// newBalancer builds the pool's balancer.
+func newBalancer(p *Pool) (picker, error) {
 	w := weighted{}
 	for _, e := range p.Endpoints {
 		w.total += uint64(max(e.Weight, 1))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/http"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/policy"
 )
 
 // Catalog answers which endpoints a Consul selection has right now. ready is
@@ -43,6 +45,19 @@ type Inputs struct {
 	// not answered yet (its tags changed in this reload, say) keeps the
 	// Consul endpoints it had there instead of starting empty.
 	Previous *Table
+	// KeySets fetches the JWKS of jwt policies that name a URL; nil
+	// checks such URLs without fetching (meridian validate).
+	KeySets *policy.KeySets
+	// AuthClient sends forward-auth subrequests; nil: each policy has its
+	// own.
+	AuthClient *http.Client
+	// Fleet counts the live Meridian instances for rate limits with scope
+	// fleet; nil counts one.
+	Fleet func() int
+	// RolloutWeight is the canary weight a rollout is at now (package
+	// rollout's Manager); a rollout it does not know, or nil, is at its
+	// plan's first step.
+	RolloutWeight func(name string) (int, bool)
 }
 
 // Compile turns a validated config and the current inputs into a table, or
@@ -107,14 +122,20 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		for i, p := range pools {
 			pk, err := newPicker(p)
 			if err != nil {
-				pickerErrs[i] = config.Problem{Path: "pools." + p.Name + ".balance", Msg: err.Error()}
+				pickerErrs[i] = pickerProblem(p, err)
 			}
 			p.picker = pk
 		}
 	})
+	ro := newRollouts(in)
 	for _, name := range sortedKeys(cfg.Services) {
 		s := cfg.Services[name]
 		svc := &Service{Name: name, Policy: s.Policy, Weights: s.Weights}
+		if s.Rollout != nil {
+			var perrs []error
+			svc.Weights, perrs = ro.service(name, s)
+			errs = append(errs, perrs...)
+		}
 		for i, pn := range s.Pools {
 			p, ok := t.Pools[pn]
 			if !ok {
@@ -124,12 +145,14 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 			svc.Pools = append(svc.Pools, p)
 		}
 		if s.Policy == config.PolicyWeighted {
-			svc.wrr = newWRR(s.Weights)
+			svc.wrr = newWRR(svc.Weights)
 		}
 		t.Services[name] = svc
 	}
-	if t.Routes, err = compileRoutes(cfg, t.Services); err != nil {
+	if t.Routes, err = compileRoutes(cfg, t.Services, ro); err != nil {
 		errs = append(errs, err)
+	} else {
+		errs = append(errs, compilePolicies(t, in)...)
 	}
 	zones, probs := zone.Compile(cfg, zoneServices(t.Services))
 	t.Zones = zones
@@ -139,6 +162,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	if err := compileTLSFiles(cfg, t); err != nil {
 		errs = append(errs, err)
 	}
+	t.Rollouts, t.RolloutWeights = ro.plans, ro.weights
 	wg.Wait()
 	errs = append(errs, pickerErrs...)
 	if err := errors.Join(errs...); err != nil {
@@ -163,6 +187,8 @@ func compilePool(name string, c *config.Pool, checks map[string]*config.Check, c
 		Check:     checks[c.Check],
 		Outlier:   c.Outlier,
 		TLS:       c.TLS,
+		SlowStart: c.SlowStart.D(),
+		Limits:    c.Limits,
 	}
 	seen := map[string]bool{}
 	add := func(addr string, weight int, region, source string) {
@@ -315,6 +341,17 @@ func version(d configDigest, t *Table) string {
 		h.Write(buf)
 	}
 	hashTLSFiles(h, t)
+	for _, name := range sortedKeys(t.RolloutWeights) {
+		buf = append(strconv.AppendInt(append(append(buf[:0], "rollout\x00"...), name...), int64(t.RolloutWeights[name]), 10), '\n')
+		h.Write(buf)
+	}
+	for _, r := range t.Routes {
+		if r.Policy != nil {
+			fp := r.Policy.Fingerprint()
+			buf = append(append(strconv.AppendInt(append(buf[:0], "policy\x00"...), int64(r.Index), 10), 0), fp[:]...)
+			h.Write(buf)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
@@ -359,4 +396,40 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// compilePolicies compiles each route's edge policies (package policy),
+// handing each the same-named route's policies of the live table, whose
+// unchanged state (rate-limit buckets) carries over.
+func compilePolicies(t *Table, in Inputs) []error {
+	var prev map[string]*policy.Route
+	if in.Previous != nil {
+		for _, r := range in.Previous.Routes {
+			if r.Policy != nil {
+				if prev == nil {
+					prev = map[string]*policy.Route{}
+				}
+				prev[r.Name] = r.Policy
+			}
+		}
+	}
+	var errs []error
+	for i, r := range t.Routes {
+		path := "routes[" + strconv.Itoa(i) + "]"
+		var herrs []error
+		r.AddHeaders, herrs = policy.CompileHeaders(path+".add_headers", r.Config.AddHeaders)
+		errs = append(errs, herrs...)
+		if rh := r.Config.ResponseHeaders; rh != nil {
+			r.ResponseAdd, herrs = policy.CompileHeaders(path+".response_headers.add", rh.Add)
+			errs = append(errs, herrs...)
+		}
+		env := policy.Env{KeySets: in.KeySets, Client: in.AuthClient, Previous: prev[r.Name], Fleet: in.Fleet, Regexp: t.Config.Regexp}
+		p, err := policy.Compile(path, r.Config, env)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.Policy = p
+	}
+	return errs
 }

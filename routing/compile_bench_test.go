@@ -105,7 +105,7 @@ func BenchmarkCompileRouteTable(b *testing.B) {
 				}
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := compileRoutes(cfg, t.Services); err != nil {
+					if _, err := compileRoutes(cfg, t.Services, &rollouts{}); err != nil {
 						b.Fatal(err)
 					}
 				}

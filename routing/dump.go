@@ -2,6 +2,7 @@ package routing
 
 import (
 	"fmt"
+	"github.com/meridian-lb/meridian/config"
 	"strings"
 )
 
@@ -21,6 +22,12 @@ func (t *Table) String() string {
 				o.ConsecutiveFailures, o.Ejection.D(), o.MaxEjection.D(), o.MaxEjectedPercent, o.On5xx, o.OnTimeout)
 		} else {
 			fmt.Fprintf(&b, "  outlier off\n")
+		}
+		if l := p.Limits; l != nil && *l != defaultLimits {
+			fmt.Fprintf(&b, "  limits max_connections=%d max_pending=%d max_requests=%d max_retries=%d\n", l.MaxConnections, l.MaxPending, l.MaxRequests, l.MaxRetries)
+		}
+		if p.SlowStart > 0 {
+			fmt.Fprintf(&b, "  slow_start %s\n", p.SlowStart)
 		}
 		for _, e := range p.Endpoints {
 			fmt.Fprintf(&b, "  endpoint %s weight=%d region=%q source=%s\n", e.Address, e.Weight, e.Region, e.Source)
@@ -48,4 +55,11 @@ func (t *Table) String() string {
 		fmt.Fprintf(&b, "pending %s\n", p)
 	}
 	return b.String()
+}
+
+// defaultLimits are a pool's circuit breakers when its config sets none;
+// the dump leaves them out.
+var defaultLimits = config.PoolLimits{
+	MaxConnections: config.DefaultPoolMaxConnections, MaxPending: config.DefaultPoolMaxPending,
+	MaxRequests: config.DefaultPoolMaxRequests, MaxRetries: config.DefaultPoolMaxRetries,
 }

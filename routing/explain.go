@@ -13,6 +13,7 @@ import (
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/policy"
 )
 
 // DefaultExplainRoutes bounds the routes one explanation lists, so a table
@@ -75,6 +76,10 @@ type HTTPExplanation struct {
 	// when the pool's balancer chooses at random (see the pool's pick).
 	Pool     string `json:"pool,omitempty"`
 	Endpoint string `json:"endpoint,omitempty"`
+
+	// Policies are the route's edge policies in the order they run
+	// (package policy); any of them may answer the request itself.
+	Policies []policy.Described `json:"policies,omitempty"`
 
 	Notes []string `json:"notes,omitempty"`
 }
@@ -322,6 +327,12 @@ func (t *Table) ExplainHTTP(r *http.Request, client netip.Addr, opts ExplainOpti
 	}
 	ex.Route = route.Name
 	ex.Notes = append(ex.Notes, routeNotes(route)...)
+	ex.Policies = route.Policy.Steps()
+	if route.Policy.Redirects() {
+		ex.Status = route.Config.Redirect.Code
+		ex.Outcome = fmt.Sprintf("route %s: redirected (%d) to %s, after the policies before it", route.Name, route.Config.Redirect.Code, route.Config.Redirect.To)
+		return ex
+	}
 	if m := route.Mirror; m != nil {
 		ex.Mirror = &MirrorExplanation{Service: m.Name, Percent: route.Config.Mirror.Percent, Sampled: route.mirrorPeek()}
 	}

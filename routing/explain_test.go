@@ -394,7 +394,7 @@ func TestExplainAgreesWithMatch(t *testing.T) {
 			data[i] = byte(rng.UintN(256))
 		}
 		in := &fuzzInput{b: data}
-		routes, err := compileRoutes(&config.Config{Routes: fuzzRoutes(in)}, services)
+		routes, err := compileRoutes(&config.Config{Routes: fuzzRoutes(in)}, services, &rollouts{})
 		if err != nil {
 			t.Fatal(err)
 		}

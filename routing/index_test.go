@@ -303,7 +303,7 @@ func FuzzMatchIndexed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzInput{b: data}
 		cfg := &config.Config{Routes: fuzzRoutes(in)}
-		routes, err := compileRoutes(cfg, services)
+		routes, err := compileRoutes(cfg, services, &rollouts{})
 		if err != nil {
 			t.Fatal(err)
 		}

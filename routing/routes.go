@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/policy"
 )
 
 // Route is a compiled HTTP route: its matcher, where it sends requests (a
@@ -27,6 +29,13 @@ type Route struct {
 	// Index is the route's position in Table.Routes, which the proxy uses
 	// to keep per-route state in a slice.
 	Index int
+	// Policy is the route's compiled edge policies (package policy); nil
+	// when it has none. A route with a redirect may have neither service
+	// nor split: the redirect answers every request.
+	Policy *policy.Route
+	// AddHeaders and ResponseAdd are add_headers and
+	// response_headers.add, compiled (values may be templates).
+	AddHeaders, ResponseAdd []policy.HeaderValue
 
 	host      []string // exact hosts, normalised
 	wildcards []string // "*.example.com" as ".example.com"
@@ -47,15 +56,27 @@ type mirrorShare struct {
 	seq    atomic.Uint64
 }
 
-func compileRoutes(cfg *config.Config, services map[string]*Service) ([]*Route, error) {
+func compileRoutes(cfg *config.Config, services map[string]*Service, ro *rollouts) ([]*Route, error) {
 	out := make([]*Route, 0, len(cfg.Routes))
+	var errs []error
 	for i, r := range cfg.Routes {
-		rt, err := compileRoute(cfg, r, services)
+		var canary *splitCanary
+		if r.Rollout != nil {
+			var perrs []error
+			if canary, perrs = ro.route(i, r); len(perrs) > 0 {
+				errs = append(errs, perrs...)
+				continue
+			}
+		}
+		rt, err := compileRoute(cfg, r, services, canary)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: %w", r.Name, err)
 		}
 		rt.Index = i
 		out = append(out, rt)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	ix := buildRouteIndex(out)
 	for _, rt := range out {
@@ -64,7 +85,7 @@ func compileRoutes(cfg *config.Config, services map[string]*Service) ([]*Route, 
 	return out, nil
 }
 
-func compileRoute(cfg *config.Config, r *config.Route, services map[string]*Service) (*Route, error) {
+func compileRoute(cfg *config.Config, r *config.Route, services map[string]*Service, canary *splitCanary) (*Route, error) {
 	rt := &Route{Name: r.Name, Config: r}
 	if r.Service != "" {
 		s, ok := services[r.Service]
@@ -72,8 +93,8 @@ func compileRoute(cfg *config.Config, r *config.Route, services map[string]*Serv
 			return nil, fmt.Errorf("unknown service %q", r.Service)
 		}
 		rt.Service = s
-	} else {
-		sp, err := compileSplit(cfg, r, services)
+	} else if len(r.Split) > 0 {
+		sp, err := compileSplit(cfg, r, services, canary)
 		if err != nil {
 			return nil, err
 		}
@@ -245,6 +266,9 @@ func (r *Route) dump(b *strings.Builder) {
 	}
 	if c.HostRewrite != "" || c.StripPrefix != "" {
 		fmt.Fprintf(b, "  rewrite host=%q strip_prefix=%q\n", c.HostRewrite, c.StripPrefix)
+	}
+	for _, d := range r.Policy.Steps() {
+		fmt.Fprintf(b, "  policy %s: %s\n", d.Step, d.Detail)
 	}
 	for _, k := range sortedKeys(c.AddHeaders) {
 		fmt.Fprintf(b, "  add_header %s=%q\n", k, c.AddHeaders[k])

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/rollout"
 )
 
 // Split is a route's compiled split: rules (entries with when:) tried in
@@ -24,6 +25,19 @@ type Split struct {
 	sticky   *config.Sticky
 	stHdr    string // canonical sticky header key
 	stCookie string
+	// canary is the arm a rollout steps (index in arms), -1 for none; a
+	// sticky key goes to it when rollout.InCanary(key, canaryWeight), so a
+	// user who saw the canary keeps seeing it as its weight grows.
+	canary       int
+	canaryWeight int
+	others       uint64 // the other arms' declared weights, summed, for their sticky draw
+}
+
+// splitCanary is a route's rollout as its split needs it: the canary arm's
+// service and the weight the rollout is at.
+type splitCanary struct {
+	service string
+	weight  int
 }
 
 type splitRule struct {
@@ -39,6 +53,9 @@ type splitArm struct {
 	service *Service
 	weight  int
 	upper   uint64 // cumulative weight up to and including this arm
+	// otherUpper is the cumulative declared weight of the arms that are
+	// not a rollout's canary, up to this arm (rollout splits only).
+	otherUpper uint64
 }
 
 // Choice is where a split sends one request.
@@ -54,8 +71,8 @@ type Choice struct {
 	SetCookie string
 }
 
-func compileSplit(cfg *config.Config, r *config.Route, services map[string]*Service) (*Split, error) {
-	sp := &Split{sticky: r.Sticky}
+func compileSplit(cfg *config.Config, r *config.Route, services map[string]*Service, canary *splitCanary) (*Split, error) {
+	sp := &Split{sticky: r.Sticky, canary: -1}
 	if s := r.Sticky; s != nil {
 		if s.Header != "" {
 			sp.stHdr = textproto.CanonicalMIMEHeaderKey(s.Header)
@@ -91,11 +108,52 @@ func compileSplit(cfg *config.Config, r *config.Route, services map[string]*Serv
 		sp.arms = append(sp.arms, splitArm{entry: i, service: svc, weight: w, upper: sp.total})
 		weights = append(weights, w)
 	}
+	if canary != nil {
+		sp.applyRollout(canary, weights)
+		weights = weights[:0]
+		for _, a := range sp.arms {
+			weights = append(weights, a.weight)
+		}
+	}
 	if sp.total == 0 {
 		return nil, fmt.Errorf("split: no entry with a positive weight")
 	}
 	sp.wrr = newWRR(weights)
 	return sp, nil
+}
+
+// applyRollout sets the arms' weights for a rollout at canary.weight: the
+// canary arm gets that share, the others the rest in their declared
+// proportions (rollout.SplitWeights).
+func (sp *Split) applyRollout(canary *splitCanary, declared []int) {
+	for i, a := range sp.arms {
+		if a.service.Name == canary.service {
+			sp.canary = i
+		}
+	}
+	if sp.canary < 0 {
+		return // routing's rollouts checked it is an arm
+	}
+	sp.canaryWeight = canary.weight
+	w := rollout.SplitWeights(declared, sp.canary, canary.weight)
+	sp.total, sp.others = 0, 0
+	for i := range sp.arms {
+		sp.arms[i].weight = w[i]
+		sp.total += uint64(w[i])
+		sp.arms[i].upper = sp.total
+		if i != sp.canary {
+			sp.others += uint64(declared[i])
+		}
+	}
+	// The sticky draw over the other arms keeps their declared ranges, so
+	// a non-canary user's arm does not move while the canary grows.
+	var up uint64
+	for i := range sp.arms {
+		if i != sp.canary {
+			up += uint64(declared[i])
+		}
+		sp.arms[i].otherUpper = up
+	}
 }
 
 // Choose decides where the request goes: the route's service, or for a
@@ -126,7 +184,7 @@ func (sp *Split) choose(req *http.Request) Choice {
 			set = key
 		}
 		if ok {
-			a := sp.armFor(hashString(key))
+			a := sp.stickyArm(key)
 			return Choice{Service: a.service, Entry: a.entry, SetCookie: set}
 		}
 	}
@@ -144,6 +202,25 @@ func (sp *Split) stickyKey(req *http.Request) (string, bool) {
 	}
 	v, ok := CookieValue(req.Header, sp.stCookie)
 	return v, ok && v != ""
+}
+
+// stickyArm is the arm of a sticky key. During a rollout the canary takes
+// the keys rollout.InCanary gives it, a set that only grows with the
+// weight, and the other keys keep their arm among the others.
+func (sp *Split) stickyArm(key string) *splitArm {
+	if sp.canary < 0 {
+		return sp.armFor(hashString(key))
+	}
+	if rollout.InCanary(key, sp.canaryWeight) || sp.others == 0 {
+		return &sp.arms[sp.canary]
+	}
+	point, _ := bits.Mul64(hashString(key), sp.others)
+	for i := range sp.arms {
+		if i != sp.canary && point < sp.arms[i].otherUpper {
+			return &sp.arms[i]
+		}
+	}
+	return &sp.arms[sp.canary]
 }
 
 // armFor maps a key's hash into the weight ranges: the hash is scaled to a

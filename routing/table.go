@@ -9,6 +9,7 @@ import (
 	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/rollout"
 )
 
 // Table is one compiled, immutable routing state. The proxy and the DNS
@@ -34,6 +35,12 @@ type Table struct {
 	TrustedProxies []netip.Prefix
 	// Pending names Consul selections that have not answered yet.
 	Pending []string
+	// Rollouts are the table's rollout plans by name ("route:NAME",
+	// "service:NAME"), and RolloutWeights the canary weight each was
+	// compiled at; the rollout manager is synced from the first and ticks
+	// decide the second.
+	Rollouts       map[string]rollout.Plan
+	RolloutWeights map[string]int
 	// ClientCAs holds, by route index, the client CA of each route that
 	// requires client certificates (nil for the others).
 	ClientCAs []*ClientCA
@@ -55,8 +62,15 @@ type Pool struct {
 	TLS       *config.UpstreamTLS
 	// ClientTLS is TLS compiled, files read; nil without tls:.
 	ClientTLS *UpstreamTLS
+	// SlowStart is the ramp window of new and returning endpoints
+	// (slowstart.go); 0 for none.
+	SlowStart time.Duration
+	// Limits are the pool's circuit breakers, enforced by the proxy; nil
+	// only in a Config built by hand without SetDefaults.
+	Limits *config.PoolLimits
 
 	picker picker
+	slow   *slowStart // nil without slow_start
 }
 
 // Endpoint is one upstream address of a pool.

@@ -6,11 +6,15 @@
 //
 //	GET    /v1/health/service/<name>   ?index ?wait ?dc ?tag (repeatable) ?passing ?near ?stale
 //	GET    /v1/kv/<key>                ?index ?wait ?dc ?raw; 404 (with X-Consul-Index) when missing
-//	PUT    /v1/kv/<key>                ?cas ?flags; body is the value; answers true or false
-//	DELETE /v1/kv/<key>
+//	PUT    /v1/kv/<key>                ?cas ?flags ?acquire ?release; body is the value; answers true or false
+//	DELETE /v1/kv/<key>                ?cas
 //	PUT    /v1/agent/service/register  ?replace-existing-checks
 //	PUT    /v1/agent/service/deregister/<id>
 //	GET    /v1/status/leader
+//	PUT    /v1/session/create          body: Name, TTL, LockDelay, Behavior, Node, Checks/NodeChecks
+//	PUT    /v1/session/renew/<id>      404 when the session is gone
+//	PUT    /v1/session/destroy/<id>
+//	GET    /v1/session/info/<id>       ?index ?wait ?dc; also /v1/session/node/<node> and /v1/session/list
 //
 // Blocking queries follow Consul: with ?index=N the request waits until the
 // view's index exceeds N or ?wait= elapses (default 5m, capped at
@@ -28,6 +32,30 @@
 // them. ?near is accepted and recorded but does not reorder (there are no
 // network coordinates).
 //
+// Sessions and locks follow Consul too. A session lives on a registered node
+// (default the agent's, which always is) and is bound to its serfHealth
+// check unless Checks/NodeChecks say otherwise (serfHealth is the only
+// check implemented). TTLs must lie between Options.MinSessionTTL (10s by
+// default, like Consul) and 24h; LockDelay defaults to 15s (a string
+// duration, or nanoseconds, read as seconds below 1000, as Consul does).
+// A session is invalidated when destroyed, when its node's serfHealth
+// goes critical (SetCheck), by ExpireSession, or when its TTL lapses:
+// on real time, two TTLs after creation or the last renewal, which is
+// when Consul's leader does it (the TTL is only a lower bound). Invalidation
+// releases (keeping the value) or deletes, per Behavior, every key the
+// session holds in one write that bumps their ModifyIndex, so blocking
+// reads wake; each key then refuses acquire for the lock-delay (at most
+// 60s). Acquire takes a free or missing key (LockIndex+1) or lets the
+// holder rewrite the value (an unchanged value and flags write nothing,
+// so the index stays); it answers false when another session holds
+// the key or a lock-delay runs (checked first), and 500 "invalid session"
+// for an unknown session. Release answers false unless the session holds
+// the key, and, as in Consul, writes the request's body and flags as the
+// key's (a release without a body empties the value). ?cas, ?acquire and
+// ?release are exclusive (400 "Conflicting flags"). Plain writes and
+// deletes ignore locks, which are advisory. KV reads carry LockIndex and
+// Session. Session reads block on the sessions table's index.
+//
 // Registering a service with the agent endpoint also puts it in the catalog
 // on the agent's node (Options.NodeName), with its checks initially
 // critical as Consul does; deregistering removes it.
@@ -40,7 +68,10 @@
 // Stop or the request's context ends), Stop and Restart (agent down and
 // back on the same address), and observation: Calls, LastCall, History and
 // InFlight (open requests; it returns to zero when clients stop their
-// loops, which is how tests detect leaked watchers).
+// loops, which is how tests detect leaked watchers). For sessions:
+// ExpireSession (invalidate now, as a lapsed TTL), FailRenewals (renewals
+// answer 500, as if the holder lost the cluster), LockHolder, Locks and
+// Sessions.
 //
 // Concurrency: every method is safe from any goroutine; the server may be
 // used by many clients at once. Two servers share nothing.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,6 +29,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/agent/service/register", s.agentRegister)
 	mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", s.agentDeregister)
 	mux.HandleFunc("GET /v1/status/leader", s.statusLeader)
+	mux.HandleFunc("PUT /v1/session/create", s.sessionCreate)
+	mux.HandleFunc("PUT /v1/session/renew/{id...}", s.sessionRenew)
+	mux.HandleFunc("PUT /v1/session/destroy/{id...}", s.sessionDestroy)
+	mux.HandleFunc("GET /v1/session/info/{id...}", s.sessionQuery("id", "Missing session", func(se *session) string { return se.id }))
+	mux.HandleFunc("GET /v1/session/node/{node...}", s.sessionQuery("node", "Missing node name", func(se *session) string { return se.node }))
+	mux.HandleFunc("GET /v1/session/list", s.sessionQuery("", "", nil))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "consultest: endpoint not implemented: "+r.Method+" "+r.URL.Path, http.StatusNotFound)
 	})
@@ -294,6 +301,7 @@ type (
 		Key         string
 		Flags       uint64
 		Value       []byte
+		Session     string `json:",omitempty"`
 		CreateIndex uint64
 		ModifyIndex uint64
 	}
@@ -505,7 +513,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 	var raw []byte
 	if e != nil {
 		raw = slices.Clone(e.value)
-		out = []kvJSON{{Key: key, Flags: e.flags, Value: raw, CreateIndex: e.createIdx, ModifyIndex: e.modIdx}}
+		out = []kvJSON{{LockIndex: e.lockIdx, Key: key, Flags: e.flags, Value: raw, Session: e.session, CreateIndex: e.createIdx, ModifyIndex: e.modIdx}}
 	}
 	s.mu.Unlock()
 	if e == nil {
@@ -526,10 +534,14 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Missing key name", http.StatusBadRequest)
 		return
 	}
+	q := r.URL.Query()
+	if n := countFlags(q, "cas", "acquire", "release"); n > 1 {
+		http.Error(w, "Conflicting flags: "+q.Encode(), http.StatusBadRequest)
+		return
+	}
 	if _, ok := s.checkDC(w, r); !ok {
 		return
 	}
-	q := r.URL.Query()
 	var flags uint64
 	if v := q.Get("flags"); v != "" {
 		f, err := strconv.ParseUint(v, 10, 64)
@@ -550,6 +562,23 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if q.Has("acquire") || q.Has("release") {
+		var (
+			ok  bool
+			err error
+		)
+		if q.Has("acquire") {
+			ok, err = s.acquireLocked(key, q.Get("acquire"), body, flags)
+		} else {
+			ok, err = s.releaseLocked(key, q.Get("release"), body, flags)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, ok)
+		return
+	}
 	if v := q.Get("cas"); v != "" {
 		cas, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -566,13 +595,37 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, true)
 }
 
+// countFlags counts the query parameters present among names.
+func countFlags(q url.Values, names ...string) int {
+	n := 0
+	for _, f := range names {
+		if q.Has(f) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	if _, ok := s.checkDC(w, r); !ok {
 		return
 	}
+	q := r.URL.Query()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if q.Has("cas") {
+		cas, err := strconv.ParseUint(q.Get("cas"), 10, 64)
+		if err != nil {
+			http.Error(w, "Invalid cas", http.StatusBadRequest)
+			return
+		}
+		// Consul: a missing key is a successful no-op; a changed one is not deleted.
+		if e := s.kv[key]; e != nil && e.modIdx != cas {
+			writeJSON(w, false)
+			return
+		}
+	}
 	if _, ok := s.kv[key]; ok {
 		delete(s.kv, key)
 		s.bumpLocked(&s.kvIdx)

@@ -37,6 +37,10 @@ type Options struct {
 	// CAPEM). ClientCAs, with TLS, requires client certificates they sign.
 	TLS       bool
 	ClientCAs *x509.CertPool
+	// MinSessionTTL is the shortest session TTL accepted, like the
+	// servers' session_ttl_min; default 10s, Consul's. Tests that want
+	// sessions to lapse quickly lower it.
+	MinSessionTTL time.Duration
 }
 
 // Instance is a service instance in the test catalog. AddInstance fills the
@@ -145,10 +149,13 @@ type Server struct {
 	index       uint64        // raft index
 	catalogIdx  uint64
 	kvIdx       uint64
+	sessionIdx  uint64
 	dcs         map[string]bool
 	nodes       map[string]*node // "dc/node"
 	insts       map[string]*storedInstance
 	kv          map[string]*kvEntry
+	sessions    map[string]*session
+	lockDelay   map[string]time.Time // key → end of its lock-delay
 	regs        map[string]Registration
 	knownLeader bool
 	fault       *Fault
@@ -174,6 +181,8 @@ type kvEntry struct {
 	value             []byte
 	flags             uint64
 	createIdx, modIdx uint64
+	session           string // the lock holder, "" when unlocked
+	lockIdx           uint64
 }
 
 // New starts a server on 127.0.0.1 and stops it when the test ends.
@@ -204,6 +213,9 @@ func Start(opts Options) (*Server, error) {
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 10 * time.Minute
 	}
+	if opts.MinSessionTTL <= 0 {
+		opts.MinSessionTTL = 10 * time.Second
+	}
 	s := &Server{
 		opts:        opts,
 		wake:        make(chan struct{}),
@@ -211,10 +223,13 @@ func Start(opts Options) (*Server, error) {
 		index:       1,
 		catalogIdx:  1,
 		kvIdx:       1,
+		sessionIdx:  1,
 		dcs:         map[string]bool{opts.Datacenter: true},
 		nodes:       map[string]*node{},
 		insts:       map[string]*storedInstance{},
 		kv:          map[string]*kvEntry{},
+		sessions:    map[string]*session{},
+		lockDelay:   map[string]time.Time{},
 		regs:        map[string]Registration{},
 		knownLeader: true,
 		callCounts:  map[string]int{},
@@ -267,7 +282,8 @@ func (s *Server) CAPEM() []byte {
 
 // Stop takes the agent down: blocked requests are released, connections
 // are closed, and the address refuses connections until Restart. State
-// (catalog, KV, index) is kept.
+// (catalog, KV, sessions, index) is kept, and session TTLs keep running,
+// as they do on the servers.
 func (s *Server) Stop() {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
@@ -310,11 +326,18 @@ func (s *Server) Restart() error {
 	return nil
 }
 
-// Close stops the server for good.
+// Close stops the server for good. Sessions stop expiring.
 func (s *Server) Close() {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
 	s.stopLocked()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, se := range s.sessions {
+		if se.timer != nil {
+			se.timer.Stop()
+		}
+	}
 }
 
 // bumpLocked advances the raft index, sets the given table index to it and
@@ -406,7 +429,8 @@ func (s *Server) RemoveInstance(id string) bool {
 }
 
 // SetCheck sets one check's status on instance id. The check ID
-// "serfHealth" sets the health of the instance's node (every instance on it).
+// "serfHealth" sets the health of the instance's node (every instance on
+// it); critical invalidates the node's sessions bound to it, as in Consul.
 func (s *Server) SetCheck(id, checkID, status string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -417,6 +441,9 @@ func (s *Server) SetCheck(id, checkID, status string) error {
 	if checkID == "serfHealth" {
 		s.nodes[in.Datacenter+"/"+in.Node].serfStatus = status
 		s.bumpLocked(&s.catalogIdx)
+		if status == "critical" {
+			s.invalidateNodeLocked(in.Datacenter, in.Node)
+		}
 		return nil
 	}
 	for i := range in.Checks {
@@ -462,6 +489,7 @@ func (s *Server) ResetIndex(to uint64) {
 	s.index = to
 	s.catalogIdx = min(s.catalogIdx, to)
 	s.kvIdx = min(s.kvIdx, to)
+	s.sessionIdx = min(s.sessionIdx, to)
 	for _, n := range s.nodes {
 		n.createIdx, n.modIdx = min(n.createIdx, to), min(n.modIdx, to)
 	}
@@ -470,6 +498,9 @@ func (s *Server) ResetIndex(to uint64) {
 	}
 	for _, e := range s.kv {
 		e.createIdx, e.modIdx = min(e.createIdx, to), min(e.modIdx, to)
+	}
+	for _, se := range s.sessions {
+		se.createIdx = min(se.createIdx, to)
 	}
 	close(s.wake)
 	s.wake = make(chan struct{})
@@ -490,7 +521,8 @@ func (s *Server) SetKnownLeader(known bool) {
 	s.knownLeader = known
 }
 
-// PutKV writes a key, bumping its ModifyIndex.
+// PutKV writes a key, bumping its ModifyIndex. Like a plain PUT, it keeps
+// the key's lock (locks are advisory).
 func (s *Server) PutKV(key string, value []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

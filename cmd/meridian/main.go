@@ -38,6 +38,8 @@ Usage:
                                      ./examples/quickstart.yaml when it exists, else the copy built into meridian
   meridian explain HOST [PATH]       ask a running instance how it would route an HTTP request, and why
   meridian explain -dns NAME         ask it how it would answer a DNS query, and why
+  meridian diff -config FILE         show what FILE would change versus a running instance
+                                     (-against URL, default http://127.0.0.1:9090) or another file (-against FILE)
   meridian version                   print the version
   meridian help [COMMAND]            print this help, or a command's
 
@@ -68,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args, stdout, stderr)
 	case "explain":
 		return cmdExplain(args, stdout, stderr)
+	case "diff":
+		return cmdDiff(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "meridian", buildVersion())
 		return 0

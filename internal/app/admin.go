@@ -1,7 +1,7 @@
 package app
 
 import (
-	"crypto/subtle"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +17,9 @@ import (
 
 	"github.com/meridian-lb/meridian/dns"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/internal/audit"
+	"github.com/meridian-lb/meridian/internal/history"
+	"github.com/meridian-lb/meridian/policy"
 	"github.com/meridian-lb/meridian/routing"
 	"github.com/meridian-lb/meridian/telemetry"
 )
@@ -43,6 +46,11 @@ type admin struct {
 	geo      func() any                  // GeoIP database status; nil without one
 	tls      func() any                  // certificate status; returns nil without HTTPS
 	tel      *telemetry.Telemetry        // GET /api/v1/stats (stats.go); nil: not served
+	// hist serves /api/v1/config/history and diff, rollback writes an
+	// entry back to the config source (adminconfig.go); nil: not served.
+	hist     *history.History
+	rollback func(ctx context.Context, e history.Entry) error
+	audit    *audit.Log // every admin action; nil: not recorded
 }
 
 func (a *admin) handler() http.Handler {
@@ -55,6 +63,15 @@ func (a *admin) handler() http.Handler {
 	mux.Handle("GET /api/v1/table", a.auth(http.HandlerFunc(a.table)))
 	mux.Handle("GET /api/v1/stats", a.auth(http.HandlerFunc(a.stats)))
 	mux.Handle("POST /api/v1/endpoints/{pool}/{address}/{action}", a.auth(http.HandlerFunc(a.override)))
+	if a.hist != nil {
+		mux.Handle("GET /api/v1/config/history", a.auth(http.HandlerFunc(a.historyList)))
+		mux.Handle("GET /api/v1/config/history/{version}", a.auth(http.HandlerFunc(a.historyGet)))
+		mux.Handle("GET /api/v1/config/diff", a.auth(http.HandlerFunc(a.configDiff)))
+		mux.Handle("POST /api/v1/config/rollback/{version}", a.auth(http.HandlerFunc(a.configRollback)))
+	}
+	if a.audit != nil {
+		mux.Handle("GET /api/v1/audit", a.auth(http.HandlerFunc(a.auditList)))
+	}
 	if a.explain != nil {
 		mux.Handle("GET /api/v1/explain", a.auth(a.explain))
 	}
@@ -87,9 +104,12 @@ func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// auth requires the bearer token on /api/ when one is configured. It fails
-// closed: with no token loaded yet, or a required token that is empty, no
-// call passes, whatever it presents (an empty token must never mean open).
+// auth requires a bearer token on /api/ when one is configured: the token
+// of admin.token_file or of any of admin.tokens, each compared in constant
+// time. It fails closed: with no token loaded yet, or a required token
+// that is empty, no call passes, whatever it presents (an empty token must
+// never mean open). The name of the token that passed goes with the
+// request (tokenName) for the audit log.
 func (a *admin) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var tok *adminToken
@@ -98,11 +118,16 @@ func (a *admin) auth(next http.Handler) http.Handler {
 		}
 		if tok == nil || tok.required {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if tok == nil || tok.value == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok.value)) != 1 {
+			name, match := "", false
+			if tok != nil && ok {
+				name, match = tok.match(got)
+			}
+			if !match {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="meridian"`)
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), tokenNameKey{}, name))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -110,17 +135,21 @@ func (a *admin) auth(next http.Handler) http.Handler {
 
 func (a *admin) override(w http.ResponseWriter, r *http.Request) {
 	pool, addr, action := r.PathValue("pool"), r.PathValue("address"), r.PathValue("action")
+	target := pool + "/" + addr
 	act, err := health.ParseAction(action)
 	if err != nil {
+		a.record(r, action, target, "bad request", err.Error())
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if err := a.health.Override(pool, addr, act); err != nil {
+		a.record(r, action, target, "not found", err.Error())
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
 	a.logger.Info("admin override", zap.String("pool", pool), zap.String("endpoint", addr), zap.String("action", action), zap.String("remote", r.RemoteAddr))
 	st, _ := a.health.Status(pool, addr)
+	a.record(r, action, target, "ok", "state "+string(st.State))
 	writeJSON(w, st)
 }
 
@@ -141,9 +170,10 @@ type tableJSON struct {
 }
 
 type routeJSON struct {
-	Name    string `json:"name"`
-	Service string `json:"service,omitempty"`
-	Detail  any    `json:"config"`
+	Name     string             `json:"name"`
+	Service  string             `json:"service,omitempty"`
+	Policies []policy.Described `json:"policies,omitempty"` // in the order they run
+	Detail   any                `json:"config"`
 }
 
 type serviceJSON struct {
@@ -196,7 +226,7 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 		doc.TLS = a.tls()
 	}
 	for _, rt := range t.Routes {
-		rj := routeJSON{Name: rt.Name, Detail: yamlDoc(rt.Config)}
+		rj := routeJSON{Name: rt.Name, Policies: rt.Policy.Steps(), Detail: yamlDoc(rt.Config)}
 		if rt.Service != nil {
 			rj.Service = rt.Service.Name
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/policy"
 	"github.com/meridian-lb/meridian/proxy"
 	"github.com/meridian-lb/meridian/routing"
 	"github.com/meridian-lb/meridian/telemetry"
@@ -87,6 +88,14 @@ type App struct {
 	// published (rebuild loop only); apply installs it.
 	nextToken adminTokenFor
 	tls       atomic.Pointer[proxy.TLSServer] // set by Run when listen.https is
+	// keySets fetches the JWKS URLs of the routes' jwt policies, shared by
+	// every table; Run refreshes them.
+	keySets *policy.KeySets
+	// fleetSize is how many Meridian instances Consul lists as passing
+	// under consul.register's name (at least 1): rate limits with scope
+	// fleet divide by it. compile updates it from the catalog.
+	fleetSize atomic.Int64
+	adm       adminState // config history, audit log (history.go)
 
 	ready    chan struct{}
 	addrsMu  sync.Mutex
@@ -182,9 +191,12 @@ func New(opts Options) (_ *App, err error) {
 			return nil, err
 		}
 	}
+	a.keySets = policy.NewKeySets(a.logger.Named("jwks"))
+	a.fleetSize.Store(1)
 	a.rebuild.compile = a.compile
 	a.rebuild.apply = a.apply
 	a.rebuild.admit = a.admit
+	a.initAdmin()
 	if err := a.rebuild.rebuild(); err != nil {
 		return nil, err
 	}
@@ -211,8 +223,8 @@ func Check(name string, data []byte) (*config.Config, error) {
 	if err := cfg.Serves(name); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := loadToken(cfg.Admin.TokenFile); err != nil {
-		errs = append(errs, tokenProblem(err))
+	if _, err := loadTokens(cfg.Admin); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := routing.Compile(cfg, routing.Inputs{}); err != nil {
 		errs = append(errs, err)
@@ -227,13 +239,19 @@ func Check(name string, data []byte) (*config.Config, error) {
 // Consul watcher which selections this config needs (new ones start
 // watching and poke the loop when they answer; unused ones stop).
 func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
-	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load()}
+	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load(), KeySets: a.keySets, Fleet: a.fleet}
 	if a.watcher != nil {
 		// Watch what the live config and this one need; apply trims the
 		// set to the published config, so a rejected candidate never stops
 		// a live selection.
 		a.watcher.Want(catalog.KeysOf(append(consulSelections(cfg), consulSelections(a.liveCfg)...)))
-		in.Catalog = catalogView{a.watcher.Snapshot()}
+		snap := a.watcher.Snapshot()
+		in.Catalog = catalogView{snap}
+		if sel, ok := fleetSelection(cfg); ok {
+			if inst, ready := snap.Instances(sel); ready {
+				a.fleetSize.Store(int64(max(len(inst), 1)))
+			}
+		}
 	} else if len(consulSelections(cfg)) > 0 {
 		return nil, fmt.Errorf("pools select from Consul, but Meridian started without a consul: section; restart to apply it")
 	}
@@ -270,6 +288,7 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 		a.token.Store(&tok)
 		a.nextToken = adminTokenFor{}
 	}
+	a.applyAdmin(cfg)
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
 	if c := a.compiled; c != nil && c.Table() == t {
@@ -297,9 +316,12 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 // only whitespace rejects the config, so the token in force (or, at start,
 // the start itself) stands, and the API is never opened by a bad file.
 func (a *App) admit(cfg *config.Config) error {
-	tok, err := loadToken(cfg.Admin.TokenFile)
+	tok, err := loadTokens(cfg.Admin)
+	if err == nil {
+		err = a.admitAdmin(cfg)
+	}
 	if err != nil {
-		return cfg.Locate(tokenProblem(err))
+		return cfg.Locate(err)
 	}
 	a.nextToken = adminTokenFor{cfg: cfg, tok: tok}
 	return nil
@@ -321,6 +343,8 @@ type adminToken struct {
 	// value is the bearer token. Required and empty never happens through
 	// loadToken; should it, the API is locked, not opened.
 	value string
+	// named are admin.tokens, each accepted as well (history.go).
+	named []namedToken
 }
 
 // adminTokenFor is a token read for one config.
@@ -380,6 +404,7 @@ func (a *App) Reload() { a.rebuild.Poke() }
 func (a *App) ReopenLogs() {
 	a.logger.Info("reopening the access log files")
 	a.proxy.ReopenLogs()
+	a.adm.audit.Reopen()
 }
 
 // Ready is closed once every listener is bound.
@@ -452,6 +477,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.geoDB != nil {
 		g.Go(func() error { return a.geoDB.Run(gctx) })
 	}
+	g.Go(func() error { a.keySets.Run(gctx); return nil })
 	if a.watcher != nil {
 		g.Go(func() error { return a.watcher.Run(gctx) })
 	}
@@ -533,6 +559,7 @@ func (a *App) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = adminSrv.Shutdown(shutCtx)
+	_ = a.adm.audit.Close() // after the admin API's last action
 	if aerr := <-adminDone; err == nil && !errors.Is(aerr, http.ErrServerClosed) {
 		err = fmt.Errorf("admin server: %w", aerr)
 	}
@@ -550,6 +577,7 @@ func (a *App) adminHandler() http.Handler {
 		live: &a.live, health: a.health, reload: a.rebuild.Status, gatherer: a.reg,
 		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token, tel: a.tel,
 		explain: explainHandler(&a.live, a.health.Status),
+		hist:    a.adm.hist, audit: a.adm.audit, rollback: a.rollback,
 		extra: func() []string {
 			if t := a.live.Load(); t != nil {
 				return t.Pending

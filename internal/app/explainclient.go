@@ -186,6 +186,12 @@ func writeHTTPExplanation(w io.Writer, ex *routing.HTTPExplanation) {
 			fmt.Fprintf(w, "  (%d more routes tried, not listed)\n", ex.RoutesOmitted)
 		}
 	}
+	if len(ex.Policies) > 0 {
+		fmt.Fprintf(w, "\npolicies of route %s, in order (any may answer itself):\n", ex.Route)
+		for _, p := range ex.Policies {
+			fmt.Fprintf(w, "  %-13s %s\n", p.Step, p.Detail)
+		}
+	}
 	if sp := ex.Split; sp != nil {
 		fmt.Fprintf(w, "\nsplit of route %s:\n", ex.Route)
 		for _, ru := range sp.Rules {

@@ -52,6 +52,10 @@ type rebuilder struct {
 	// rejects the config like a compile error, and it is tried again on
 	// the next poke (a SIGHUP after fixing the token file applies it).
 	admit func(cfg *config.Config) error
+	// published, when set, is told of every table published, after the
+	// swap, and when reload, of the new config's bytes: the config
+	// history. It must be cheap (history.go).
+	published func(t *routing.Table, raw []byte, reload bool)
 	// settle is how long a file that no longer parses must stay as it is
 	// before the failure counts, 0 to count at once. The watcher fires
 	// within milliseconds of a change, while a writer such as cp or a slow
@@ -81,6 +85,7 @@ type rebuilder struct {
 	lastHash   [32]byte       // of the last bytes parsed, good or bad
 	readErr    string         // the read error last reported, until a read succeeds
 	cand       *config.Config // a parsed config not yet published (its admit or compile failed)
+	candRaw    []byte         // cand's bytes, for the history
 	candLogged bool           // cand's admit or compile error was reported
 	cfg        *config.Config // the config of the live table
 	lastFile   os.FileInfo    // what the last read read from; nil for other sources
@@ -292,7 +297,7 @@ func (r *rebuilder) readConfig() error {
 		r.lastHash = sum // a bad file is logged once, not on every poke
 		cfg, err := parse(r.src.Name(), data)
 		if err == nil {
-			r.cand, r.candLogged = cfg, false
+			r.cand, r.candLogged, r.candRaw = cfg, false, data
 			return nil
 		}
 		if r.cfg != nil {
@@ -352,6 +357,9 @@ func (r *rebuilder) publish(cfg *config.Config, t *routing.Table, reload bool) {
 	r.cfg = cfg
 	r.tableInfo.Reset()
 	r.tableInfo.WithLabelValues(t.Version).Set(1)
+	if r.published != nil {
+		r.published(t, r.candRaw, reload)
+	}
 	r.logger.Info("routing table published", zap.String("version", t.Version), zap.String("source", r.src.Name()),
 		zap.Bool("config_changed", reload), zap.Int("routes", len(t.Routes)), zap.Int("pools", len(t.Pools)), zap.Int("zones", len(t.Zones)))
 	if !reload {

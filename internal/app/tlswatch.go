@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,8 +55,19 @@ func (w *tlsFiles) set(cfg *config.Config) {
 		}
 	}
 	for _, r := range cfg.Routes {
-		if r != nil && r.TLS != nil {
+		if r == nil {
+			continue
+		}
+		if r.TLS != nil {
 			add(r.TLS.ClientCA)
+		}
+		// The policy files a route's table holds (basic auth's htpasswd, a
+		// JWKS file) are watched the same way: a change makes a new table.
+		if r.BasicAuth != nil {
+			add(r.BasicAuth.Htpasswd)
+		}
+		if r.JWT != nil && !strings.HasPrefix(r.JWT.JWKS, "https://") && !strings.HasPrefix(r.JWT.JWKS, "http://") {
+			add(r.JWT.JWKS)
 		}
 	}
 	w.mu.Lock()

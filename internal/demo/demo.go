@@ -35,6 +35,31 @@ func (u *Upstream) Start() error {
 	u.Addr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// /auth is a forward-auth service for examples/edge.yaml: it lets a
+	// request through when it carries X-Demo-Key: letmein, and names the
+	// user for the upstream.
+	mux.HandleFunc("/auth", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Demo-Key") != "letmein" {
+			w.Header().Set("WWW-Authenticate", `DemoKey realm="meridian demo"`)
+			http.Error(w, "demo auth: send X-Demo-Key: letmein", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("X-Auth-User", "demo")
+		w.WriteHeader(http.StatusNoContent)
+	})
+	// /data.json is a response large enough to be compressed.
+	mux.HandleFunc("/data.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Upstream", u.Name)
+		fmt.Fprint(w, `{"upstream":"`+u.Name+`","items":[`)
+		for i := range 200 {
+			if i > 0 {
+				fmt.Fprint(w, ",")
+			}
+			fmt.Fprintf(w, `{"id":%d,"name":"item %d","region":"%s"}`, i, i, u.Name)
+		}
+		fmt.Fprint(w, "]}\n")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream", u.Name)
 		fmt.Fprintf(w, "hello from %s (%s) path=%s\n", u.Name, u.Addr, r.URL.Path)
