@@ -23,6 +23,11 @@ import (
 // error from UnmarshalYAML, a null in a list. The caller then parses and
 // decodes the file the yaml package's way, so every message is the one it
 // gives. FuzzFastDecode holds it to that way.
+//
+// Every string it stores is a copy, as the yaml package's are, not a slice
+// of the file: a name kept for long (a metric's label, a telemetry key, a
+// health member) would otherwise keep the whole file of the reload that
+// made it, one file per reload that brings a new name.
 type fastDecoder struct {
 	t     *ftree
 	types map[reflect.Type]*decType
@@ -145,7 +150,7 @@ func (d *fastDecoder) unmarshal(i int32, out reflect.Value, ti *decType) bool {
 		case ti.leaf:
 			return d.t.yamlNode(i).Decode(out.Addr().Interface()) == nil
 		case ti.kind == reflect.String:
-			out.SetString(d.t.value(i))
+			out.SetString(strings.Clone(d.t.value(i)))
 			return true
 		}
 	case yaml.MappingNode:
@@ -174,7 +179,7 @@ func (d *fastDecoder) unmarshal(i int32, out reflect.Value, ti *decType) bool {
 				if v := kids[j+1]; !d.null(v) && !d.unmarshal(v, e, ti.elem) {
 					return false
 				}
-				out.SetMapIndex(reflect.ValueOf(d.t.value(kids[j])), e)
+				out.SetMapIndex(reflect.ValueOf(strings.Clone(d.t.value(kids[j]))), e)
 			}
 			return true
 		}

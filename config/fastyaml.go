@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -17,7 +18,7 @@ import (
 // value, line and column; comments are not kept, nothing reads them), at
 // several times the speed: its nodes hold no pointers (values are ranges of
 // the text, children ranges of one index array), so making them and
-// collecting them costs little. fastDecoder (fastdecode.go) decodes that
+// collecting them costs little; the decoder copies the strings it keeps. fastDecoder (fastdecode.go) decodes that
 // tree; yamlNode builds the yaml package's tree of any of its nodes.
 //
 // Anything outside that part, or that it cannot be sure about, makes it
@@ -90,7 +91,7 @@ func (t *ftree) yamlNode(i int32) *yaml.Node {
 	n := &t.nodes[i]
 	y := &yaml.Node{Kind: n.kind, Style: n.style, Tag: fastTags[n.tag], Line: int(n.line), Column: int(n.col)}
 	if n.kind == yaml.ScalarNode {
-		y.Value = t.value(i)
+		y.Value = strings.Clone(t.value(i)) // UnmarshalYAML may keep it (see fastDecoder)
 		return y
 	}
 	kids := t.children(i)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"go.yaml.in/yaml/v3"
 
@@ -323,6 +324,42 @@ func TestResolvesShortcut(t *testing.T) {
 			v := string(c) + rest
 			if tag := (&yaml.Node{Kind: yaml.ScalarNode, Value: v}).ShortTag(); tag != "!!str" {
 				t.Errorf("%q resolves to %s", v, tag)
+			}
+		}
+	}
+}
+
+// TestFastDecodeCopiesStrings: the config's strings are not slices of the
+// file's text, which a long-lived name (a metric label) would keep whole.
+func TestFastDecodeCopiesStrings(t *testing.T) {
+	data := configtest.Big(40, 0, "")
+	text := data
+	tree, ok := parseFast(text)
+	if !ok {
+		t.Fatal("not read fast")
+	}
+	var cfg Config
+	d := fastDecoder{t: tree}
+	if !d.decode(tree.root, reflect.ValueOf(&cfg).Elem()) {
+		t.Fatal("not decoded fast")
+	}
+	start := uintptr(unsafe.Pointer(unsafe.StringData(text)))
+	inText := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return len(s) > 0 && p >= start && p < start+uintptr(len(text))
+	}
+	for name, p := range cfg.Pools {
+		if inText(name) || inText(p.Check) {
+			t.Fatalf("pool %q keeps the text", name)
+		}
+	}
+	for _, r := range cfg.Routes {
+		if inText(r.Name) || inText(r.Service) || inText(r.Match.PathPrefix) {
+			t.Fatalf("route %q keeps the text", r.Name)
+		}
+		for k, h := range r.Match.Headers {
+			if inText(k) || inText(h.Regex) {
+				t.Fatalf("route %q's header %q keeps the text", r.Name, k)
 			}
 		}
 	}

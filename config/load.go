@@ -163,7 +163,7 @@ func parse(name string, data []byte, parts, minBytes int, extra ...func(*Config)
 		return nil, &Error{Problems: []Problem{{File: name, Msg: fmt.Sprintf("config is %d bytes, over the %d MiB limit", len(data), MaxFileBytes>>20)}}}
 	}
 	// One copy of the file as a string: the fast parser's values are
-	// ranges of it, and so are the config's strings.
+	// ranges of it (the decoder copies those it keeps), and Locate reads it.
 	text := string(data)
 	var cfg Config
 	var probs []Problem
@@ -235,9 +235,8 @@ func parse(name string, data []byte, parts, minBytes int, extra ...func(*Config)
 }
 
 // source is the file a Config was parsed from, kept to locate problems
-// found after Parse (see Locate). A config file is at most MaxFileBytes;
-// the text is the string the config's own strings are slices of (when the
-// fast parser read it), so keeping it costs nothing more.
+// found after Parse (see Locate). A config file is at most MaxFileBytes,
+// and its Config already holds about as much.
 type source struct {
 	name string
 	text string

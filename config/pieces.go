@@ -33,6 +33,10 @@ import (
 // error comes from parsing the whole file. Comments may attach to other
 // nodes than in the whole file's tree; nothing reads them. FuzzParsePieces
 // holds the pieces to the whole file: same tree, same config, same errors.
+//
+// The fast parser (fastyaml.go) reads the same pieces, in place, and
+// decodes each on its goroutine (parseFastConfig); parsePieces is the yaml
+// package's way, for a file the fast parser does not read.
 
 // splitMinBytes is the smallest file parsed in pieces: smaller files parse
 // in a few milliseconds at most, and the cut would gain little.

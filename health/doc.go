@@ -70,7 +70,10 @@
 //
 // # Admin overrides
 //
-// Engine.Override sets drain, down or enable on one member. The optional
+// Engine.Override sets drain, down or enable on one member (source "api");
+// Engine.OverrideAs names another source, such as a failover drill's
+// "drill:ID", and Engine.ReleaseOverride ends an override only if that
+// source still holds it, so a drill never undoes an operator. The optional
 // state file holds lines "pool/address drain|down|enable" ("pool/*" for a
 // whole pool; a member's own line wins; "#" starts a comment; bad lines are
 // logged, counted and skipped). It is followed with config.Watcher, the

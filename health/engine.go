@@ -515,9 +515,44 @@ func (e *Engine) Member(pool, address string) *Member {
 // ejection-driven state). It fails for an unknown member or action. The
 // override lasts while the member exists, across Syncs.
 func (e *Engine) Override(pool, address string, a Action) error {
+	return e.OverrideAs(pool, address, a, "api")
+}
+
+// OverrideAs is Override with the override's source named
+// (Status.OverrideSource; Override's is "api"): an automated action, such
+// as a failover drill ("drill:ID"), marks the overrides it sets so that
+// ReleaseOverride ends only those. Enable clears any override.
+func (e *Engine) OverrideAs(pool, address string, a Action, source string) error {
 	if _, err := ParseAction(string(a)); err != nil {
 		return fmt.Errorf("pool %q: endpoint %q: %w", pool, address, err)
 	}
+	m, err := e.member(pool, address)
+	if err != nil {
+		return err
+	}
+	if m.setOverride(a, source, time.Now()) {
+		e.notify()
+	}
+	return nil
+}
+
+// ReleaseOverride ends the member's override if source set it, and
+// reports whether it did: an override someone else set since (an
+// operator's drain, the state file) stays in force.
+func (e *Engine) ReleaseOverride(pool, address, source string) (bool, error) {
+	m, err := e.member(pool, address)
+	if err != nil {
+		return false, err
+	}
+	released, changed := m.releaseOverride(source, time.Now())
+	if changed {
+		e.notify()
+	}
+	return released, nil
+}
+
+// member finds (pool, address) for an override.
+func (e *Engine) member(pool, address string) (*Member, error) {
 	e.mu.Lock()
 	p := e.pools[pool]
 	var m *Member
@@ -527,14 +562,11 @@ func (e *Engine) Override(pool, address string, a Action) error {
 	e.mu.Unlock()
 	switch {
 	case p == nil:
-		return fmt.Errorf("pool %q: unknown pool", pool)
+		return nil, fmt.Errorf("pool %q: unknown pool", pool)
 	case m == nil:
-		return fmt.Errorf("pool %q: unknown endpoint %q", pool, address)
+		return nil, fmt.Errorf("pool %q: unknown endpoint %q", pool, address)
 	}
-	if m.setOverride(a, "api", time.Now()) {
-		e.notify()
-	}
-	return nil
+	return m, nil
 }
 
 // Status reports one member's health for the admin API.

@@ -286,6 +286,19 @@ func (m *Member) setOverride(a Action, src string, now time.Time) bool {
 	return m.refreshLocked(now)
 }
 
+// releaseOverride clears the override if src set it: released says it
+// did, changed that Available or Excluded changed.
+func (m *Member) releaseOverride(src string, now time.Time) (released, changed bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.removed || m.override == "" || m.overrideSrc != src {
+		return false, false
+	}
+	m.override, m.overrideSrc = "", ""
+	m.e.log.Info("admin override released", zap.String("pool", m.pool.name), zap.String("endpoint", m.address), zap.String("source", src))
+	return true, m.refreshLocked(now)
+}
+
 // compute derives the member's state from its inputs, in precedence order.
 // Caller holds m.mu.
 func (m *Member) compute() (State, string, bool) {

@@ -152,7 +152,7 @@ type Status struct {
 	Probe *ProbeStatus `json:"probe,omitempty"`
 
 	// Override is the admin override in force ("" for none) and where it
-	// came from: "api" or "file".
+	// came from: "api", "file", or another OverrideAs source ("drill:ID").
 	Override       Action `json:"override,omitempty"`
 	OverrideSource string `json:"override_source,omitempty"`
 

@@ -3,14 +3,19 @@
 // cap and response compression — into one *Route, and runs them on a
 // request in one documented order:
 //
-//	allow/deny → rate_limit → basic_auth → jwt → forward_auth → cors →
-//	redirect → rewrite → max_body → (forwarding; compress on the response)
+//	allow/deny → rate_limit → cors preflight → basic_auth → jwt →
+//	forward_auth → redirect → rewrite → max_body → (forwarding; cors
+//	headers and compress on the response)
 //
 // The order is the one an operator reasons with: who may connect at all,
-// how often, who they are, what the browser may do, where the request
-// goes, and what it may carry. Cheap refusals come before costly checks,
-// so a flood of unauthenticated requests is rate limited before it can
-// spend bcrypt or RSA time.
+// how often, who they are, where the request goes, and what it may carry.
+// Cheap refusals come before costly checks, so a flood of unauthenticated
+// requests is rate limited before it can spend bcrypt or RSA time. CORS
+// preflights are answered before authentication because browsers never
+// send credentials with them (behind auth no preflight could pass, which
+// is why Envoy runs its CORS filter ahead of jwt_authn); the CORS headers
+// of an actual request are added to its response, refusals included, so
+// a page's script can read a 401 or 429.
 //
 // Each policy is one subpackage with one job (access, ratelimit, auth,
 // cors, template, compress); this package owns their compilation from

@@ -44,17 +44,17 @@ const (
 	StepNone Step = iota
 	StepAccess
 	StepRateLimit
+	StepCORS // preflights; actual requests get CORS headers on the response
 	StepBasicAuth
 	StepJWT
 	StepForwardAuth
-	StepCORS
 	StepRedirect
 	StepRewrite
 	StepMaxBody
 	StepCompress
 )
 
-var stepNames = [...]string{"", "access", "rate_limit", "basic_auth", "jwt", "forward_auth", "cors", "redirect", "rewrite", "max_body", "compress"}
+var stepNames = [...]string{"", "access", "rate_limit", "cors", "basic_auth", "jwt", "forward_auth", "redirect", "rewrite", "max_body", "compress"}
 
 func (s Step) String() string { return stepNames[s] }
 
@@ -170,6 +170,15 @@ func Compile(path string, r *config.Route, env Env) (*Route, error) {
 	if rl := r.RateLimit; rl != nil {
 		p.compileRate(path, rl, env, &errs)
 	}
+	if c := r.CORS; c != nil {
+		spec := cors.Spec{Origins: c.Origins, Methods: c.Methods, Headers: c.Headers, Expose: c.Expose, Credentials: c.Credentials, MaxAge: c.MaxAge.D()}
+		if cp, err := cors.New(spec); err != nil {
+			bad("cors", err)
+		} else {
+			p.cors = cp
+		}
+		p.describe(StepCORS, "origins "+strings.Join(c.Origins, ", "))
+	}
 	if b := r.BasicAuth; b != nil {
 		if b.Htpasswd == "" {
 			bad("basic_auth.htpasswd", errors.New("missing htpasswd file"))
@@ -194,15 +203,6 @@ func Compile(path string, r *config.Route, env Env) (*Route, error) {
 		}
 		p.authHeaders = append(p.authHeaders, canonical(f.CopyHeaders)...)
 		p.describe(StepForwardAuth, fmt.Sprintf("%s (timeout %s)", f.URL, f.Timeout.D()))
-	}
-	if c := r.CORS; c != nil {
-		spec := cors.Spec{Origins: c.Origins, Methods: c.Methods, Headers: c.Headers, Expose: c.Expose, Credentials: c.Credentials, MaxAge: c.MaxAge.D()}
-		if cp, err := cors.New(spec); err != nil {
-			bad("cors", err)
-		} else {
-			p.cors = cp
-		}
-		p.describe(StepCORS, "origins "+strings.Join(c.Origins, ", "))
 	}
 	if rd := r.Redirect; rd != nil {
 		p.compileRedirect(r, rd, env, bad)
@@ -438,8 +438,14 @@ func (p *Route) Before(x *Exchange) Outcome {
 		d := c.lim.Take(p.rateKey(x), x.Now, div)
 		d.SetHeaders(x.W.Header(), p.name)
 		if !d.Allowed {
-			return answer(x, StepRateLimit, http.StatusTooManyRequests, "over_limit", "meridian: rate limit exceeded\n")
+			return p.refuse(x, StepRateLimit, http.StatusTooManyRequests, "over_limit", "meridian: rate limit exceeded\n")
 		}
+	}
+	// A CORS preflight never carries credentials (the Fetch standard), so
+	// it is answered before authentication, as Envoy's CORS filter does
+	// ahead of jwt_authn: behind auth, no browser could ever pass it.
+	if p.cors != nil && p.cors.Preflight(x.W, r) {
+		return Outcome{Step: StepCORS, Code: http.StatusNoContent, Reason: "preflight"}
 	}
 	for _, hd := range p.authHeaders {
 		delete(r.Header, hd)
@@ -447,18 +453,18 @@ func (p *Route) Before(x *Exchange) Outcome {
 	if p.basic != nil {
 		if _, ok := p.basic.Check(r); !ok {
 			p.basic.Challenge(x.W.Header())
-			return answer(x, StepBasicAuth, http.StatusUnauthorized, "bad_credentials", "meridian: authentication required\n")
+			return p.refuse(x, StepBasicAuth, http.StatusUnauthorized, "bad_credentials", "meridian: authentication required\n")
 		}
 	}
 	if p.jwtUnfetched {
 		auth.JWTChallenge(x.W.Header(), "signing keys not available")
-		return answer(x, StepJWT, http.StatusUnauthorized, "bad_token", "meridian: signing keys not available\n")
+		return p.refuse(x, StepJWT, http.StatusUnauthorized, "bad_token", "meridian: signing keys not available\n")
 	}
 	if p.jwt != nil {
 		set, reason, ok := p.jwt.Verify(r, x.Now)
 		if !ok {
 			auth.JWTChallenge(x.W.Header(), reason)
-			return answer(x, StepJWT, http.StatusUnauthorized, "bad_token", "meridian: "+reason+"\n")
+			return p.refuse(x, StepJWT, http.StatusUnauthorized, "bad_token", "meridian: "+reason+"\n")
 		}
 		auth.ApplyHeaders(r.Header, set)
 	}
@@ -469,9 +475,6 @@ func (p *Route) Before(x *Exchange) Outcome {
 	}
 	if (p.basic != nil || p.jwt != nil || p.fwd != nil || p.jwtUnfetched) && !p.keepAuthorization {
 		delete(r.Header, "Authorization")
-	}
-	if p.cors != nil && p.cors.Preflight(x.W, r) {
-		return Outcome{Step: StepCORS, Code: http.StatusNoContent, Reason: "preflight"}
 	}
 	if rd := p.redirect; rd != nil {
 		v := p.vars(x)
@@ -517,17 +520,20 @@ func (p *Route) forwardAuth(x *Exchange) (Outcome, bool) {
 	o, err := p.fwd.Check(x.R.Context(), x.R, x.Client.String())
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return answer(x, StepForwardAuth, http.StatusGatewayTimeout, "auth_timeout", "meridian: the authentication service timed out\n"), true
+			return p.refuse(x, StepForwardAuth, http.StatusGatewayTimeout, "auth_timeout", "meridian: the authentication service timed out\n"), true
 		}
 		if x.R.Context().Err() != nil {
 			return Outcome{Step: StepForwardAuth, Code: 499, Reason: "client_gone"}, true
 		}
-		return answer(x, StepForwardAuth, http.StatusServiceUnavailable, "auth_unavailable", "meridian: the authentication service is unavailable\n"), true
+		return p.refuse(x, StepForwardAuth, http.StatusServiceUnavailable, "auth_unavailable", "meridian: the authentication service is unavailable\n"), true
 	}
 	if !o.Pass {
 		h := x.W.Header()
 		for k, v := range o.Header {
 			h[k] = v
+		}
+		if p.cors != nil {
+			p.cors.Response(x.R.Header.Get("Origin"), h)
 		}
 		x.W.WriteHeader(o.Status)
 		x.W.Write(o.Body)
@@ -553,6 +559,16 @@ func hostOnly(h string) string {
 		return h[:i]
 	}
 	return h
+}
+
+// refuse is answer with the route's CORS headers for an allowed origin,
+// so a browser's script can read why it was refused (a 401, a 429) rather
+// than see an opaque network error.
+func (p *Route) refuse(x *Exchange, s Step, code int, reason, body string) Outcome {
+	if p.cors != nil {
+		p.cors.Response(x.R.Header.Get("Origin"), x.W.Header())
+	}
+	return answer(x, s, code, reason, body)
 }
 
 // answer writes a short plain-text refusal.

@@ -471,3 +471,25 @@ func TestPolicyOrder(t *testing.T) {
 		t.Fatalf("second: %d, want 429 (the 401 took the token: rate limits come before auth)", res.StatusCode)
 	}
 }
+
+// TestPolicyCORSBeforeAuth: a preflight carries no credentials, so it is
+// answered ahead of authentication; a refusal of an actual request carries
+// the CORS headers, so the page can read it.
+func TestPolicyCORSBeforeAuth(t *testing.T) {
+	b := newBackend(t, "a", nil)
+	e := newEnv(t, policyHead+`
+  - name: api
+    match: {path_prefix: /}
+    basic_auth: {htpasswd: "{{F}}"}
+    cors: {origins: ["https://app.example"], methods: [GET, POST], headers: [Authorization]}
+    service: s
+`, map[string]string{"A": b.addr, "F": writeHtpasswd(t, t.TempDir(), "u", "p")})
+	res, _ := e.do(nil, "OPTIONS", "/x", nil, "Origin", "https://app.example", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization")
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("preflight on an authenticated route: %d %v", res.StatusCode, res.Header)
+	}
+	res, _ = e.get("/x", "Origin", "https://app.example")
+	if res.StatusCode != 401 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("refusal: %d, Access-Control-Allow-Origin %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+}

@@ -149,6 +149,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		}
 		t.Services[name] = svc
 	}
+	errs = append(errs, compileGuards(cfg, t)...)
 	if t.Routes, err = compileRoutes(cfg, t.Services, ro); err != nil {
 		errs = append(errs, err)
 	} else {

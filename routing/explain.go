@@ -186,6 +186,9 @@ type ServiceExplanation struct {
 	Order  []string          `json:"order"`
 	Reason string            `json:"reason"`
 	Pools  []PoolExplanation `json:"pools"`
+	// Guard is the service's failover guard as last evaluated (guard.go);
+	// nil without one.
+	Guard *GuardStatus `json:"guard,omitempty"`
 }
 
 // LocationExplanation is the geo locator's placement of the client.
@@ -215,6 +218,10 @@ type PoolExplanation struct {
 	Result    string                `json:"result"`
 	Pick      *PickExplanation      `json:"pick,omitempty"`
 	Endpoints []EndpointExplanation `json:"endpoints"`
+	// HeldBy names the services whose failover guards hold the pool in
+	// service on endpoints failing health checks (guard.go); its
+	// endpoints not drained or forced down then count as available.
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 // PickExplanation is how a pool's balancer chose an endpoint.
@@ -652,7 +659,7 @@ func percent(part, total uint64) float64 {
 // runs its two passes (available endpoints first, then panic mode) with
 // non-consuming picks.
 func (t *Table) explainService(svc *Service, req *http.Request, client netip.Addr, opts ExplainOptions) *ServiceExplanation {
-	ex := &ServiceExplanation{Name: svc.Name, Policy: string(svc.Policy), Order: []string{}, Pools: []PoolExplanation{}}
+	ex := &ServiceExplanation{Name: svc.Name, Policy: string(svc.Policy), Order: []string{}, Pools: []PoolExplanation{}, Guard: svc.GuardStatus()}
 	var order []*Pool
 	switch svc.Policy {
 	case config.PolicyGeo:
@@ -737,7 +744,7 @@ func explainPool(p *Pool, opts ExplainOptions) PoolExplanation {
 	if balance == "" {
 		balance = string(config.BalanceRoundRobin)
 	}
-	pe := PoolExplanation{Name: p.Name, Region: p.Region, Balance: balance, FailOpen: p.FailOpen, Endpoints: []EndpointExplanation{}}
+	pe := PoolExplanation{Name: p.Name, Region: p.Region, Balance: balance, FailOpen: p.FailOpen, Endpoints: []EndpointExplanation{}, HeldBy: p.HeldBy()}
 	for _, e := range p.Endpoints {
 		ee := EndpointExplanation{Address: e.Address, Weight: e.Weight, Available: e.Available(), Excluded: e.Excluded(), InFlight: e.InFlight(), State: string(health.StateUp)}
 		if e.Health == nil {
@@ -749,6 +756,9 @@ func explainPool(p *Pool, opts ExplainOptions) PoolExplanation {
 			if st, ok := opts.Status(p.Name, e.Address); ok {
 				ee.Reason = st.Reason
 			}
+		}
+		if ee.Available && !e.healthy() {
+			ee.Reason = strings.TrimPrefix(ee.Reason+"; ", "; ") + "held in service by the failover guard of " + cmp.Or(strings.Join(p.HeldBy(), ", "), "a service")
 		}
 		if ee.Available {
 			pe.Available++

@@ -141,3 +141,112 @@ func (s *Service) failOpenReach(out map[string]bool, avail, canFailOpen func(*Po
 		first = false
 	}
 }
+
+// Serving reports the pools the service's traffic goes to now, as the
+// proxy's pick and DNS steering decide it: for HTTP, the pool a pick
+// serves from for some client (the service's pools in policy order, the
+// first with an available endpoint, else the first that fails open), over
+// every order a client can get (geo: each region's; weighted: each pool
+// that can be drawn first; failover: the one); for DNS, the pool each
+// steered record of the service answers from, over the same orders, with
+// the record's address family and on_all_down. http is nil when no route,
+// split arm or mirror uses the service, dns when no steered record does.
+// It reads live health (guards included) and takes no weighted slot and no
+// rotation, so it may be polled: failover drills poll it to see when
+// traffic leaves a pool and comes back.
+func (t *Table) Serving(name string) (http, dns map[string]bool) {
+	svc := t.Services[name]
+	if svc == nil {
+		return nil, nil
+	}
+	used := func(s *Service) bool { return s == svc }
+	for _, r := range t.Routes {
+		hit := used(r.Service) || used(r.Mirror)
+		if sp := r.Split; sp != nil && !hit {
+			hit = slices.ContainsFunc(sp.rules, func(ru splitRule) bool { return used(ru.service) }) ||
+				slices.ContainsFunc(sp.arms, func(a splitArm) bool { return a.weight > 0 && used(a.service) })
+		}
+		if hit {
+			http = map[string]bool{}
+			svc.reach(http, (*Pool).HasAvailable, (*Pool).CanFailOpen)
+			break
+		}
+	}
+	for _, z := range t.Zones {
+		for _, st := range z.Steered {
+			if st.Service != name {
+				continue
+			}
+			if dns == nil {
+				dns = map[string]bool{}
+			}
+			avail := func(p *Pool) bool {
+				return slices.ContainsFunc(st.Targets[p.Name], func(x zone.Target) bool { return x.Available() })
+			}
+			var failOpen func(*Pool) bool
+			if st.OnAllDown == config.RecordFailOpen {
+				failOpen = func(p *Pool) bool {
+					return p.FailOpen && slices.ContainsFunc(st.Targets[p.Name], func(x zone.Target) bool { return !x.Excluded() })
+				}
+			}
+			svc.reach(dns, avail, failOpen)
+		}
+	}
+	return http, dns
+}
+
+// reach marks in out, for every order a client can get (orders), the pool
+// a pick takes: the first avail, else the first canFailOpen (nil: none).
+func (s *Service) reach(out map[string]bool, avail, canFailOpen func(*Pool) bool) {
+	for _, order := range s.orders() {
+		i := slices.IndexFunc(order, avail)
+		if i < 0 && canFailOpen != nil {
+			i = slices.IndexFunc(order, canFailOpen)
+		}
+		if i >= 0 {
+			out[order[i].Name] = true
+		}
+	}
+}
+
+// orders lists every pool order Order can give, without taking a weighted
+// slot: geo, one per region of the pools (and one for a client of no
+// pool's region); weighted, one per pool that can be drawn first.
+func (s *Service) orders() [][]*Pool {
+	switch s.Policy {
+	case config.PolicyGeo:
+		var regions []string
+		for _, p := range s.Pools {
+			if !slices.Contains(regions, p.Region) {
+				regions = append(regions, p.Region)
+			}
+		}
+		if !slices.Contains(regions, "") {
+			regions = append(regions, "")
+		}
+		out := make([][]*Pool, len(regions))
+		for i, r := range regions {
+			out[i] = s.Order(nil, r)
+		}
+		return out
+	case config.PolicyWeighted:
+		var out [][]*Pool
+		for i, w := range s.Weights {
+			if w <= 0 || i >= len(s.Pools) {
+				continue
+			}
+			order := append(make([]*Pool, 0, len(s.Pools)), s.Pools[i])
+			for j, p := range s.Pools {
+				if j != i {
+					order = append(order, p)
+				}
+			}
+			out = append(out, order)
+		}
+		if len(out) == 0 {
+			out = append(out, s.Pools)
+		}
+		return out
+	}
+	return [][]*Pool{s.Pools}
+}

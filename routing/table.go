@@ -71,6 +71,7 @@ type Pool struct {
 
 	picker picker
 	slow   *slowStart // nil without slow_start
+	guard  poolGuard  // failover guard flags (guard.go)
 }
 
 // Endpoint is one upstream address of a pool.
@@ -91,10 +92,19 @@ type Endpoint struct {
 
 	// inflight counts requests on this endpoint for least_request.
 	inflight atomic.Int64
+	// pool is set for the pools of guarded services only (guard.go).
+	pool *Pool
 }
 
-// Available reports whether the endpoint may get new traffic right now.
-func (e *Endpoint) Available() bool { return e.Health == nil || e.Health.Available() }
+// Available reports whether the endpoint may get new traffic right now:
+// its health says so, or a failover guard holds its pool in service and
+// no operator drained or forced it down (guard.go).
+func (e *Endpoint) Available() bool {
+	if e.Health == nil || e.Health.Available() {
+		return true
+	}
+	return e.pool != nil && e.pool.guardHolds(e)
+}
 
 // Excluded reports whether an operator drained the endpoint or forced it
 // down. It then gets no new traffic even when its pool fails open: panic
@@ -107,8 +117,11 @@ type Service struct {
 	Policy  config.Policy
 	Pools   []*Pool
 	Weights []int // for weighted; same length as Pools
+	// Guard is the service's failover guardrail (guard.go); nil for none.
+	Guard *config.Guard
 
-	wrr *wrrState
+	wrr   *wrrState
+	guard serviceGuard
 }
 
 // LocationDependent reports whether the service's answer depends on the

@@ -248,6 +248,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs, path := newFlags("demo", "Start three demo upstreams (eu 127.0.0.1:9101, us :9102, canary :9103) and their control API\n"+
 		"(-control; POST /upstreams/{name}/stop|start), then serve a config like `run`, reloading it when it changes.\n"+
+		"The control API also breaks an upstream while its health checks stay green, for rollouts to judge:\n"+
+		"POST /upstreams/{name}/fail (500 to every request but /healthz), .../slow?ms=N, .../heal.\n"+
+		"Try -config examples/rollout.yaml, then POST /upstreams/canary/fail and watch the canary roll back.\n"+
 		"\n"+
 		"Without -config it serves the quickstart config, examples/quickstart.yaml:\n"+
 		"  - ./examples/quickstart.yaml, relative to the working directory, when that file exists\n"+
@@ -294,7 +297,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, `meridian demo
   config:    %s (%s; edit it: the table reloads)
   upstreams: eu %s, us %s, canary %s
-  control:   curl -X POST http://%s/upstreams/eu/stop   (and .../start)
+  control:   curl -X POST http://%s/upstreams/eu/stop   (and .../start; canary/fail, canary/slow?ms=N, canary/heal)
   try:       curl http://127.0.0.1:8080/          curl -H 'X-Canary: 1' http://127.0.0.1:8080/
              dig @127.0.0.1 -p 5353 www.example.test  curl http://127.0.0.1:9090/api/v1/table
 `, cfgPath, origin, ups["eu"].Addr, ups["us"].Addr, ups["canary"].Addr, dialable(ln.Addr()))

@@ -51,6 +51,11 @@ type admin struct {
 	hist     *history.History
 	rollback func(ctx context.Context, e history.Entry) error
 	audit    *audit.Log // every admin action; nil: not recorded
+	ro       *rollouts  // GET /api/v1/rollouts and their actions (rollouts.go); nil: not served
+
+	// drills serves /api/v1/drills and checks overrides against the
+	// failover guards (drills.go); nil: neither.
+	drills *drills
 }
 
 func (a *admin) handler() http.Handler {
@@ -72,6 +77,10 @@ func (a *admin) handler() http.Handler {
 	if a.audit != nil {
 		mux.Handle("GET /api/v1/audit", a.auth(http.HandlerFunc(a.auditList)))
 	}
+	if a.drills != nil {
+		a.drillRoutes(mux)
+	}
+	a.rolloutRoutes(mux)
 	if a.explain != nil {
 		mux.Handle("GET /api/v1/explain", a.auth(a.explain))
 	}
@@ -142,6 +151,10 @@ func (a *admin) override(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	forced, ok := a.guardOverride(w, r, act, pool, addr) // 409 when it would break a failover guard
+	if !ok {
+		return
+	}
 	if err := a.health.Override(pool, addr, act); err != nil {
 		a.record(r, action, target, "not found", err.Error())
 		http.Error(w, err.Error(), http.StatusNotFound)
@@ -149,7 +162,7 @@ func (a *admin) override(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("admin override", zap.String("pool", pool), zap.String("endpoint", addr), zap.String("action", action), zap.String("remote", r.RemoteAddr))
 	st, _ := a.health.Status(pool, addr)
-	a.record(r, action, target, "ok", "state "+string(st.State))
+	a.record(r, action, target, "ok", "state "+string(st.State)+forced)
 	writeJSON(w, st)
 }
 
@@ -180,6 +193,9 @@ type serviceJSON struct {
 	Policy  string   `json:"policy"`
 	Pools   []string `json:"pools"`
 	Weights []int    `json:"weights,omitempty"`
+
+	// Guard is the failover guard's state and why (routing/guard.go).
+	Guard *routing.GuardStatus `json:"guard,omitempty"`
 }
 
 type poolJSON struct {
@@ -189,6 +205,8 @@ type poolJSON struct {
 	FailOpen  bool           `json:"fail_open"`
 	Panic     bool           `json:"panic"` // traffic fails open to it now (Table.FailingOpen)
 	Endpoints []endpointJSON `json:"endpoints"`
+	// HeldBy names the services whose failover guards hold it in service.
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 type endpointJSON struct {
@@ -233,7 +251,7 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 		doc.Routes = append(doc.Routes, rj)
 	}
 	for name, s := range t.Services {
-		sj := serviceJSON{Policy: string(s.Policy), Weights: s.Weights}
+		sj := serviceJSON{Policy: string(s.Policy), Weights: s.Weights, Guard: s.GuardStatus()}
 		for _, p := range s.Pools {
 			sj.Pools = append(sj.Pools, p.Name)
 		}
@@ -241,7 +259,7 @@ func (a *admin) table(w http.ResponseWriter, r *http.Request) {
 	}
 	failing := t.FailingOpen() // panic only where traffic actually fails open
 	for name, p := range t.Pools {
-		pj := poolJSON{Region: p.Region, Balance: string(p.Balance), Check: p.CheckName, FailOpen: p.FailOpen, Panic: failing[name], Endpoints: []endpointJSON{}}
+		pj := poolJSON{Region: p.Region, Balance: string(p.Balance), Check: p.CheckName, FailOpen: p.FailOpen, Panic: failing[name], HeldBy: p.HeldBy(), Endpoints: []endpointJSON{}}
 		for _, e := range p.Endpoints {
 			ej := endpointJSON{Address: e.Address, Weight: e.Weight, Region: e.Region, Source: e.Source, Available: e.Available()}
 			if st, ok := a.health.Status(name, e.Address); ok {

@@ -96,11 +96,17 @@ type App struct {
 	// fleet divide by it. compile updates it from the catalog.
 	fleetSize atomic.Int64
 	adm       adminState // config history, audit log (history.go)
+	ro        *rollouts  // progressive delivery: the rollout manager and its store (rollouts.go)
 
 	ready    chan struct{}
 	addrsMu  sync.Mutex
 	addrs    Addrs
 	startCfg *config.Config
+
+	// guards are the failover guardrails, re-evaluated on health changes
+	// (routing/guard.go); drills the failover drills (drills.go).
+	guards *routing.Guards
+	drills *drills
 }
 
 // New loads the config and builds an App. A config that does not load is an
@@ -157,12 +163,15 @@ func New(opts Options) (_ *App, err error) {
 	a.dns = dns.NewServer(dns.Options{Tables: &a.live, Settings: cfg.DNS, Logger: a.logger.Named("dns"), Registerer: a.reg, Telemetry: a.tel})
 	a.proxy = proxy.NewHandler(proxy.Options{Logger: a.logger.Named("http"), Registerer: a.reg, Settings: cfg.HTTP, Telemetry: a.tel})
 	a.reg.MustRegister(routing.NewPanicCollector(&a.live)) // meridian_pool_panic: both layers fail open from one table
+	a.guards = routing.NewGuards(routing.GuardOptions{Logger: a.logger.Named("guard")})
+	a.reg.MustRegister(a.guards) // meridian_service_guard_active, meridian_service_guard_holds_total
 	a.health = health.New(health.Options{
 		Logger:      a.logger,
 		Registerer:  a.reg,
 		MaxInFlight: cfg.Health.MaxInFlight,
 		StateFile:   cfg.Health.StateFile,
-		OnChange:    a.dns.HealthChanged,
+		// The guards decide first, so DNS serials move with their holds.
+		OnChange: func() { a.guards.HealthChanged(); a.dns.HealthChanged() },
 	})
 	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
 	a.tlsFiles = newTLSFiles(a.logger.Named("tlsfiles"), a.rebuild.Poke)
@@ -192,13 +201,18 @@ func New(opts Options) (_ *App, err error) {
 		}
 	}
 	a.keySets = policy.NewKeySets(a.logger.Named("jwks"))
+	a.ro = newRollouts(cfg, a.consul, a.tel, &a.live, a.rebuild.Poke, a.Addrs, a.logger, a.reg)
 	a.fleetSize.Store(1)
 	a.rebuild.compile = a.compile
 	a.rebuild.apply = a.apply
 	a.rebuild.admit = a.admit
 	a.initAdmin()
+	a.drills = newDrills(&a.live, a.health, a.guards, a.adm.audit, a.logger.Named("drill"))
 	if err := a.rebuild.rebuild(); err != nil {
 		return nil, err
+	}
+	if a.ro.restore(time.Now()) {
+		_ = a.rebuild.rebuild() // rollouts resume at their stored weights before anything is served
 	}
 	return a, nil
 }
@@ -240,6 +254,7 @@ func Check(name string, data []byte) (*config.Config, error) {
 // watching and poke the loop when they answer; unused ones stop).
 func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
 	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load(), KeySets: a.keySets, Fleet: a.fleet}
+	in.RolloutWeight = a.ro.weight
 	if a.watcher != nil {
 		// Watch what the live config and this one need; apply trims the
 		// set to the published config, so a rejected candidate never stops
@@ -289,8 +304,10 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 		a.nextToken = adminTokenFor{}
 	}
 	a.applyAdmin(cfg)
+	a.ro.sync(cfg, t)
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
+	a.guards.Bind(t) // before publication: the first request sees the guards' holds
 	if c := a.compiled; c != nil && c.Table() == t {
 		a.proxy.Install(c)
 	}
@@ -473,11 +490,13 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.health.Run(gctx) })
 	g.Go(func() error { return a.tel.Run(gctx) })
 	g.Go(func() error { return a.rebuild.Run(gctx) })
+	g.Go(func() error { return a.drills.Run(gctx) }) // restores running drills before Run returns
 	g.Go(func() error { return a.tlsFiles.Run(gctx) })
 	if a.geoDB != nil {
 		g.Go(func() error { return a.geoDB.Run(gctx) })
 	}
 	g.Go(func() error { a.keySets.Run(gctx); return nil })
+	g.Go(func() error { return a.ro.run(gctx) })
 	if a.watcher != nil {
 		g.Go(func() error { return a.watcher.Run(gctx) })
 	}
@@ -578,6 +597,7 @@ func (a *App) adminHandler() http.Handler {
 		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token, tel: a.tel,
 		explain: explainHandler(&a.live, a.health.Status),
 		hist:    a.adm.hist, audit: a.adm.audit, rollback: a.rollback,
+		ro: a.ro,
 		extra: func() []string {
 			if t := a.live.Load(); t != nil {
 				return t.Pending
@@ -591,6 +611,7 @@ func (a *App) adminHandler() http.Handler {
 	if a.geoDB != nil {
 		adm.geo = func() any { return a.geoDB.Status() }
 	}
+	adm.drills = a.drills
 	adm.tls = func() any {
 		if ts := a.tls.Load(); ts != nil {
 			return ts.Status()

@@ -120,6 +120,9 @@ routes:
       - {service: canary, weight: 10}
       - {service: web, weight: 90}
     sticky: {cookie: uid}
+    # Judged every second, never with enough requests: it stays at its
+    # first step (the declared 10%%), inconclusive, for the Rollouts tab.
+    rollout: {canary: canary, steps: [10, 50], interval: 1s, analysis: {min_requests: 100000}}
 zones:
   - origin: example.test.
     soa: {ns: ns1.example.test., mbox: hostmaster.example.test.}
@@ -327,6 +330,32 @@ zones:
 		return a.hits.Load()-baseA >= 100
 	})
 
+	// Rollouts: the tab shows www's rollout with its phase, step, weight
+	// and last judgements, and its pause button pauses it (through the API,
+	// with the token).
+	if err := chromedp.Do(bctx, chromedp.Click(`button[data-tab="rollouts"]`)); err != nil {
+		t.Fatal(err)
+	}
+	roCard := `div[data-rollout="route:www"]`
+	poll("www's rollout with its judgements", 15*time.Second, func() bool {
+		txt := pageText(t, bctx, roCard)
+		return strings.Contains(txt, "progressing") && strings.Contains(txt, "step 1/2") && strings.Contains(txt, "10%") &&
+			strings.Contains(txt, "inconclusive") && strings.Contains(txt, "of 100000 needed")
+	})
+	if js(`document.querySelector(`+jsString(roCard+` button[data-ro-action="resume"]`)+`).disabled?1:0`) != 1 {
+		t.Error("resume is enabled on a progressing rollout")
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(roCard+` button[data-ro-action="pause"]`)); err != nil {
+		t.Fatal(err)
+	}
+	poll("the rollout to show as paused", 15*time.Second, func() bool {
+		return strings.Contains(pageText(t, bctx, roCard+` h2`), "paused") &&
+			js(`document.querySelector(`+jsString(roCard+` button[data-ro-action="resume"]`)+`).disabled?1:0`) == 0
+	})
+	if _, body := h.get("/api/v1/rollouts", "Authorization", "Bearer "+token); !strings.Contains(body, `"phase": "paused"`) {
+		t.Errorf("the API does not show the rollout paused:\n%s", body)
+	}
+
 	// The screenshot, on the overview.
 	if err := chromedp.Do(bctx, chromedp.Click(`button[data-tab="overview"]`)); err != nil {
 		t.Fatal(err)
@@ -362,7 +391,7 @@ zones:
 	})
 	// MERIDIAN_SCREENSHOT_TABS=DIR saves every tab, for reviewing the page.
 	if dir := os.Getenv("MERIDIAN_SCREENSHOT_TABS"); dir != "" {
-		for _, tab := range []string{"overview", "endpoints", "routes", "zones", "explain"} {
+		for _, tab := range []string{"overview", "endpoints", "routes", "zones", "rollouts", "explain"} {
 			if err := chromedp.Do(bctx, chromedp.Click(`button[data-tab="`+tab+`"]`)); err != nil {
 				t.Fatal(err)
 			}

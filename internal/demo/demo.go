@@ -7,18 +7,80 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Upstream is one demo backend: it answers every request with its name, and
-// /healthz with 200, until it is stopped.
+// /healthz with 200, until it is stopped. It can be told to fail (every
+// request but /healthz answers 500) or to be slow (every request but
+// /healthz waits first): its health checks stay green while its traffic
+// goes bad, which only a rollout's judgement of that traffic notices.
 type Upstream struct {
 	Name string
 	Addr string
 
-	mu  sync.Mutex
-	srv *http.Server
+	mu      sync.Mutex
+	srv     *http.Server
+	failing atomic.Bool
+	delay   atomic.Int64 // nanoseconds each request waits
+}
+
+// MaxSlow bounds SetSlow.
+const MaxSlow = time.Minute
+
+// SetFailing makes every request but /healthz answer 500 (true), or
+// answer normally again (false).
+func (u *Upstream) SetFailing(on bool) { u.failing.Store(on) }
+
+// SetSlow makes every request but /healthz wait d before it is answered; 0
+// answers at once again. d is capped at MaxSlow.
+func (u *Upstream) SetSlow(d time.Duration) { u.delay.Store(int64(min(max(d, 0), MaxSlow))) }
+
+// Heal undoes SetFailing and SetSlow.
+func (u *Upstream) Heal() {
+	u.SetFailing(false)
+	u.SetSlow(0)
+}
+
+// Faults describes what SetFailing and SetSlow set, "" when healthy.
+func (u *Upstream) Faults() string {
+	var f []string
+	if u.failing.Load() {
+		f = append(f, "failing")
+	}
+	if d := time.Duration(u.delay.Load()); d > 0 {
+		f = append(f, "slow "+d.String())
+	}
+	return strings.Join(f, ", ")
+}
+
+// faulty applies the upstream's faults to every request but /healthz.
+func (u *Upstream) faulty(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if d := time.Duration(u.delay.Load()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if u.failing.Load() {
+			w.Header().Set("X-Upstream", u.Name)
+			http.Error(w, "demo: "+u.Name+" is failing (POST /upstreams/"+u.Name+"/heal on the control API)", http.StatusInternalServerError)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Start binds the upstream's address and serves in the background.
@@ -64,7 +126,7 @@ func (u *Upstream) Start() error {
 		w.Header().Set("X-Upstream", u.Name)
 		fmt.Fprintf(w, "hello from %s (%s) path=%s\n", u.Name, u.Addr, r.URL.Path)
 	})
-	u.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	u.srv = &http.Server{Handler: u.faulty(mux), ReadHeaderTimeout: 5 * time.Second}
 	go func(s *http.Server) { _ = s.Serve(ln) }(u.srv)
 	return nil
 }
@@ -126,8 +188,11 @@ func (s Set) names() []string {
 	return names
 }
 
-// Handler is the control API: GET / lists upstreams; POST /upstreams/{name}/stop
-// and /upstreams/{name}/start stop and start one.
+// Handler is the control API: GET / lists upstreams; POST
+// /upstreams/{name}/stop and /upstreams/{name}/start stop and start one;
+// /upstreams/{name}/fail makes it answer 500 to every request but
+// /healthz (health checks stay green), /upstreams/{name}/slow?ms=N makes it
+// wait N ms before answering, and /upstreams/{name}/heal undoes both.
 func (s Set) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -135,6 +200,9 @@ func (s Set) Handler() http.Handler {
 			state := "stopped"
 			if s[n].Running() {
 				state = "running"
+			}
+			if f := s[n].Faults(); f != "" {
+				state += " (" + f + ")"
 			}
 			fmt.Fprintf(w, "%s %s %s\n", n, s[n].Addr, state)
 		}
@@ -153,11 +221,29 @@ func (s Set) Handler() http.Handler {
 				http.Error(w, err.Error(), http.StatusConflict)
 				return
 			}
+		case "fail":
+			u.SetFailing(true)
+		case "heal":
+			u.Heal()
+		case "slow":
+			ms, err := strconv.ParseInt(r.URL.Query().Get("ms"), 10, 64)
+			if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > MaxSlow {
+				http.Error(w, fmt.Sprintf("slow wants ?ms=N, 0 to %d", MaxSlow.Milliseconds()), http.StatusBadRequest)
+				return
+			}
+			u.SetSlow(time.Duration(ms) * time.Millisecond)
 		default:
-			http.Error(w, "action is stop or start", http.StatusBadRequest)
+			http.Error(w, "action is stop, start, fail, heal or slow?ms=N", http.StatusBadRequest)
 			return
 		}
-		fmt.Fprintf(w, "%s %s\n", u.Name, r.PathValue("action"))
+		state := "healthy"
+		if f := u.Faults(); f != "" {
+			state = f
+		}
+		if !u.Running() {
+			state += ", stopped"
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", u.Name, r.PathValue("action"), state)
 	})
 	return mux
 }
