@@ -21,6 +21,7 @@ const (
 	DefaultRecordTTL           = 300
 	DefaultSOATTL              = 3600
 	DefaultSOAMinimum          = 300
+	DefaultDNSSECAlgorithm     = "ecdsap256sha256"
 	DefaultOutlierFailures     = 5
 	DefaultOutlierEjection     = 30 * time.Second
 	DefaultOutlierMaxEjection  = 300 * time.Second
@@ -77,6 +78,12 @@ const (
 	DefaultConfigHistory       = 50
 	DefaultRolloutPrefix       = "meridian/rollouts"
 	DefaultAuditEntries        = 1000
+	// The fleet (package fleet): Consul KV folder, session TTL (Consul's
+	// minimum), and the health quorum.
+	DefaultFleetPrefix        = "meridian/fleet"
+	DefaultFleetSessionTTL    = 10 * time.Second
+	DefaultQuorumMinReporters = 2
+	DefaultQuorumDownRatio    = 0.5
 	// MaxInformationalResponses is how many 1xx responses one request may
 	// relay; http.Transport stops at the same count without a trace hook.
 	MaxInformationalResponses = 5
@@ -118,6 +125,10 @@ func (c *Config) SetDefaults() {
 				r.CheckInterval = Duration(10 * time.Second)
 			}
 		}
+		if f := c.Consul.Fleet; f != nil {
+			def(&f.Prefix, DefaultFleetPrefix)
+			defDur(&f.SessionTTL, DefaultFleetSessionTTL)
+		}
 	}
 	if c.Geo.ECS == nil {
 		t := true
@@ -132,6 +143,7 @@ func (c *Config) SetDefaults() {
 	}
 	defInt(&h.MaxConns, DefaultMaxConns)
 	defInt(&h.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	def(&h.Engine, DefaultHTTPEngine)
 	defDur(&h.RouteTimeout, DefaultRouteTimeout)
 	defDur(&h.BodyTimeout, DefaultBodyTimeout)
 	if h.MinBodyRate == 0 {
@@ -179,6 +191,12 @@ func (c *Config) SetDefaults() {
 		defInt(&r.IPv6Prefix, 56)
 	}
 	defInt(&c.Health.MaxInFlight, DefaultHealthInFlight)
+	if q := c.Health.Quorum; q != nil {
+		defInt(&q.MinReporters, DefaultQuorumMinReporters)
+		if q.DownRatio == 0 {
+			q.DownRatio = DefaultQuorumDownRatio
+		}
+	}
 
 	for _, ch := range c.Checks {
 		if ch != nil {
@@ -268,6 +286,9 @@ func (c *Config) SetDefaults() {
 		if z.DegradedTTL == 0 {
 			z.DegradedTTL = c.DNS.DegradedTTL
 		}
+		if z.DNSSEC != nil && z.DNSSEC.Algorithm == "" {
+			z.DNSSEC.Algorithm = DefaultDNSSECAlgorithm
+		}
 		for _, r := range z.Records {
 			if r == nil {
 				continue
@@ -322,6 +343,9 @@ func (o *Outlier) SetDefaults() {
 }
 
 // def sets *s to v when unset; it takes the config's string enums too.
+// DefaultHTTPEngine is the plain listener's HTTP/1.1 server (http.engine).
+const DefaultHTTPEngine = HTTPEngineStd
+
 func def[S ~string](s *S, v S) {
 	if *s == "" {
 		*s = v

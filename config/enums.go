@@ -78,11 +78,17 @@ const (
 	OnAllDownFailOpen OnAllDown = "fail_open"
 	// OnAllDownFail makes the pool unusable, so its service fails over.
 	OnAllDownFail OnAllDown = "fail"
+	// OnAllDownForward is a service's: when none of its pools in this
+	// instance's region has an available endpoint, requests go to a
+	// Meridian edge of the next region (proxy/forwardregion.go).
+	OnAllDownForward OnAllDown = "forward"
 )
 
-func (OnAllDown) values() []OnAllDown { return []OnAllDown{OnAllDownFailOpen, OnAllDownFail} }
+func (OnAllDown) values() []OnAllDown {
+	return []OnAllDown{OnAllDownFailOpen, OnAllDownFail, OnAllDownForward}
+}
 
-// UnmarshalYAML accepts fail_open or fail.
+// UnmarshalYAML accepts fail_open, fail or forward.
 func (o *OnAllDown) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, o, "on_all_down") }
 
 // RecordOnAllDown is what a steered DNS record answers when no endpoint of
@@ -129,6 +135,25 @@ func (AccessLogFormat) values() []AccessLogFormat {
 func (f *AccessLogFormat) UnmarshalYAML(n *yaml.Node) error {
 	return decodeEnum(n, f, "access log format")
 }
+
+// HTTPEngine is the server that serves HTTP/1.1 on the plain listener
+// (http.engine).
+type HTTPEngine string
+
+// The HTTP engines.
+const (
+	// HTTPEngineFast is Meridian's own HTTP/1.1 connection loop
+	// (proxy/fast.go); it hands h2c, upgrades and anything unusual to
+	// net/http on the same connection.
+	HTTPEngineFast HTTPEngine = "fast"
+	// HTTPEngineStd is net/http's server for every connection.
+	HTTPEngineStd HTTPEngine = "std"
+)
+
+func (HTTPEngine) values() []HTTPEngine { return []HTTPEngine{HTTPEngineFast, HTTPEngineStd} }
+
+// UnmarshalYAML accepts fast or std.
+func (e *HTTPEngine) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, e, "http engine") }
 
 // CheckType is the kind of probe a health check runs.
 type CheckType string

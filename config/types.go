@@ -11,6 +11,11 @@ import (
 // defaults were applied. It is the input to routing.Compile and is never
 // mutated once Load returns it.
 type Config struct {
+	// Region is where this instance runs (fleet.go): it is put in the
+	// instance's Consul registration (meta meridian-region), decides which
+	// pools a service with on_all_down: forward serves from here, and which
+	// region's edges are "next".
+	Region   string              `yaml:"region,omitempty"`
 	Listen   Listen              `yaml:"listen,omitempty"`
 	Log      Log                 `yaml:"log,omitempty"`
 	Admin    Admin               `yaml:"admin,omitempty"`
@@ -138,6 +143,25 @@ type Consul struct {
 	Partition  string    `yaml:"partition,omitempty"`
 	Stale      bool      `yaml:"stale,omitempty"`
 	Register   *Register `yaml:"register,omitempty"`
+	// Fleet tunes how registered instances share state through Consul KV
+	// (package fleet): health reports, shared overrides. It is on whenever
+	// Register is set; this block only changes its defaults.
+	Fleet *Fleet `yaml:"fleet,omitempty"`
+}
+
+// Fleet is consul.fleet.
+type Fleet struct {
+	// Prefix is the KV folder the fleet writes under (default
+	// DefaultFleetPrefix): reports/<instance> and overrides/<pool>/<address>.
+	Prefix string `yaml:"prefix,omitempty"`
+	// SessionTTL is the TTL of each instance's session (default
+	// DefaultFleetSessionTTL; Consul accepts 10s to 24h). An instance that
+	// dies loses its reports once Consul invalidates its session: between
+	// one and two TTLs later.
+	SessionTTL Duration `yaml:"session_ttl,omitempty"`
+	// SharedOverrides, when false, keeps drains and overrides local to
+	// each instance; unset means true.
+	SharedOverrides *bool `yaml:"shared_overrides,omitempty"`
 }
 
 // Register makes Meridian register itself with the local Consul agent.
@@ -202,6 +226,11 @@ type HTTP struct {
 	UpstreamIdleTimeout Duration `yaml:"upstream_idle_timeout,omitempty"`
 	// MaxResponseHeaderBytes caps an upstream response head (502 above it).
 	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes,omitempty"`
+	// Engine is the plain listener's HTTP/1.1 server: fast (Meridian's own
+	// connection loop, proxy/fast.go) or std (net/http's). Either way h2c,
+	// upgrades and whatever the fast lane does not take are served by
+	// net/http.
+	Engine HTTPEngine `yaml:"engine,omitempty"`
 }
 
 // AccessLog is http.access_log. The lines go through a writer of their
@@ -319,6 +348,29 @@ type RRL struct {
 type Health struct {
 	MaxInFlight int    `yaml:"max_in_flight,omitempty"`
 	StateFile   string `yaml:"state_file,omitempty"` // gdnsd-style admin overrides
+	// Quorum makes DNS answer by the fleet's health verdicts rather than
+	// this instance's alone (package fleet): an endpoint is down for DNS
+	// when at least DownRatio of the live reporters see it down, and there
+	// are at least MinReporters of them. Needs consul.register.
+	Quorum *Quorum `yaml:"quorum,omitempty"`
+}
+
+// FleetSettings returns consul.fleet with its defaults filled in (the block
+// is optional: the fleet is on whenever consul.register is set).
+func (c *Consul) FleetSettings() Fleet {
+	var f Fleet
+	if c != nil && c.Fleet != nil {
+		f = *c.Fleet
+	}
+	def(&f.Prefix, DefaultFleetPrefix)
+	defDur(&f.SessionTTL, DefaultFleetSessionTTL)
+	return f
+}
+
+// Quorum is health.quorum.
+type Quorum struct {
+	MinReporters int     `yaml:"min_reporters,omitempty"` // default DefaultQuorumMinReporters
+	DownRatio    float64 `yaml:"down_ratio,omitempty"`    // 0 < r <= 1; default DefaultQuorumDownRatio
 }
 
 // Shutdown shapes the drain on SIGTERM.
@@ -431,6 +483,28 @@ type ConsulSelect struct {
 	Near       string            `yaml:"near,omitempty"`
 	Health     string            `yaml:"health,omitempty"` // passing (default) | warning | any
 	Meta       map[string]string `yaml:"meta,omitempty"`
+	// Datacenters are further datacenters to take the instances from,
+	// in this order after the local one (Datacenter, else the agent's),
+	// with Consul prepared-query semantics: the first datacenter that has
+	// an instance passing the filters serves the pool.
+	Datacenters []string `yaml:"datacenters,omitempty"`
+	// Failover orders the further datacenters by network coordinates
+	// instead (or before a fixed list), as a prepared query's Failover.
+	Failover *ConsulFailover `yaml:"failover,omitempty"`
+}
+
+// ConsulFailover is a pool selection's consul.failover: Nearest other
+// datacenters by estimated round-trip time from the local one
+// (/v1/coordinate/datacenters), then Datacenters, each queried once.
+type ConsulFailover struct {
+	Nearest     int      `yaml:"nearest,omitempty"`
+	Datacenters []string `yaml:"datacenters,omitempty"`
+}
+
+// MultiDC reports whether the selection may take instances from another
+// datacenter than its own.
+func (s *ConsulSelect) MultiDC() bool {
+	return len(s.Datacenters) > 0 || s.Failover != nil && (s.Failover.Nearest > 0 || len(s.Failover.Datacenters) > 0)
 }
 
 // UpstreamTLS makes a pool speak HTTPS to its endpoints.
@@ -447,6 +521,12 @@ type Service struct {
 	Policy  Policy   `yaml:"policy,omitempty"` // failover (default) | weighted | geo
 	Pools   []string `yaml:"pools,omitempty"`
 	Weights []int    `yaml:"weights,omitempty"`
+	// OnAllDown: forward makes this instance serve the service from the
+	// pools of its own region (config region, and pools with no region)
+	// and, when none of them has an available endpoint, forward requests
+	// to a Meridian edge of the next region instead of failing open. Unset:
+	// the pools' own on_all_down decides.
+	OnAllDown OnAllDown `yaml:"on_all_down,omitempty"`
 	// Rollout steps the weight of one of the service's pools (Canary names
 	// the pool) in a weighted service; it steers the DNS records that use
 	// the service as well as HTTP.
@@ -714,6 +794,15 @@ type Zone struct {
 	Records     []*Record `yaml:"records,omitempty"`
 	Transfer    *Transfer `yaml:"transfer,omitempty"`
 	DegradedTTL uint32    `yaml:"degraded_ttl,omitempty"`
+	DNSSEC      *DNSSEC   `yaml:"dnssec,omitempty"` // online signing; nil serves the zone unsigned
+}
+
+// DNSSEC signs a zone online, answer by answer (package dns/dnssec): keys
+// in BIND's K<zone>+<alg>+<id>.key/.private files in KeyDir, generated
+// there when it holds none for the zone.
+type DNSSEC struct {
+	KeyDir    string `yaml:"key_dir,omitempty"`
+	Algorithm string `yaml:"algorithm,omitempty"` // ecdsap256sha256 (default) | ed25519
 }
 
 // SOA holds the zone's start-of-authority fields; the serial is computed.

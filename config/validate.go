@@ -58,6 +58,7 @@ func (c *Config) validate() ([]Problem, map[string]*regexp.Regexp) {
 	v.logAndAdmin()
 	v.tls()
 	v.consul()
+	v.fleet() // validate_fleet.go
 	v.geo()
 	v.http()
 	v.dns()

@@ -10,5 +10,6 @@
 // Concurrency: a published Table is read by many goroutines without locks.
 // Compile and BindHealth run in the rebuild loop before publication (Compile
 // uses goroutines of its own, done when it returns); after it, only atomics
-// inside balancers and weighted schedules change.
+// inside balancers and weighted schedules change, and the failover guards'
+// pool flags and statuses (guard.go, set by Guards under its lock).
 package routing

@@ -38,12 +38,15 @@ import (
 // the proxy's pick, DNS steering, explain and every report see one answer
 // and nothing on the request path changes. It is a pool's flag, not a
 // service's: a held pool is held for every route, split, mirror and DNS
-// record that uses it. Guards.Evaluate runs on every health change
-// (health.Options.OnChange) and on every table the rebuild loop publishes.
-// So that no request or query sees the change before the guard decided,
-// Evaluate also arms each serving pool whose loss would break its guard:
-// when such a pool's last healthy endpoint fails, its other endpoints
-// count as available at once, and the next Evaluate records the hold.
+// record that uses it (the proxy and DNS read one availability per
+// endpoint). Guards evaluates on every health change
+// (Guards.HealthChanged, the health engine's OnChange) and on every table
+// the rebuild loop publishes (Guards.Bind). So that no request or query
+// sees a change before the guard decided on it, an evaluation also arms
+// each serving pool whose loss would break its guard: when such a pool's
+// last healthy endpoint fails, its other endpoints (not drained or forced
+// down) count as available at once, and the evaluation that follows
+// records the hold.
 //
 // State (which pools were serving, held, and the hold counts) is kept by
 // service and pool name in Guards, so it survives reloads; it starts empty,
@@ -102,6 +105,12 @@ func (p *Pool) holdable() bool {
 	}
 	return false
 }
+
+// held reports whether a failover guard keeps e, which is not healthy, in
+// service (the slow path of Available, kept out of it so that it inlines).
+//
+//go:noinline
+func (e *Endpoint) held() bool { return e.pool != nil && e.pool.guardHolds(e) }
 
 // guardHolds reports whether a guard keeps e, which is not healthy, in
 // service: its pool is held, or armed and without a healthy endpoint left,
@@ -313,9 +322,12 @@ type Guards struct {
 	log *zap.Logger
 	now func() time.Time
 
-	mu   sync.Mutex
-	t    *Table
-	svcs map[string]*guardState
+	mu sync.Mutex
+	// services are the bound table's guarded services, by name; pools
+	// their pools, the only ones a guard can flag.
+	services []*Service
+	pools    []*Pool
+	svcs     map[string]*guardState
 
 	activeDesc, holdsDesc *prometheus.Desc
 }
@@ -353,8 +365,23 @@ func NewGuards(opts GuardOptions) *Guards {
 func (g *Guards) Bind(t *Table) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.t = t
-	g.evaluateLocked(t)
+	g.services, g.pools = nil, nil
+	for _, name := range sortedKeys(t.Services) {
+		if s := t.Services[name]; s.Guard != nil {
+			g.services = append(g.services, s)
+			for _, p := range s.Pools {
+				if !slices.Contains(g.pools, p) {
+					g.pools = append(g.pools, p)
+				}
+			}
+		}
+	}
+	for name := range g.svcs {
+		if t.Services[name] == nil || t.Services[name].Guard == nil {
+			delete(g.svcs, name) // its guard is gone: so are its series
+		}
+	}
+	g.evaluateLocked()
 }
 
 // HealthChanged re-evaluates the bound table's guards. It is the health
@@ -363,35 +390,27 @@ func (g *Guards) Bind(t *Table) {
 func (g *Guards) HealthChanged() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.t != nil {
-		g.evaluateLocked(g.t)
+	if len(g.services) > 0 {
+		g.evaluateLocked()
 	}
 }
 
-func (g *Guards) evaluateLocked(t *Table) {
+// evaluateLocked evaluates the bound table's guards and flags its pools.
+// It costs a pass over the guarded services' endpoints, nothing for a
+// table without guards.
+func (g *Guards) evaluateLocked() {
 	now := g.now()
 	held := map[*Pool][]string{}
 	armed := map[*Pool]bool{}
-	guarded := map[string]bool{}
-	for _, name := range sortedKeys(t.Services) {
-		s := t.Services[name]
-		if s.Guard == nil {
-			continue
-		}
-		guarded[name] = true
-		st := g.svcs[name]
+	for _, s := range g.services {
+		st := g.svcs[s.Name]
 		if st == nil {
 			st = &guardState{}
-			g.svcs[name] = st
+			g.svcs[s.Name] = st
 		}
 		g.evaluateService(s, st, now, held, armed)
 	}
-	for name := range g.svcs {
-		if !guarded[name] {
-			delete(g.svcs, name)
-		}
-	}
-	for _, p := range t.Pools {
+	for _, p := range g.pools {
 		var f uint32
 		if by, ok := held[p]; ok {
 			f |= guardHeld

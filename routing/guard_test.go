@@ -475,3 +475,51 @@ func (b *backend) start(t *testing.T) {
 	}
 	b.serve(ln)
 }
+
+// TestServing: the pools HTTP and DNS send a service's traffic to, over
+// every order a client can get, without taking weighted slots.
+func TestServing(t *testing.T) {
+	tb, eng, _ := guardTable(t, `
+pools:
+  x: {endpoints: [127.0.0.1:1]}
+  y: {endpoints: [127.0.0.2:2]}
+  z: {endpoints: [127.0.0.3:3]}
+  v6: {endpoints: ["[::1]:4"]}
+services:
+  web: {policy: weighted, pools: [x, y, z], weights: [3, 1, 0]}
+  dual: {pools: [v6, x]}
+  idle: {pools: [z]}
+routes: [{name: r, match: {path_prefix: /}, service: web}, {name: d, match: {host: d.test}, service: dual}]
+zones:
+  - origin: example.com.
+    soa: {ns: ns1.example.com., mbox: hostmaster.example.com.}
+    ns: [ns1.example.com.]
+    records:
+      - {name: www, type: A, service: web}
+      - {name: dual, type: A, service: dual}
+`)
+	check := func(what, svc, http, dns string) {
+		t.Helper()
+		h, d := tb.Serving(svc)
+		got := func(m map[string]bool) string {
+			if m == nil {
+				return "unused"
+			}
+			return strings.Join(servingKeys(m), ",")
+		}
+		if got(h) != http || got(d) != dns {
+			t.Errorf("%s: Serving(%s) = HTTP %s, DNS %s; want %s, %s", what, svc, got(h), got(d), http, dns)
+		}
+	}
+	before := tb.Services["web"].wrr.next.Load()
+	check("weighted: both pools that can be drawn", "web", "x,y", "x,y")
+	if tb.Services["web"].wrr.next.Load() != before {
+		t.Error("Serving took a weighted slot")
+	}
+	check("an A record skips a v6-only pool", "dual", "v6", "x")
+	check("a service nothing uses", "idle", "unused", "unused")
+	eject(t, eng, "x", "127.0.0.1:1")
+	check("x ejected", "web", "y", "y")
+	eject(t, eng, "y", "127.0.0.2:2")
+	check("x and y ejected: z, weight 0, still fails over", "web", "z", "z")
+}

@@ -100,10 +100,7 @@ type Endpoint struct {
 // its health says so, or a failover guard holds its pool in service and
 // no operator drained or forced it down (guard.go).
 func (e *Endpoint) Available() bool {
-	if e.Health == nil || e.Health.Available() {
-		return true
-	}
-	return e.pool != nil && e.pool.guardHolds(e)
+	return e.Health == nil || e.Health.Available() || e.held()
 }
 
 // Excluded reports whether an operator drained the endpoint or forced it

@@ -21,6 +21,13 @@
 // path: by Tick, once a second, which takes cumulative snapshots, and by
 // Stats and the Prometheus collector when they are read.
 //
+// Judging. ArmTraffic and PoolTraffic give an automated judge (rollouts,
+// wired in internal/app) the cumulative traffic of a route's canary arm
+// against its other weighted arms, or of a pool: requests, 5xx, and a
+// latency histogram whose difference between two readings gives an
+// interval's exact p99 (Traffic.QuantileSince). They read under the lock,
+// off the request path.
+//
 // Lifecycle. The proxy calls PrepareHTTP when it compiles a table and
 // ActivateHTTP when it installs it; the DNS server calls ActivateDNS when
 // it learns of a table. A cell lives as long as its key (route, split

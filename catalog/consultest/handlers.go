@@ -29,6 +29,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/agent/service/register", s.agentRegister)
 	mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", s.agentDeregister)
 	mux.HandleFunc("GET /v1/status/leader", s.statusLeader)
+	mux.HandleFunc("GET /v1/catalog/datacenters", s.catalogDatacenters)
+	mux.HandleFunc("GET /v1/coordinate/datacenters", s.coordinateDatacenters)
+	mux.HandleFunc("GET /v1/agent/self", s.agentSelf)
 	mux.HandleFunc("PUT /v1/session/create", s.sessionCreate)
 	mux.HandleFunc("PUT /v1/session/renew/{id...}", s.sessionRenew)
 	mux.HandleFunc("PUT /v1/session/destroy/{id...}", s.sessionDestroy)
@@ -167,8 +170,10 @@ func ParseWait(v string) (time.Duration, error) {
 
 // block waits while view() <= index (when index > 0), up to wait. view is
 // called with s.mu held. It reports false when the request must be
-// abandoned (client gone, server stopping).
-func (s *Server) block(r *http.Request, index uint64, wait time.Duration, view func() uint64) bool {
+// abandoned (client gone, server stopping); it returns true at once when
+// the datacenter dc stops answering (StopDatacenter), for the caller's
+// checkDC to answer the error.
+func (s *Server) block(r *http.Request, dc string, index uint64, wait time.Duration, view func() uint64) bool {
 	if index == 0 {
 		return true
 	}
@@ -177,8 +182,9 @@ func (s *Server) block(r *http.Request, index uint64, wait time.Duration, view f
 	for {
 		s.mu.Lock()
 		cur, wake, quit := view(), s.wake, s.quit
+		stopped := s.dcs[dc] != nil && s.dcs[dc].stopped
 		s.mu.Unlock()
-		if cur > index {
+		if cur > index || stopped {
 			return true
 		}
 		select {
@@ -193,20 +199,32 @@ func (s *Server) block(r *http.Request, index uint64, wait time.Duration, view f
 	}
 }
 
-// checkDC resolves ?dc; unknown datacenters fail like Consul.
+// checkDC resolves ?dc; unknown datacenters, and those StopDatacenter
+// stopped, fail like Consul.
 func (s *Server) checkDC(w http.ResponseWriter, r *http.Request) (string, bool) {
 	dc := r.URL.Query().Get("dc")
 	if dc == "" {
 		dc = s.opts.Datacenter
 	}
 	s.mu.Lock()
-	known := s.dcs[dc]
+	d := s.dcs[dc]
 	s.mu.Unlock()
-	if !known {
+	if d == nil || d.stopped {
 		http.Error(w, "No path to datacenter", http.StatusInternalServerError)
 		return "", false
 	}
 	return dc, true
+}
+
+// checkLocalDC is checkDC for the KV and session endpoints, which model
+// the agent's datacenter only: another known one answers 500, saying so.
+func (s *Server) checkLocalDC(w http.ResponseWriter, r *http.Request) (string, bool) {
+	dc, ok := s.checkDC(w, r)
+	if ok && dc != s.opts.Datacenter {
+		http.Error(w, fmt.Sprintf("consultest: KV and sessions model the agent's datacenter (%s) only, not %s", s.opts.Datacenter, dc), http.StatusInternalServerError)
+		return "", false
+	}
+	return dc, ok
 }
 
 // writeMeta sets the blocking-query headers; call with s.mu held.
@@ -335,8 +353,11 @@ func (s *Server) healthService(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.block(r, index, wait, func() uint64 { return s.catalogIdx }) {
+	if !s.block(r, dc, index, wait, func() uint64 { return s.dcs[dc].catalogIdx }) {
 		return
+	}
+	if _, ok := s.checkDC(w, r); !ok {
+		return // the datacenter stopped answering while the query blocked
 	}
 	name, tags := r.PathValue("name"), q["tag"]
 
@@ -352,7 +373,7 @@ func (s *Server) healthService(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, e)
 	}
-	s.writeMetaLocked(w, r, s.catalogIdx)
+	s.writeMetaLocked(w, r, s.dcs[dc].catalogIdx)
 	s.mu.Unlock()
 	writeJSON(w, out)
 }
@@ -481,16 +502,14 @@ func allPassing(checks []checkJSON) bool {
 
 func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if q.Has("recurse") || q.Has("keys") {
-		http.Error(w, "consultest: ?recurse and ?keys are not implemented", http.StatusBadRequest)
-		return
-	}
 	key := r.PathValue("key")
-	if key == "" {
+	list := q.Has("recurse") || q.Has("keys")
+	if key == "" && !list {
 		http.Error(w, "Missing key name", http.StatusBadRequest)
 		return
 	}
-	if _, ok := s.checkDC(w, r); !ok {
+	dc, ok := s.checkLocalDC(w, r)
+	if !ok {
 		return
 	}
 	index, wait, ok := s.blockParams(w, r)
@@ -498,12 +517,20 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	view := func() uint64 {
-		if e := s.kv[key]; e != nil {
+		if e := s.kv[key]; e != nil && !list {
 			return e.modIdx
 		}
+		// A missing key, and a folder (recurse, keys), report the KV
+		// table's index: it covers every key and deletion below the
+		// prefix, so a blocked listing wakes on any of them (and, like
+		// Consul's, sometimes on nothing that concerns it).
 		return s.kvIdx
 	}
-	if !s.block(r, index, wait, view) {
+	if !s.block(r, dc, index, wait, view) {
+		return
+	}
+	if list {
+		s.kvList(w, r, key, view)
 		return
 	}
 	s.mu.Lock()
@@ -528,6 +555,51 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
+// kvList serves GET /v1/kv/<prefix>?recurse (every entry below the
+// prefix, sorted by key) and ?keys (their names; with ?separator=S a name
+// is cut after the first S past the prefix, and repeats dropped). Nothing
+// below the prefix answers 404, as Consul does.
+func (s *Server) kvList(w http.ResponseWriter, r *http.Request, prefix string, view func() uint64) {
+	q := r.URL.Query()
+	sep := q.Get("separator")
+	s.mu.Lock()
+	var names []string
+	for k := range s.kv {
+		if strings.HasPrefix(k, prefix) {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	s.writeMetaLocked(w, r, view())
+	var entries []kvJSON
+	var keys []string
+	for _, k := range names {
+		if q.Has("keys") {
+			if sep != "" {
+				if i := strings.Index(k[len(prefix):], sep); i >= 0 {
+					k = k[:len(prefix)+i+len(sep)]
+				}
+			}
+			if len(keys) == 0 || keys[len(keys)-1] != k {
+				keys = append(keys, k)
+			}
+			continue
+		}
+		e := s.kv[k]
+		entries = append(entries, kvJSON{LockIndex: e.lockIdx, Key: k, Flags: e.flags, Value: slices.Clone(e.value), Session: e.session, CreateIndex: e.createIdx, ModifyIndex: e.modIdx})
+	}
+	s.mu.Unlock()
+	if len(names) == 0 {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	if q.Has("keys") {
+		writeJSON(w, keys)
+		return
+	}
+	writeJSON(w, entries)
+}
+
 func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	if key == "" {
@@ -539,7 +611,7 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Conflicting flags: "+q.Encode(), http.StatusBadRequest)
 		return
 	}
-	if _, ok := s.checkDC(w, r); !ok {
+	if _, ok := s.checkLocalDC(w, r); !ok {
 		return
 	}
 	var flags uint64
@@ -608,7 +680,7 @@ func countFlags(q url.Values, names ...string) int {
 
 func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	if _, ok := s.checkDC(w, r); !ok {
+	if _, ok := s.checkLocalDC(w, r); !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -701,6 +773,9 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.regs[reg.ID] = reg
 	s.addLocked(in)
+	if s.opts.RunChecks {
+		s.startChecksLocked(in)
+	}
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
@@ -763,9 +838,10 @@ func (s *Server) agentDeregister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(s.regs, id)
-	if _, ok := s.insts[id]; ok {
+	s.stopChecksLocked(id)
+	if in, ok := s.insts[id]; ok {
 		delete(s.insts, id)
-		s.bumpLocked(&s.catalogIdx)
+		s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 	}
 	w.WriteHeader(http.StatusOK)
 }

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -41,6 +40,10 @@ type Options struct {
 	// servers' session_ttl_min; default 10s, Consul's. Tests that want
 	// sessions to lapse quickly lower it.
 	MinSessionTTL time.Duration
+	// RunChecks makes the agent run the HTTP and TCP checks of services
+	// registered through /v1/agent/service/register, as a real agent does
+	// (checks.go): without it they stay in their initial critical state.
+	RunChecks bool
 }
 
 // Instance is a service instance in the test catalog. AddInstance fills the
@@ -147,11 +150,10 @@ type Server struct {
 	quit        chan struct{} // closed by Stop to release blocked requests
 	wake        chan struct{} // closed and replaced on every index bump
 	index       uint64        // raft index
-	catalogIdx  uint64
 	kvIdx       uint64
 	sessionIdx  uint64
-	dcs         map[string]bool
-	nodes       map[string]*node // "dc/node"
+	dcs         map[string]*dcState // by name; each has its own catalog (datacenters.go)
+	nodes       map[string]*node    // "dc/node"
 	insts       map[string]*storedInstance
 	kv          map[string]*kvEntry
 	sessions    map[string]*session
@@ -163,6 +165,7 @@ type Server struct {
 	hangPrefix  string
 	calls       []Call
 	callCounts  map[string]int
+	checks      map[string]*checkRunner // RunChecks: by service ID (checks.go)
 }
 
 type node struct {
@@ -185,8 +188,17 @@ type kvEntry struct {
 	lockIdx           uint64
 }
 
+// TB is the part of testing.TB that New uses; *testing.T and *testing.B
+// satisfy it. The package does not import testing, so that `meridian demo
+// -consul` can run a Server without linking it.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // New starts a server on 127.0.0.1 and stops it when the test ends.
-func New(tb testing.TB, opts Options) *Server {
+func New(tb TB, opts Options) *Server {
 	tb.Helper()
 	s, err := Start(opts)
 	if err != nil {
@@ -221,10 +233,9 @@ func Start(opts Options) (*Server, error) {
 		wake:        make(chan struct{}),
 		quit:        make(chan struct{}),
 		index:       1,
-		catalogIdx:  1,
 		kvIdx:       1,
 		sessionIdx:  1,
-		dcs:         map[string]bool{opts.Datacenter: true},
+		dcs:         map[string]*dcState{opts.Datacenter: {catalogIdx: 1}},
 		nodes:       map[string]*node{},
 		insts:       map[string]*storedInstance{},
 		kv:          map[string]*kvEntry{},
@@ -233,6 +244,7 @@ func Start(opts Options) (*Server, error) {
 		regs:        map[string]Registration{},
 		knownLeader: true,
 		callCounts:  map[string]int{},
+		checks:      map[string]*checkRunner{},
 	}
 	s.handler = s.routes()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -338,6 +350,9 @@ func (s *Server) Close() {
 			se.timer.Stop()
 		}
 	}
+	for id := range s.checks {
+		s.stopChecksLocked(id)
+	}
 }
 
 // bumpLocked advances the raft index, sets the given table index to it and
@@ -400,8 +415,7 @@ func (s *Server) AddInstance(in Instance) {
 }
 
 func (s *Server) addLocked(in Instance) {
-	idx := s.bumpLocked(&s.catalogIdx)
-	s.dcs[in.Datacenter] = true
+	idx := s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 	nk := in.Datacenter + "/" + in.Node
 	n := s.nodes[nk]
 	if n == nil {
@@ -420,11 +434,12 @@ func (s *Server) addLocked(in Instance) {
 func (s *Server) RemoveInstance(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.insts[id]; !ok {
+	in, ok := s.insts[id]
+	if !ok {
 		return false
 	}
 	delete(s.insts, id)
-	s.bumpLocked(&s.catalogIdx)
+	s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 	return true
 }
 
@@ -440,7 +455,7 @@ func (s *Server) SetCheck(id, checkID, status string) error {
 	}
 	if checkID == "serfHealth" {
 		s.nodes[in.Datacenter+"/"+in.Node].serfStatus = status
-		s.bumpLocked(&s.catalogIdx)
+		s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 		if status == "critical" {
 			s.invalidateNodeLocked(in.Datacenter, in.Node)
 		}
@@ -449,7 +464,7 @@ func (s *Server) SetCheck(id, checkID, status string) error {
 	for i := range in.Checks {
 		if in.Checks[i].ID == checkID {
 			in.Checks[i].Status = status
-			in.modIdx = s.bumpLocked(&s.catalogIdx)
+			in.modIdx = s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 			return nil
 		}
 	}
@@ -467,16 +482,16 @@ func (s *Server) SetStatus(id, status string) error {
 	for i := range in.Checks {
 		in.Checks[i].Status = status
 	}
-	in.modIdx = s.bumpLocked(&s.catalogIdx)
+	in.modIdx = s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 	return nil
 }
 
-// Touch bumps the catalog index without changing any content, like an
-// idempotent write or a change to an unrelated service.
+// Touch bumps the agent datacenter's catalog index without changing any
+// content, like an idempotent write or a change to an unrelated service.
 func (s *Server) Touch() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.bumpLocked(&s.catalogIdx)
+	s.bumpLocked(&s.dcLocked(s.opts.Datacenter).catalogIdx)
 }
 
 // ResetIndex makes the index go backwards to to (at least 1), as after a
@@ -487,7 +502,9 @@ func (s *Server) ResetIndex(to uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.index = to
-	s.catalogIdx = min(s.catalogIdx, to)
+	for _, d := range s.dcs {
+		d.catalogIdx = min(d.catalogIdx, to)
+	}
 	s.kvIdx = min(s.kvIdx, to)
 	s.sessionIdx = min(s.sessionIdx, to)
 	for _, n := range s.nodes {
@@ -510,7 +527,7 @@ func (s *Server) ResetIndex(to uint64) {
 func (s *Server) AddDatacenter(dc string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dcs[dc] = true
+	s.dcLocked(dc)
 }
 
 // SetKnownLeader sets X-Consul-KnownLeader (and /v1/status/leader) as if

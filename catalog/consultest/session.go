@@ -83,7 +83,7 @@ func newUUID() string {
 }
 
 func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) {
-	dc, ok := s.checkDC(w, r)
+	dc, ok := s.checkLocalDC(w, r)
 	if !ok {
 		return
 	}
@@ -289,7 +289,7 @@ func (s *Server) sessionRenew(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Missing session", http.StatusBadRequest)
 		return
 	}
-	if _, ok := s.checkDC(w, r); !ok {
+	if _, ok := s.checkLocalDC(w, r); !ok {
 		return
 	}
 	s.mu.Lock()
@@ -313,7 +313,7 @@ func (s *Server) sessionDestroy(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Missing session", http.StatusBadRequest)
 		return
 	}
-	if _, ok := s.checkDC(w, r); !ok {
+	if _, ok := s.checkLocalDC(w, r); !ok {
 		return
 	}
 	s.mu.Lock()
@@ -334,14 +334,15 @@ func (s *Server) sessionQuery(param, missing string, field func(*session) string
 				return
 			}
 		}
-		if _, ok := s.checkDC(w, r); !ok {
+		dc, ok := s.checkLocalDC(w, r)
+		if !ok {
 			return
 		}
 		index, wait, ok := s.blockParams(w, r)
 		if !ok {
 			return
 		}
-		if !s.block(r, index, wait, func() uint64 { return s.sessionIdx }) {
+		if !s.block(r, dc, index, wait, func() uint64 { return s.sessionIdx }) {
 			return
 		}
 		s.mu.Lock()

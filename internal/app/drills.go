@@ -467,6 +467,7 @@ func (a *admin) drillStart(w http.ResponseWriter, r *http.Request) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer cancel()
 		m.run(ctx, d)
 	}()
 	detail := fmt.Sprintf("%s: %d endpoint(s) drained for %s", d.id, len(d.eps), dur)

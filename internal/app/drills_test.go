@@ -30,11 +30,13 @@ type guardBackend struct {
 	name string
 	addr string
 	sick atomic.Bool
+	// release ends the requests to /slow, which wait for it.
+	release chan struct{}
 }
 
 func newGuardBackend(t *testing.T, name, ip string) *guardBackend {
 	t.Helper()
-	b := &guardBackend{name: name}
+	b := &guardBackend{name: name, release: make(chan struct{})}
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +46,12 @@ func newGuardBackend(t *testing.T, name, ip string) *guardBackend {
 		if r.URL.Path == "/health" && b.sick.Load() {
 			http.Error(w, "sick", http.StatusInternalServerError)
 			return
+		}
+		if r.URL.Path == "/slow" {
+			select {
+			case <-b.release:
+			case <-r.Context().Done():
+			}
 		}
 		io.WriteString(w, b.name)
 	})}
@@ -308,6 +316,21 @@ func TestGuardRefusesDrain(t *testing.T) {
 // when they came back, and the endpoints are restored.
 func TestDrill(t *testing.T) {
 	h, a, b, auth := guardSetup(t, "")
+	// A request in flight on a when the drill starts finishes there.
+	slow := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+h.app.Addrs().HTTP+"/slow", nil)
+		req.Host = "web.test"
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		slow <- fmt.Sprint(res.StatusCode, " ", string(body))
+	}()
+	h.waitFor("the slow request in flight on a", func() bool { return h.app.live.Load().Pools["a"].Endpoints[0].InFlight() == 1 })
 	code, body := h.do("POST", "/api/v1/drills", `{"service": "web", "pool": "a", "duration": "1s"}`, auth...)
 	if code != http.StatusCreated {
 		t.Fatalf("POST drill = %d %s", code, body)
@@ -332,6 +355,10 @@ func TestDrill(t *testing.T) {
 	if code, body := h.do("POST", "/api/v1/drills", `{"service": "web", "pool": "b", "duration": "1s"}`, auth...); code != http.StatusConflict || !strings.Contains(body, "one drill per service") {
 		t.Errorf("second drill on web = %d %s, want 409", code, body)
 	}
+	close(a.release)
+	if got := <-slow; got != "200 a" {
+		t.Errorf("the request in flight at the drain: %s, want 200 a", got)
+	}
 	h.waitFor("the drill done", func() bool { return h.drill("/api/v1/drills/"+d.ID, auth).State == drillDone })
 	d = h.drill("/api/v1/drills/"+d.ID, auth)
 	t.Logf("drill %s: HTTP drained in %s, recovered in %s; DNS drained in %s, recovered in %s; in flight at drain %d, idle after %s",
@@ -346,6 +373,9 @@ func TestDrill(t *testing.T) {
 		if l.l.TimeToDrainNS > int64(time.Second) || l.l.TimeToRecoverNS > int64(time.Second) {
 			t.Errorf("%s: %+v: Meridian's decisions follow an override at once", l.name, l.l)
 		}
+	}
+	if d.HTTP.InFlightAtDrain != 1 || d.HTTP.TimeToIdleNS <= d.HTTP.TimeToDrainNS {
+		t.Errorf("HTTP: %d in flight at the drain, idle after %s (drained after %s); want 1, and later", d.HTTP.InFlightAtDrain, d.HTTP.TimeToIdle, d.HTTP.TimeToDrain)
 	}
 	if d.Start.IsZero() || d.End.Sub(d.Start) < time.Second || d.Finished.Before(d.End) || d.GuardRefused || len(d.Notes) > 0 {
 		t.Errorf("drill %+v", d)
