@@ -6,6 +6,12 @@
 #
 #   bench/http.sh                      # 3 rounds of 10 s per target and protocol
 #   ROUNDS=1 DURATION=5 bench/http.sh  # quick look
+#   TARGETS="meridian mstd" PROTOS=h1 ROUNDS=3 DURATION=5 bench/http.sh
+#                                      # a subset: targets among direct meridian
+#                                      # mstd goproxy nginx haproxy; protos h1 h2c h2tls
+#
+# meridian is http.engine fast (the default) and mstd the same binary and
+# config with http.engine std (net/http's server), to compare the engines.
 #
 # HTTP/1.1: wrk -t1 -c64 -d${DURATION}s --latency. h2c: h2load -t1 -c8 -m8
 # (64 streams) for ${DURATION}s, with a per-request log from which p50 and
@@ -44,6 +50,7 @@ OUT=${OUT:-bench/results/http-$(date +%Y-%m-%d).txt}
 P_BACKEND=9500 P_GOPROXY=9501 P_MERIDIAN=9502 P_NGINX=9503 P_NGINX_H2=9504
 P_HAPROXY=9505 P_HAPROXY_H2=9506 P_ADMIN=9510
 P_MERIDIAN_TLS=9512 P_GOPROXY_TLS=9513 P_NGINX_TLS=9514 P_HAPROXY_TLS=9515
+P_MSTD=9516 P_MSTD_TLS=9517 P_MSTD_ADMIN=9518
 HZ=$(getconf CLK_TCK)
 
 log() { echo "$@" | tee -a "$OUT"; }
@@ -84,11 +91,13 @@ log "# meridian: $("$WORK/meridian" version) built from ./cmd/meridian ($(git re
 go run ./scripts/gencert -dir "$WORK/certs" -names localhost,127.0.0.1 >/dev/null
 cat "$WORK/certs/server.pem" "$WORK/certs/server.key" >"$WORK/certs/haproxy.pem"
 
+# meridian: http.engine fast (the plain listener's own HTTP/1.1 loop);
+# meridian-std: the same binary and config with http.engine std (net/http).
 cat >"$WORK/meridian.yaml" <<EOF
 listen: {http: 127.0.0.1:$P_MERIDIAN, https: 127.0.0.1:$P_MERIDIAN_TLS, admin: 127.0.0.1:$P_ADMIN}
 tls: {certificates: [{cert: $WORK/certs/server.pem, key: $WORK/certs/server.key}]}
 log: {level: warn}
-http: {access_log: false}
+http: {access_log: false, engine: fast}
 pools:
   backend: {endpoints: [127.0.0.1:$P_BACKEND]}
   other: {endpoints: [127.0.0.1:9]}
@@ -101,6 +110,9 @@ routes:
   - {name: www, match: {path_prefix: /}, service: web}
 EOF
 "$WORK/meridian" validate -config "$WORK/meridian.yaml" >/dev/null
+sed -e "s/:$P_MERIDIAN,/:$P_MSTD,/; s/:$P_MERIDIAN_TLS,/:$P_MSTD_TLS,/; s/:$P_ADMIN}/:$P_MSTD_ADMIN}/; s/engine: fast/engine: std/" \
+	"$WORK/meridian.yaml" >"$WORK/meridian-std.yaml"
+"$WORK/meridian" validate -config "$WORK/meridian-std.yaml" >/dev/null
 
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<EOF
@@ -168,10 +180,11 @@ start backend "$CLIENT_CPU" "$WORK/backend" -addr 127.0.0.1:$P_BACKEND
 start goproxy "$PROXY_CPU" "$WORK/goproxy" -addr 127.0.0.1:$P_GOPROXY -upstream http://127.0.0.1:$P_BACKEND \
 	-tls-addr 127.0.0.1:$P_GOPROXY_TLS -cert "$WORK/certs/server.pem" -key "$WORK/certs/server.key"
 start meridian "$PROXY_CPU" "$WORK/meridian" run -config "$WORK/meridian.yaml"
+start mstd "$PROXY_CPU" "$WORK/meridian" run -config "$WORK/meridian-std.yaml"
 start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK/nginx"
 start haproxy "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db
 
-for p in $P_BACKEND $P_GOPROXY $P_MERIDIAN $P_NGINX $P_HAPROXY; do
+for p in $P_BACKEND $P_GOPROXY $P_MERIDIAN $P_MSTD $P_NGINX $P_HAPROXY; do
 	for _ in $(seq 100); do
 		curl -fs -o /dev/null "http://127.0.0.1:$p/" && break
 		sleep 0.1
@@ -179,14 +192,14 @@ for p in $P_BACKEND $P_GOPROXY $P_MERIDIAN $P_NGINX $P_HAPROXY; do
 	curl -fs -o /dev/null "http://127.0.0.1:$p/" || { log "# port $p does not answer"; tail "$WORK"/*.log; exit 1; }
 done
 curl -fs -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" || { log "# meridian admin does not answer"; exit 1; }
-for p in $P_GOPROXY_TLS $P_MERIDIAN_TLS $P_NGINX_TLS $P_HAPROXY_TLS; do
+for p in $P_GOPROXY_TLS $P_MERIDIAN_TLS $P_MSTD_TLS $P_NGINX_TLS $P_HAPROXY_TLS; do
 	curl -fsk --http2 -o /dev/null "https://127.0.0.1:$p/" || { log "# TLS port $p does not answer"; tail "$WORK"/*.log; exit 1; }
 done
 
-declare -A PORT_H1=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [goproxy]=$P_GOPROXY [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
-declare -A PORT_H2=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [goproxy]=$P_GOPROXY [nginx]=$P_NGINX_H2 [haproxy]=$P_HAPROXY_H2)
-declare -A PORT_TLS=([meridian]=$P_MERIDIAN_TLS [goproxy]=$P_GOPROXY_TLS [nginx]=$P_NGINX_TLS [haproxy]=$P_HAPROXY_TLS)
-declare -A PROC=([direct]=backend [meridian]=meridian [goproxy]=goproxy [nginx]=nginx [haproxy]=haproxy)
+declare -A PORT_H1=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [mstd]=$P_MSTD [goproxy]=$P_GOPROXY [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+declare -A PORT_H2=([direct]=$P_BACKEND [meridian]=$P_MERIDIAN [mstd]=$P_MSTD [goproxy]=$P_GOPROXY [nginx]=$P_NGINX_H2 [haproxy]=$P_HAPROXY_H2)
+declare -A PORT_TLS=([meridian]=$P_MERIDIAN_TLS [mstd]=$P_MSTD_TLS [goproxy]=$P_GOPROXY_TLS [nginx]=$P_NGINX_TLS [haproxy]=$P_HAPROXY_TLS)
+declare -A PROC=([direct]=backend [meridian]=meridian [mstd]=mstd [goproxy]=goproxy [nginx]=nginx [haproxy]=haproxy)
 
 # ticks PID: utime and stime of PID and its children, in clock ticks.
 ticks() {
@@ -292,12 +305,15 @@ measure() {
 		"$errs" "$quiet" "$others" "$( ((others > MAX_OTHERS)) && echo ' DISTURBED')" | tee -a "$OUT"
 }
 
-TARGETS=(direct meridian goproxy nginx haproxy)
+# TARGETS and PROTOS narrow a run (TARGETS="meridian mstd" PROTOS=h1).
+read -r -a TARGETS <<<"${TARGETS:-direct meridian mstd goproxy nginx haproxy}"
+read -r -a PROTOS <<<"${PROTOS:-h1 h2c h2tls}"
 for ((r = 1; r <= ROUNDS; r++)); do
-	order=("${TARGETS[@]:r-1}" "${TARGETS[@]:0:r-1}")
-	for t in "${order[@]}"; do measure h1 "$t" "$r"; done
-	for t in "${order[@]}"; do measure h2c "$t" "$r"; done
-	for t in "${order[@]}"; do [[ $t == direct ]] || measure h2tls "$t" "$r"; done
+	k=$(((r - 1) % ${#TARGETS[@]}))
+	order=("${TARGETS[@]:k}" "${TARGETS[@]:0:k}")
+	for proto in "${PROTOS[@]}"; do
+		for t in "${order[@]}"; do [[ $proto == h2tls && $t == direct ]] || measure "$proto" "$t" "$r"; done
+	done
 done
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
@@ -308,7 +324,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "-" && b != "-" && b > 0) pri
 log ""
 log "# medians over $ROUNDS rounds; ratio: req/s over direct's median, same protocol"
 log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' proto target req/s p50_µs p99_µs CPU_µs/req user sys ratio)"
-for proto in h1 h2c h2tls; do
+for proto in "${PROTOS[@]}"; do
 	direct=$(field $proto direct rps)
 	for t in "${TARGETS[@]}"; do
 		[[ $proto == h2tls && $t == direct ]] && continue
@@ -320,13 +336,17 @@ done
 
 log ""
 log "# floor: Meridian no slower than the bare Go proxy (CPU µs/req ≤, req/s ≥); stretch: ≥ 0.8x nginx's req/s, p99 ≤ 1.5x nginx's"
-for proto in h1 h2c h2tls; do
+log "# goal (h1): Meridian's CPU µs/req ≤ 1.3x nginx's"
+for proto in "${PROTOS[@]}"; do
 	mc=$(field $proto meridian cpu_us) gc=$(field $proto goproxy cpu_us)
 	mr=$(field $proto meridian rps) gr=$(field $proto goproxy rps) nr=$(field $proto nginx rps)
 	mp=$(field $proto meridian p99_us) np=$(field $proto nginx p99_us)
 	floor=$(awk -v a="$mc" -v b="$gc" -v c="$mr" -v d="$gr" 'BEGIN{print (a <= b && c >= d) ? "met" : "NOT met"}')
 	log "$(printf '%-4s floor %s: CPU %s vs %s µs/req (%sx), req/s %sx bare; stretch: req/s %sx nginx, p99 %sx nginx' \
 		$proto "$floor" "$mc" "$gc" "$(ratio "$mc" "$gc")" "$(ratio "$mr" "$gr")" "$(ratio "$mr" "$nr")" "$(ratio "$mp" "$np")")"
+	nc=$(field $proto nginx cpu_us) hc=$(field $proto haproxy cpu_us) sc=$(field $proto mstd cpu_us)
+	log "$(printf '%-4s CPU per request: %sx nginx, %sx haproxy; engine std %s µs (fast/std %sx)' \
+		$proto "$(ratio "$mc" "$nc")" "$(ratio "$mc" "$hc")" "$sc" "$(ratio "$mc" "$sc")")"
 done
 
 # Profiles of Meridian under the h1 load, from the admin listener.

@@ -24,7 +24,9 @@
 // from 0; an index below 1 becomes 1; an answer with an unchanged index or
 // unchanged content is not a change; queries of one key start at least
 // MinInterval apart; errors back off exponentially with jitter up to
-// BackoffMax; ?stale is optional. Each change publishes a new immutable
+// BackoffMax, and the retry after an error does not block, so a recovered
+// agent is noticed at once rather than at its next change; ?stale is
+// optional. Each change publishes a new immutable
 // Snapshot and calls the caller's non-blocking Poke.
 //
 // Last known good: an error (connection refused, timeout, 5xx, 403, a hung

@@ -71,6 +71,9 @@ var (
 	instancesDesc = prometheus.NewDesc("meridian_consul_selection_instances",
 		"Instances in the selection's last answer, before per-pool health and meta filters.",
 		selectionLabels, nil)
+	dcStaleDesc = prometheus.NewDesc("meridian_consul_datacenter_stale",
+		"1 while a watched datacenter fails to answer and its selections serve their last known instances, else 0.",
+		[]string{"datacenter"}, nil)
 )
 
 // selectionCollector reports per-selection freshness at scrape time. The
@@ -81,11 +84,19 @@ func (c *selectionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- ageDesc
 	ch <- readyDesc
 	ch <- instancesDesc
+	ch <- dcStaleDesc
 }
 
 func (c *selectionCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
+	stale := map[string]bool{}
+	defer func() {
+		for dc, v := range stale {
+			ch <- prometheus.MustNewConstMetric(dcStaleDesc, prometheus.GaugeValue, boolGauge(v), dc)
+		}
+	}()
 	for _, s := range c.w.Status() {
+		stale[s.Datacenter] = stale[s.Datacenter] || s.Stale
 		labels := []string{s.Key.Service, s.Key.String()}
 		ready := 0.0
 		if s.Ready {
@@ -99,4 +110,11 @@ func (c *selectionCollector) Collect(ch chan<- prometheus.Metric) {
 
 func sortStatus(s []SelectionStatus) {
 	slices.SortFunc(s, func(a, b SelectionStatus) int { return compareKeys(a.Key, b.Key) })
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -30,6 +30,20 @@ type Self struct {
 	DNS      string // host:port of listen.dns (meta)
 	Admin    string // host:port of listen.admin; the check GETs http://<Admin>/readyz
 	Hostname string // "" means os.Hostname()
+	// Region is where the instance runs (config region): meta
+	// meridian-region, so the fleet can find the next region's edges.
+	Region string
+}
+
+// ServiceID is the ID Register gives the instance's registration,
+// "<name>-<host>-<port>": unique per instance and stable across restarts.
+// The fleet names the instance by it.
+func ServiceID(name string, self Self) (string, error) {
+	reg, err := registration(name, config.Register{CheckInterval: config.Duration(10 * time.Second)}, self)
+	if err != nil {
+		return "", err
+	}
+	return reg.ID, nil
 }
 
 // Register registers this instance with the local Consul agent as service
@@ -93,6 +107,9 @@ func registration(name string, cfg config.Register, self Self) (*api.AgentServic
 	}
 	if !unspecified(host) {
 		reg.Address = host
+	}
+	if self.Region != "" {
+		reg.Meta[MetaRegion] = self.Region
 	}
 	for _, m := range []struct{ key, what, addr string }{
 		{MetaDNSPort, "dns", self.DNS},

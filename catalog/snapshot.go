@@ -14,6 +14,7 @@ import (
 type Snapshot struct {
 	version uint64
 	sels    map[Key]*selection
+	dcs     dcView // for multi-datacenter selections (multidc.go)
 }
 
 // selection is one key's data inside a Snapshot.
@@ -58,17 +59,53 @@ func (s *Snapshot) Instances(sel config.ConsulSelect) (inst []Instance, ready bo
 	if s == nil {
 		return nil, false
 	}
+	if sel.MultiDC() {
+		return s.multiDC(sel)
+	}
 	d, ok := s.sels[KeyOf(sel)]
 	if !ok || !d.ready {
 		return nil, false
 	}
-	out := make([]Instance, 0, len(d.instances))
-	for _, in := range d.instances {
-		if healthAllows(sel.Health, in.Status) && metaMatches(sel.Meta, in.Meta) {
-			out = append(out, in)
+	return filterInstances(sel, d.instances), true
+}
+
+func filterInstances(sel config.ConsulSelect, in []Instance) []Instance {
+	out := make([]Instance, 0, len(in))
+	for _, i := range in {
+		if healthAllows(sel.Health, i.Status) && metaMatches(sel.Meta, i.Meta) {
+			out = append(out, i)
 		}
 	}
-	return out, true
+	return out
+}
+
+// multiDC applies prepared-query semantics: the instances of the first
+// datacenter in the selection's order with any that pass its filters.
+// ready follows the selection's own datacenter: a remote one that never
+// answered is skipped, not waited for.
+func (s *Snapshot) multiDC(sel config.ConsulSelect) ([]Instance, bool) {
+	keys := s.dcs.keys(sel)
+	own, ok := s.sels[keys[0]]
+	ready := ok && own.ready
+	for _, k := range keys {
+		d, ok := s.sels[k]
+		if !ok || !d.ready {
+			continue
+		}
+		if out := filterInstances(sel, d.instances); len(out) > 0 {
+			return out, true
+		}
+	}
+	return []Instance{}, ready
+}
+
+// Datacenters returns the datacenters a selection spans, in the order they
+// are tried ("" is the local one when its name is unknown).
+func (s *Snapshot) Datacenters(sel config.ConsulSelect) []string {
+	if s == nil || !sel.MultiDC() {
+		return []string{sel.Datacenter}
+	}
+	return s.dcs.order(sel)
 }
 
 // Ready reports whether the key has received its first answer.

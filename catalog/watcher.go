@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/meridian-lb/meridian/config"
 )
 
 // WatcherOptions configures a Watcher. Zero values take the defaults.
@@ -43,6 +45,10 @@ type WatcherOptions struct {
 	// none; it is used as the instances' datacenter (and so default region)
 	// when Consul's answer does not say.
 	Datacenter string
+	// CoordinateInterval is how often datacenters are re-ordered by
+	// network coordinates while a selection uses failover.nearest
+	// (default DefaultCoordinateInterval).
+	CoordinateInterval time.Duration
 }
 
 // fetchResult is one successful answer for a selection.
@@ -83,6 +89,13 @@ type Watcher struct {
 	outage   bool
 	outageAt time.Time
 	wg       sync.WaitGroup
+
+	// Multi-datacenter selections (multidc.go).
+	sels     []config.ConsulSelect // the last WantSelections
+	dcs      dcView                // local name and nearest order
+	dcFetch  datacenterFetch       // nil: the order is never refreshed
+	dcWake   chan struct{}         // WantSelections asked for an order
+	dcOutage map[string]time.Time  // datacenters failing now, since when
 }
 
 // keyState is the watcher's mutable record of one wanted key (under mu).
@@ -109,6 +122,7 @@ func NewWatcher(client *api.Client, opts WatcherOptions) (*Watcher, error) {
 	}
 	w := newWatcher(nil, opts)
 	w.fetch = w.consulFetch(client)
+	w.dcFetch = consulDatacenters(client, opts.Datacenter)
 	if err := w.metric.register(opts.Registerer); err != nil {
 		return nil, fmt.Errorf("catalog: registering metrics: %w", err)
 	}
@@ -125,6 +139,10 @@ func newWatcher(fetch fetchFunc, opts WatcherOptions) *Watcher {
 		poke:   opts.Poke,
 		states: make(map[Key]*keyState),
 		loops:  make(map[Key]*loop),
+
+		dcs:      dcView{local: opts.Datacenter},
+		dcWake:   make(chan struct{}, 1),
+		dcOutage: map[string]time.Time{},
 	}
 	if w.log == nil {
 		w.log = zap.NewNop()
@@ -240,6 +258,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.startLoopLocked(k)
 	}
 	w.mu.Unlock()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.trackDatacenters(ctx)
+	}()
 
 	<-ctx.Done()
 
@@ -280,7 +303,13 @@ func (w *Watcher) runLoop(ctx context.Context, l *loop) {
 			return
 		}
 		start := time.Now()
-		res, err := w.fetch(ctx, l.key, index)
+		// After an error the retry does not block: a recovered agent or
+		// datacenter is noticed at once, not at its next change.
+		ask := index
+		if failures > 0 {
+			ask = 0
+		}
+		res, err := w.fetch(ctx, l.key, ask)
 		if ctx.Err() != nil {
 			return
 		}
@@ -327,6 +356,7 @@ func (w *Watcher) succeeded(l *loop, inst []Instance, index uint64, changed bool
 	st.lastSuccess = now
 	st.failing = false
 	st.lastError = ""
+	w.dcRecoveredLocked(l.key, now)
 	if w.outage && !w.anyFailingLocked() {
 		w.outage = false
 		w.log.Info("Consul is answering again; catalog data is fresh",
@@ -361,6 +391,7 @@ func (w *Watcher) failed(l *loop, err error, failures int, retry time.Duration) 
 	}
 	st.failing = true
 	st.lastError = msg
+	w.dcFailedLocked(l.key, st.ready, msg)
 	fields := []zap.Field{
 		zap.Stringer("selection", l.key),
 		zap.String("error", msg),
@@ -388,7 +419,7 @@ func (w *Watcher) anyFailingLocked() bool {
 // publishLocked stores a new snapshot built from the current states.
 func (w *Watcher) publishLocked() {
 	w.version++
-	s := &Snapshot{version: w.version, sels: make(map[Key]*selection, len(w.states))}
+	s := &Snapshot{version: w.version, sels: make(map[Key]*selection, len(w.states)), dcs: w.dcs}
 	for k, st := range w.states {
 		s.sels[k] = &selection{ready: st.ready, instances: st.instances, index: st.index, changed: st.changed}
 	}
@@ -405,6 +436,11 @@ type SelectionStatus struct {
 	LastSuccess time.Time // when Consul last answered (even "no change")
 	Failing     bool      // the last query failed; the data is the last known good
 	LastError   string    // the last failure, token-free; "" when healthy
+	// Datacenter is the one the key queries (the local one's name for a
+	// key that names none, when known), and Stale is set while it fails
+	// and the last known instances are served.
+	Datacenter string
+	Stale      bool
 }
 
 // Status reports every wanted selection's freshness, sorted by key.
@@ -416,6 +452,7 @@ func (w *Watcher) Status() []SelectionStatus {
 		out = append(out, SelectionStatus{
 			Key: k, Ready: st.ready, Instances: len(st.instances), Changed: st.changed,
 			LastSuccess: st.lastSuccess, Failing: st.failing, LastError: st.lastError,
+			Datacenter: w.dcName(k), Stale: st.failing && st.ready,
 		})
 	}
 	sortStatus(out)

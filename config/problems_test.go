@@ -62,7 +62,7 @@ func TestEnumsDecode(t *testing.T) {
 			`e.yaml:2: pools.p.protocol: unknown protocol "http2": want auto, http1, h2c or h2`, nil},
 		{"pool on_all_down", "pools: {p: {endpoints: [127.0.0.1:1], on_all_down: fail}}", "", func(c *Config) string { return string(c.Pools["p"].OnAllDown) }},
 		{"pool on_all_down of a record", "pools: {p: {endpoints: [127.0.0.1:1], on_all_down: nodata}}",
-			`e.yaml:2: pools.p.on_all_down: unknown on_all_down "nodata": want fail_open or fail`, nil},
+			`e.yaml:2: pools.p.on_all_down: unknown on_all_down "nodata": want fail_open, fail or forward`, nil},
 		{"record on_all_down", "zones: [{origin: example.com., records: [{name: w, type: A, service: s, on_all_down: nodata}]}]", "",
 			func(c *Config) string { return string(c.Zones[0].Records[0].OnAllDown) }},
 		{"record on_all_down unknown", "zones: [{origin: example.com., records: [{name: w, type: A, service: s, on_all_down: fail}]}]",

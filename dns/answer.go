@@ -2,10 +2,13 @@ package dns
 
 import (
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/meridian-lb/meridian/dns/dnssec"
 	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/geo"
 	"github.com/meridian-lb/meridian/routing"
@@ -24,6 +27,9 @@ type client struct {
 	// length on the wire does not match its source prefix (ecsWireOK),
 	// which the decoded message can no longer show.
 	badECSLength bool
+	// signer signs the answers of signed zones: the server's, through its
+	// signature cache. Nil signs without a cache (explain, tests).
+	signer *dnssec.Signer
 }
 
 // result is one computed response and what metrics, logs and the
@@ -46,6 +52,14 @@ type result struct {
 	// record is the owner name the query matched ("" for none) and pool
 	// the pool a steered answer came from: what telemetry counts.
 	record, pool string
+	// optional is how many records at the end of msg.Extra, before the
+	// OPT, are additional data (and their RRSIGs): a UDP response too
+	// large for its buffer drops them, without setting TC (RFC 2181 §9),
+	// before it truncates anything else.
+	optional int
+	// err is why the response is SERVFAIL: signing failed. The server
+	// logs it.
+	err error
 }
 
 // answer computes the response to req from table t as seen by client c. It
@@ -73,6 +87,9 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 		ourSize = t.Config.DNS.UDPSize
 	}
 	var ropt *mdns.OPT
+	// ede is the extended DNS error (RFC 8914) the response carries, if
+	// any: only a response with an OPT can.
+	var ede *mdns.EDNS0_EDE
 	if opt != nil {
 		res.udpSize = min(max(int(opt.UDPSize()), mdns.MinMsgSize), ourSize)
 		ropt = &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
@@ -81,6 +98,12 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 			ropt.SetDo() // RFC 3225: DO is copied; unknown flags are not
 		}
 		m.Extra = []mdns.RR{ropt}
+		// Runs after the ECS option is set (defers run last first).
+		defer func() {
+			if ede != nil {
+				ropt.Option = append(ropt.Option, ede)
+			}
+		}()
 		if opt.Version() != 0 {
 			// RFC 6891 §6.1.3: BADVERS with our version (0), no data.
 			m.Rcode = mdns.RcodeBadVers
@@ -92,6 +115,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 		// NOTIMP without RD/AD/CD echoed (the miekg reject path copies them).
 		m.Rcode = mdns.RcodeNotImplemented
 		m.Question = oneQuestion(req)
+		ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNotSupported, ExtraText: "opcode " + opcodeString(req.Opcode) + " is not supported"}
 		return res
 	}
 	if len(req.Question) != 1 {
@@ -106,6 +130,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 	if opt != nil && (t == nil || t.Config == nil || t.Config.Geo.ECS == nil || *t.Config.Geo.ECS) {
 		if ecs, ok = parseECS(opt); !ok || c.badECSLength {
 			m.Rcode = mdns.RcodeFormatError // RFC 7871 §6, §7.1.1
+			ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeOther, ExtraText: "malformed EDNS Client Subnet option (RFC 7871 section 6)"}
 			return res
 		}
 	}
@@ -129,20 +154,38 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 	q := m.Question[0]
 	if q.Qclass != mdns.ClassINET {
 		m.Rcode = mdns.RcodeRefused // CHAOS, HESIOD, ANY: not ours
+		ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNotAuthoritative, ExtraText: "only class IN is served here"}
 		return res
 	}
 	if q.Qtype == mdns.TypeOPT || !mdns.IsFqdn(q.Name) {
 		m.Rcode = mdns.RcodeFormatError
 		return res
 	}
+	if q.Qtype == mdns.TypeNXNAME {
+		// RFC 9824 §4: NXNAME is a meta-type, never asked for.
+		m.Rcode = mdns.RcodeFormatError
+		ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeInvalidQueryType, ExtraText: "NXNAME is a meta-type"}
+		return res
+	}
 	if t == nil {
 		m.Rcode = mdns.RcodeRefused
+		ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNotReady, ExtraText: "no zones loaded yet"}
 		return res
 	}
 	lower := strings.ToLower(q.Name)
 	z := zone.Find(t.Zones, lower)
+	if z != nil && q.Qtype == mdns.TypeDS && lower == z.Name && lower != "." {
+		// The DS of a zone's apex is the parent's (RFC 4035 §3.1.4.1):
+		// answer from the parent zone when it is ours too.
+		if off, end := mdns.NextLabel(lower, 0); !end {
+			if p := zone.Find(t.Zones, lower[off:]); p != nil {
+				z = p
+			}
+		}
+	}
 	if z == nil {
 		m.Rcode = mdns.RcodeRefused // out of zone: no recursion, no AA
+		ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNotAuthoritative, ExtraText: "not in a zone served here"}
 		if tr := c.tr; tr != nil {
 			tr.note("%s is in none of our zones: REFUSED", q.Name)
 		}
@@ -157,6 +200,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 		switch {
 		case !transferAllowed(z, c.addr):
 			m.Rcode = mdns.RcodeRefused
+			ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeProhibited, ExtraText: "zone transfer not allowed from this address"}
 			if tr := c.tr; tr != nil {
 				tr.note("zone transfer refused: %s is not in transfer.allow", c.addr)
 			}
@@ -170,6 +214,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 			m.Answer = append(m.Answer, z.SOA())
 		default:
 			m.Rcode = mdns.RcodeRefused // never AXFR over UDP
+			ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNotSupported, ExtraText: "AXFR is served over TCP only"}
 			if tr := c.tr; tr != nil {
 				tr.note("AXFR over UDP refused: transfers are TCP only")
 			}
@@ -179,7 +224,30 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 
 	m.Authoritative = true
 	r := resolver{t: t, z: z, m: m, c: c, ecs: ecs, qtype: q.Qtype}
+	if z.Signed() && opt != nil && opt.Do() {
+		r.sign = true
+		r.co = opt.Co()
+		if r.co {
+			ropt.SetCo() // RFC 9824 §5: we honour it
+		}
+	}
 	r.resolve(lower, q.Name)
+	if err := r.signAll(); err != nil {
+		m.Rcode, m.Answer, m.Ns, r.extra, r.optional = mdns.RcodeServerFailure, nil, nil, nil, 0
+		r.ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeOther, ExtraText: "DNSSEC signing failed"}
+		res.err = err
+	}
+	if r.sign && q.Qtype == mdns.TypeRRSIG {
+		// Answered like ANY; the signatures are what was asked for.
+		m.Answer = slices.DeleteFunc(m.Answer, func(rr mdns.RR) bool { return rr.Header().Rrtype != mdns.TypeRRSIG })
+	}
+	if len(r.extra) > 0 {
+		m.Extra = append(r.extra, m.Extra...)
+		res.optional = r.optional
+	}
+	if r.ede != nil {
+		ede = r.ede
+	}
 	res.record, res.pool = r.node, r.pool
 	res.region = r.loc.Region
 	if r.located && ecs.present {
@@ -245,12 +313,55 @@ type resolver struct {
 	ecs   ecsInfo
 	qtype uint16
 
+	// sign is set when the zone is signed and the query has DO: answers
+	// get RRSIGs (sets lists the RRsets to sign) and denial gets NSECs.
+	sign bool
+	// co is set when the query also has CO (Compact Answers OK, RFC 9824
+	// §5): a name that does not exist keeps its NXDOMAIN rcode.
+	co   bool
+	sets []span
+	// extra is the additional section being built (glue, then additional
+	// data, each RRset followed by its RRSIGs); answer puts the OPT after
+	// it. optional counts the records at its end that are additional
+	// data, which a response too large for its buffer drops first.
+	extra    []mdns.RR
+	optional int
+	// ede is an extended DNS error (RFC 8914) for the response's OPT.
+	ede *mdns.EDNS0_EDE
+
 	located bool       // loc is set
 	loc     geo.Result // where the client is
 	scope   int        // ECS scope of the location used
 	pools   [8]*routing.Pool
 	node    string // the owner name matched on the first hop (telemetry)
 	pool    string // the pool the last steered answer came from (telemetry)
+	// seen are the names answered so far, so a CNAME loop gives each
+	// record once (RFC 1034 §3.6.2, RFC 2181 §10.1).
+	seen  [maxChain + 1]string
+	nseen int
+}
+
+// section names the message section a span is in.
+type section uint8
+
+const (
+	secAnswer section = iota
+	secAuthority
+	secAdditional
+)
+
+// span is one RRset appended to the response that a signed answer signs.
+type span struct {
+	sec        section
+	start, end int // its records in the section
+	// name is the owner the records were compiled under, which they are
+	// signed under: "*.x." for an answer a wildcard synthesised.
+	name string
+	// rrs are the records as compiled (owned by name), what is signed on
+	// a cache miss; the section's copies may have another owner spelling.
+	rrs []mdns.RR
+	// key is the RRset's dnssec.ContentKey; nil builds it from rrs.
+	key []byte
 }
 
 // resolve answers name (lower case) whose answer owner is owner (the
@@ -260,21 +371,25 @@ func (r *resolver) resolve(name, owner string) {
 	for hop := 0; hop <= maxChain; hop++ {
 		if z.HasCuts {
 			if cut := findCut(z, name); cut != nil && !(r.qtype == mdns.TypeDS && cut.Name == name) {
-				if hop == 0 {
-					r.referral(cut)
-				}
+				// At the start a referral; after a CNAME the chain leaves
+				// our authority there, and the referral goes beside the
+				// CNAMEs (RFC 1034 §4.3.2 step 3b), as Knot and NSD do.
+				r.referral(cut, hop == 0)
 				return
 			}
 		}
+		r.seen[r.nseen], r.nseen = name, r.nseen+1
 		n := z.Nodes[name]
+		wild := false
 		if n == nil {
 			if n = findWildcard(z, name); n == nil {
 				if tr := r.c.tr; tr != nil {
 					tr.note("%s does not exist: NXDOMAIN", name)
 				}
-				r.negative(mdns.RcodeNameError)
+				r.negative(mdns.RcodeNameError, name, nil)
 				return
 			}
+			wild = true
 			if tr := r.c.tr; tr != nil {
 				tr.note("%s is synthesised from the wildcard %s", name, n.Name)
 			}
@@ -282,12 +397,21 @@ func (r *resolver) resolve(name, owner string) {
 		if hop == 0 {
 			r.node = n.Name
 		}
-		if r.qtype == mdns.TypeANY {
-			r.any(n, owner)
+		if r.qtype == mdns.TypeANY || (r.sign && r.qtype == mdns.TypeRRSIG) {
+			if r.any(n, owner, name) && wild {
+				r.wildcardProof(name)
+			}
+			return
+		}
+		if r.sign && r.qtype == mdns.TypeNSEC {
+			r.nsecAnswer(owner, name, n.Types)
 			return
 		}
 		if n.CNAMETarget != "" && r.qtype != mdns.TypeCNAME {
-			r.appendOwned(n.Set(mdns.TypeCNAME), owner, n.Name)
+			r.appendSet(n.SetOf(mdns.TypeCNAME), owner, n.Name)
+			if wild {
+				r.wildcardProof(name)
+			}
 			if !r.follow(n.CNAMETarget) {
 				return
 			}
@@ -298,11 +422,14 @@ func (r *resolver) resolve(name, owner string) {
 		switch {
 		case !answered:
 			if tr := r.c.tr; tr != nil {
-				tr.note("%s has no %s data: NODATA", name, mdns.TypeToString[r.qtype])
+				tr.note("%s has no %s data: NODATA", name, typeString(r.qtype))
 			}
-			r.negative(mdns.RcodeSuccess)
+			r.negative(mdns.RcodeSuccess, name, n)
 			return
-		case next == "" || !r.follow(next):
+		case wild:
+			r.wildcardProof(name)
+		}
+		if next == "" || !r.follow(next) {
 			return
 		}
 		name, owner = next, next
@@ -312,13 +439,22 @@ func (r *resolver) resolve(name, owner string) {
 	}
 }
 
-// follow reports whether a CNAME target is in the zone being answered.
+// follow reports whether a CNAME target is to be followed: in the zone
+// being answered, and not answered already in this chain (a loop).
 func (r *resolver) follow(target string) bool {
 	if zone.Find(r.t.Zones, target) != r.z {
 		if tr := r.c.tr; tr != nil {
 			tr.note("CNAME target %s is outside zone %s: the resolver follows it", target, r.z.Name)
 		}
 		return false
+	}
+	for _, s := range r.seen[:r.nseen] {
+		if s == target {
+			if tr := r.c.tr; tr != nil {
+				tr.note("CNAME target %s was answered already: a loop, stopped", target)
+			}
+			return false
+		}
 	}
 	return true
 }
@@ -330,71 +466,185 @@ func (r *resolver) data(n *zone.Node, owner string) (answered bool, next string)
 		if n.Name != r.z.Name {
 			return false, ""
 		}
-		r.appendOwned1(r.z.SOA(), owner, n.Name)
+		soa := r.z.SOA()
+		r.appendRRs(secAnswer, []mdns.RR{soa}, owner, n.Name, r.z.SOAKey())
 		return true, ""
 	}
 	if s := n.SteeredFor(r.qtype); s != nil {
 		return r.steer(s, owner)
 	}
-	if rrs := n.Set(r.qtype); rrs != nil {
-		r.appendOwned(rrs, owner, n.Name)
+	if set := n.SetOf(r.qtype); set != nil {
+		r.appendSet(set, owner, n.Name)
 		return true, ""
 	}
 	return false, ""
 }
 
 // any answers qtype ANY with one RRset (RFC 8482): the CNAME, else the
-// first steered record, else the first static set.
-func (r *resolver) any(n *zone.Node, owner string) {
+// first steered record, else the first static set. It reports whether
+// there was one. (A signed zone answers qtype RRSIG this way too, keeping
+// only the signatures: see answer.)
+func (r *resolver) any(n *zone.Node, owner, name string) bool {
 	if n.CNAMETarget != "" {
-		r.appendOwned(n.Set(mdns.TypeCNAME), owner, n.Name)
-		return
+		r.appendSet(n.SetOf(mdns.TypeCNAME), owner, n.Name)
+		return true
 	}
 	for _, s := range n.Steered {
 		if ok, _ := r.steer(s, owner); ok {
-			return
+			return true
 		}
 	}
 	if len(n.Sets) > 0 {
-		r.appendOwned(n.Sets[0].RRs, owner, n.Name)
+		r.appendSet(&n.Sets[0], owner, n.Name)
+		return true
+	}
+	r.negative(mdns.RcodeSuccess, name, n)
+	return false
+}
+
+// negative makes an NXDOMAIN or NODATA answer for name (lower case): the
+// SOA with the negative TTL in the authority section (RFC 2308). n is the
+// node that has no data of the type asked, nil when name does not exist.
+//
+// A signed answer proves it with compact denial (RFC 9824): one NSEC at
+// name, covering nothing else, whose bitmap lists the types name has
+// (without the one asked for), or RRSIG, NSEC and NXNAME when name does
+// not exist; the rcode is then NOERROR, unless the query set CO.
+func (r *resolver) negative(rcode int, name string, n *zone.Node) {
+	r.m.Rcode = rcode
+	r.appendRRs(secAuthority, []mdns.RR{r.z.NegativeSOA()}, r.z.Name, r.z.Name, r.z.NegativeSOAKey())
+	if !r.sign {
 		return
 	}
-	r.negative(mdns.RcodeSuccess)
+	var nsec *mdns.NSEC
+	if n == nil {
+		if !r.co {
+			r.m.Rcode = mdns.RcodeSuccess
+		}
+		nsec = dnssec.CompactNSEC(name, r.z.NegativeTTL, nil, true)
+	} else {
+		nsec = dnssec.CompactNSEC(name, r.z.NegativeTTL, without(n.Types, r.qtype), false)
+	}
+	r.appendRRs(secAuthority, []mdns.RR{nsec}, nsec.Hdr.Name, nsec.Hdr.Name, nil)
 }
 
-// negative makes an NXDOMAIN or NODATA answer: the SOA with the negative
-// TTL in the authority section (RFC 2308).
-func (r *resolver) negative(rcode int) {
-	r.m.Rcode = rcode
-	r.m.Ns = append(r.m.Ns, r.z.NegativeSOA())
+// nsecAnswer answers a signed zone's query for type NSEC with the NSEC
+// that compact denial gives name: the types it has, or NXNAME when it
+// does not exist (types nil and the name not in the zone).
+func (r *resolver) nsecAnswer(owner, name string, types []uint16) {
+	_, exists := r.z.Nodes[name]
+	nsec := dnssec.CompactNSEC(name, r.z.NegativeTTL, types, !exists && findWildcard(r.z, name) == nil)
+	r.appendRRs(secAnswer, []mdns.RR{nsec}, owner, nsec.Hdr.Name, nil)
 }
 
-// referral answers a name at or below a delegation point: not
-// authoritative, the cut's NS set in authority, glue in additional.
-func (r *resolver) referral(cut *zone.Node) {
-	r.node = cut.Name
+// without returns types less t, in a new slice.
+func without(types []uint16, t uint16) []uint16 {
+	out := make([]uint16, 0, len(types))
+	for _, x := range types {
+		if x != t {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// wildcardProof adds, to a signed answer synthesised from a wildcard, the
+// NSEC that shows name itself does not exist (RFC 4035 §3.1.3.3): from
+// just before name to just after it and its descendants, so it covers no
+// name of the zone (see dnssec.Before and After). Should a name of the
+// zone lie between dnssec.Before(name) and name, the NSEC starts at that
+// name instead.
+func (r *resolver) wildcardProof(name string) {
+	if !r.sign {
+		return
+	}
+	from := dnssec.Before(name)
+	names := r.z.Names
+	if i, _ := slices.BinarySearchFunc(names, name, dnssec.Compare); i > 0 && dnssec.Compare(names[i-1], from) > 0 {
+		from = names[i-1]
+	}
+	nsec := dnssec.CoverNSEC(from, dnssec.After(name), r.z.NegativeTTL)
+	r.appendRRs(secAuthority, []mdns.RR{nsec}, nsec.Hdr.Name, nsec.Hdr.Name, nil)
+}
+
+// referral answers a name at or below a delegation point: the cut's NS
+// set in authority, glue in additional. first is set when the query name
+// itself is delegated (not authoritative: AA clear), clear when a CNAME
+// chain led here (the CNAMEs are ours: AA stays). The NS set and glue are
+// the child's and never signed (RFC 4035 §2.2); a signed answer adds the
+// cut's DS set, or the NSEC that shows there is none (an insecure
+// delegation).
+func (r *resolver) referral(cut *zone.Node, first bool) {
 	if tr := r.c.tr; tr != nil {
 		tr.note("%s is delegated: referral", cut.Name)
 	}
-	r.m.Authoritative = false
-	r.m.Ns = append(r.m.Ns, cut.Set(mdns.TypeNS)...)
-	if len(cut.Glue) > 0 {
-		extra := make([]mdns.RR, 0, len(cut.Glue)+len(r.m.Extra))
-		extra = append(extra, cut.Glue...)
-		r.m.Extra = append(extra, r.m.Extra...)
+	if first {
+		r.node = cut.Name
+		r.m.Authoritative = false
 	}
+	r.m.Ns = append(r.m.Ns, cut.Set(mdns.TypeNS)...)
+	if r.sign {
+		if ds := cut.SetOf(mdns.TypeDS); ds != nil {
+			r.appendRRs(secAuthority, ds.RRs, cut.Name, cut.Name, ds.Key)
+		} else {
+			nsec := dnssec.CompactNSEC(cut.Name, r.z.NegativeTTL, without(cut.Types, mdns.TypeDS), false)
+			r.appendRRs(secAuthority, []mdns.RR{nsec}, cut.Name, cut.Name, nil)
+		}
+	}
+	r.extra = append(r.extra, cut.Glue...)
+}
+
+// appendSet appends a static RRset to the answer, owned by owner, and the
+// in-zone addresses of the names it points to to the additional section.
+func (r *resolver) appendSet(set *zone.RRSet, owner, name string) {
+	r.appendRRs(secAnswer, set.RRs, owner, name, set.Key)
+	for _, a := range set.Additional {
+		if r.hasExtra(a) {
+			continue
+		}
+		start := len(r.extra)
+		r.extra = append(r.extra, a.RRs...)
+		if r.sign {
+			r.sets = append(r.sets, span{sec: secAdditional, start: start, end: len(r.extra), name: a.RRs[0].Header().Name, rrs: a.RRs, key: a.Key})
+		}
+		r.optional += len(a.RRs)
+	}
+}
+
+// hasExtra reports whether set's records are in the additional section
+// already (two MX records with one target).
+func (r *resolver) hasExtra(set *zone.RRSet) bool {
+	for _, rr := range r.extra {
+		if rr == set.RRs[0] {
+			return true
+		}
+	}
+	return false
 }
 
 // appendOwned appends rrs to the answer, owned by owner. Pre-built records
 // are shared when the owner is their own name; otherwise (mixed case,
 // wildcards) they are copied and renamed.
 func (r *resolver) appendOwned(rrs []mdns.RR, owner, name string) {
+	r.appendRRs(secAnswer, rrs, owner, name, nil)
+}
+
+// appendRRs appends one RRset to a section, owned by owner, and notes it
+// for signing (key is its content key, nil to build it from rrs).
+func (r *resolver) appendRRs(sec section, rrs []mdns.RR, owner, name string, key []byte) {
+	dst := r.section(sec)
+	start := len(*dst)
 	if owner == name {
-		r.m.Answer = append(r.m.Answer, rrs...)
-		return
+		*dst = append(*dst, rrs...)
+	} else {
+		for _, rr := range rrs {
+			rr = mdns.Copy(rr)
+			rr.Header().Name = owner
+			*dst = append(*dst, rr)
+		}
 	}
-	for _, rr := range rrs {
-		r.appendOwned1(rr, owner, name)
+	if r.sign && len(rrs) > 0 {
+		r.sets = append(r.sets, span{sec: sec, start: start, end: len(*dst), name: name, rrs: rrs, key: key})
 	}
 }
 
@@ -404,6 +654,69 @@ func (r *resolver) appendOwned1(rr mdns.RR, owner, name string) {
 		rr.Header().Name = owner
 	}
 	r.m.Answer = append(r.m.Answer, rr)
+}
+
+// section returns the slice a section's records are appended to.
+func (r *resolver) section(sec section) *[]mdns.RR {
+	switch sec {
+	case secAuthority:
+		return &r.m.Ns
+	case secAdditional:
+		return &r.extra
+	}
+	return &r.m.Answer
+}
+
+// signAll inserts, after each RRset noted in sets, its RRSIGs, owned by
+// the owner the RRset was answered under (for a wildcard, the query
+// name: the RRSIG's label count tells a validator it was synthesised).
+func (r *resolver) signAll() error {
+	if len(r.sets) == 0 {
+		return nil
+	}
+	signer := r.c.signer
+	if signer == nil {
+		signer = dnssec.NewSigner(nil, nil)
+	}
+	for _, sec := range []section{secAnswer, secAuthority, secAdditional} {
+		src := *r.section(sec)
+		var out []mdns.RR
+		last, optionalFrom := 0, len(src)-r.optional
+		for _, sp := range r.sets {
+			if sp.sec != sec {
+				continue
+			}
+			if out == nil {
+				out = make([]mdns.RR, 0, len(src)+len(r.sets)*len(r.z.Keys.Keys))
+			}
+			out = append(out, src[last:sp.end]...)
+			last = sp.end
+			key := sp.key
+			if key == nil {
+				key = dnssec.ContentKey(sp.name, sp.rrs)
+			}
+			sigs, err := signer.Sign(r.z.Keys, key, sp.rrs)
+			if err != nil {
+				return err
+			}
+			owner := src[sp.start].Header().Name
+			for _, sig := range sigs {
+				if owner != sig.Header().Name {
+					sig = mdns.Copy(sig)
+					sig.Header().Name = owner
+				}
+				out = append(out, sig)
+			}
+			if sec == secAdditional && sp.start >= optionalFrom {
+				r.optional += len(sigs)
+			}
+		}
+		if out == nil {
+			continue
+		}
+		*r.section(sec) = append(out, src[last:]...)
+	}
+	return nil
 }
 
 // findCut returns the highest delegation point at or above name, below
@@ -456,4 +769,11 @@ func (r *resolver) locate() {
 	if tr := r.c.tr; tr != nil {
 		tr.located, tr.loc, tr.from, tr.addr = true, r.loc, from, addr
 	}
+}
+
+func opcodeString(op int) string {
+	if s, ok := mdns.OpcodeToString[op]; ok {
+		return s
+	}
+	return strconv.Itoa(op)
 }

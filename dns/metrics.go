@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/meridian-lb/meridian/dns/dnssec"
 	"github.com/meridian-lb/meridian/internal/promutil"
 )
 
@@ -131,4 +132,30 @@ func rcodeLabel(r int) string {
 		return s
 	}
 	return strconv.Itoa(r)
+}
+
+// signatureCache exports what the signature cache of signed zones does:
+// the RRsets whose signatures were found in it and those signed anew, and
+// how many it holds. (On a registry two servers share, the first one's.)
+func (m *metrics) signatureCache(reg prometheus.Registerer, log *zap.Logger, c *dnssec.Cache) {
+	if reg == nil {
+		return
+	}
+	for _, result := range []string{"cached", "signed"} {
+		promutil.Logged(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "meridian_dns_signatures_total",
+			Help:        "RRsets of signed zones answered with DO, by whether their signatures came from the cache or were made.",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 {
+			hits, misses := c.Stats()
+			if result == "cached" {
+				return float64(hits)
+			}
+			return float64(misses)
+		}), log)
+	}
+	promutil.Logged(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meridian_dns_signature_cache_entries",
+		Help: "RRsets whose signatures the DNS server holds for signed zones.",
+	}, func() float64 { return float64(c.Len()) }), log)
 }

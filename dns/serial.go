@@ -8,6 +8,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"go.uber.org/zap"
 
+	"github.com/meridian-lb/meridian/dns/dnssec"
 	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/routing"
 )
@@ -56,13 +57,17 @@ func (s *Server) HealthChanged() {
 }
 
 // serialLoop recomputes serials after health changes until ctx is done. A
-// burst of changes costs one pass per 100 ms at most.
+// burst of changes costs one pass per 100 ms at most. It also looks every
+// serialTick, for signed zones whose signature period ended (see digest).
 func (s *Server) serialLoop(ctx context.Context) {
+	tick := time.NewTicker(serialTick)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.poke:
+		case <-tick.C:
 		}
 		s.serialMu.Lock()
 		t := s.current
@@ -84,13 +89,18 @@ func (s *Server) serialLoop(ctx context.Context) {
 	}
 }
 
+// serialTick is how often serialLoop looks without a health change: a
+// signed zone's serial moves at most this long after its signature period
+// ends.
+const serialTick = 5 * time.Minute
+
 // updateLocked sets every zone's serial from its digest and returns the
 // NOTIFY rounds for zones that changed. Caller holds serialMu.
 func (s *Server) updateLocked(t *routing.Table) []notifyJob {
 	var jobs []notifyJob
 	now := uint32(s.now().Unix())
 	for _, z := range t.Zones {
-		d := digest(z)
+		d := digest(z, s.now())
 		st, seen := s.serials[z.Name]
 		changed := !seen || st.digest != d
 		if changed {
@@ -130,11 +140,17 @@ func nextSerial(prev, now uint32) uint32 {
 }
 
 // digest hashes a zone's answer set: its static content (which includes
-// every steered record's endpoints) and which of those endpoints are
-// available now.
-func digest(z *zone.Zone) uint64 {
+// every steered record's endpoints, and a signed zone's keys) and which
+// of those endpoints are available now. In a signed zone the signatures
+// are part of the answers too, and they are renewed every
+// dnssec.Refresh: the period number is hashed in, so the serial moves
+// once a period and secondaries transfer fresh signatures.
+func digest(z *zone.Zone, now time.Time) uint64 {
 	const prime = 1099511628211
 	h := z.StaticDigest
+	if z.Signed() {
+		h = (h ^ uint64(now.Unix()/int64(dnssec.Refresh/time.Second))) * prime
+	}
 	for _, st := range z.Steered {
 		for _, p := range st.Pools {
 			for i := range st.Targets[p] {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/dnssec"
 	"github.com/meridian-lb/meridian/routing"
 	"github.com/meridian-lb/meridian/telemetry"
 )
@@ -46,6 +47,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Telemetry receives per-zone and per-record counts; nil counts none.
 	Telemetry *telemetry.Telemetry
+	// SignatureCache bounds the RRsets whose signatures the server keeps
+	// for signed zones; 0 means dnssec.DefaultCacheSize, below 0 none
+	// (every signed answer is signed anew: benchmarks of the cold path).
+	SignatureCache int
 }
 
 // udpReadSize is the receive buffer for one UDP query, and the size of the
@@ -81,6 +86,10 @@ type Server struct {
 
 	tel    *telemetry.Telemetry             // nil: no per-record counts
 	telSet atomic.Pointer[telemetry.DNSSet] // the live table's counters (telemetry.go)
+
+	// signer signs the answers of signed zones; its cache outlives
+	// tables, so a reload that keeps a zone's keys keeps its signatures.
+	signer *dnssec.Signer
 }
 
 var _ mdns.Handler = (*Server)(nil)
@@ -105,6 +114,12 @@ func NewServer(opts Options) *Server {
 		inflight: map[string]context.CancelFunc{},
 	}
 	s.bufs.New = func() any { b := make([]byte, udpReadSize); return &b }
+	size := opts.SignatureCache
+	if size == 0 {
+		size = dnssec.DefaultCacheSize
+	}
+	s.signer = dnssec.NewSigner(dnssec.NewCache(size), func() time.Time { return s.now() })
+	s.met.signatureCache(opts.Registerer, log, s.signer.Cache())
 	return s
 }
 
@@ -299,6 +314,7 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 		}
 	}()
 	start := time.Now()
+	c.signer = s.signer
 	t := s.tables.Load()
 	if t != nil && len(t.Zones) > 0 && t.Zones[0].Serial() == 0 {
 		s.TableChanged(t) // a table nobody announced: give it serials now
@@ -318,6 +334,9 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 	m := res.msg
 	if m == nil {
 		return
+	}
+	if res.err != nil {
+		s.log.Error("dns: answering SERVFAIL", zap.String("zone", res.zone.Name), zap.Error(res.err))
 	}
 	zone := ""
 	if res.zone != nil {
@@ -353,6 +372,11 @@ func (s *Server) write(w io.Writer, res result, tcp bool) {
 	defer s.bufs.Put(bp)
 	m.Compress = true
 	b, err := m.PackBuffer(*bp)
+	if err == nil && !tcp && len(b) > res.udpSize && res.optional > 0 {
+		// Additional data first: it may go without TC (RFC 2181 §9).
+		dropOptional(m, res.optional)
+		b, err = m.PackBuffer(*bp)
+	}
 	if err == nil && !tcp && len(b) > res.udpSize {
 		m.Truncate(res.udpSize)
 		m.Compress = true
@@ -369,6 +393,23 @@ func (s *Server) write(w io.Writer, res result, tcp bool) {
 		}
 	}
 	_, _ = w.Write(b)
+}
+
+// dropOptional removes the k records of additional data that end m's
+// additional section, before its OPT (see result.optional).
+func dropOptional(m *mdns.Msg, k int) {
+	n := len(m.Extra)
+	var opt mdns.RR
+	if n > 0 {
+		if o, ok := m.Extra[n-1].(*mdns.OPT); ok {
+			opt, n = o, n-1
+		}
+	}
+	k = min(k, n)
+	m.Extra = m.Extra[: n-k : n-k]
+	if opt != nil {
+		m.Extra = append(m.Extra, opt)
+	}
 }
 
 // writeSlip sends the truncated, empty answer RRL slips to a limited

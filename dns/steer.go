@@ -2,10 +2,12 @@ package dns
 
 import (
 	"math/rand/v2"
+	"net/netip"
 
 	mdns "github.com/miekg/dns"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/dnssec"
 	"github.com/meridian-lb/meridian/dns/zone"
 	"github.com/meridian-lb/meridian/telemetry"
 )
@@ -65,8 +67,9 @@ func (r *resolver) steer(s *zone.Steered, owner string) (answered bool, next str
 		}
 		return false, ""
 	case config.RecordFallback:
-		r.appendOwned(s.Fallback, owner, s.Name)
+		r.appendRRs(secAnswer, s.Fallback, owner, s.Name, s.FallbackKey)
 		r.pool = telemetry.Fallback
+		r.ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeOther, ExtraText: "no endpoint available: answering the fallback"}
 		if ex != nil {
 			ex.Outcome, ex.TTL = "fallback: no endpoint available in any pool", s.DegradedTTL
 		}
@@ -88,6 +91,7 @@ func (r *resolver) steer(s *zone.Steered, owner string) (answered bool, next str
 		}
 		r.pick(s, ts, idx, owner, true)
 		r.pool = p.Name
+		r.ede = &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeOther, ExtraText: "no endpoint available: failing open at the degraded TTL"}
 		if ex != nil {
 			ex.Pools[i].Used = true
 			ex.Outcome, ex.TTL = "fail_open: no endpoint available in any pool; answering every endpoint of "+p.Name+" not drained or forced down", s.DegradedTTL
@@ -133,6 +137,7 @@ func (r *resolver) pick(s *zone.Steered, ts []zone.Target, idx []int, owner stri
 		copy(grown, r.m.Answer)
 		r.m.Answer = grown
 	}
+	first := len(r.m.Answer)
 	for i := range k {
 		t := &ts[idx[(start+i)%n]]
 		rr := t.RR
@@ -141,4 +146,30 @@ func (r *resolver) pick(s *zone.Steered, ts []zone.Target, idx []int, owner stri
 		}
 		r.appendOwned1(rr, owner, s.Name)
 	}
+	if r.sign {
+		r.signSteered(s, ts, idx, start, k, first, degraded)
+	}
+}
+
+// signSteered notes a steered answer for signing: the records as compiled
+// (owned by s.Name), and a content key made from the addresses, so the
+// same addresses in another rotation find the same signature.
+func (r *resolver) signSteered(s *zone.Steered, ts []zone.Target, idx []int, start, k, first int, degraded bool) {
+	rrs := make([]mdns.RR, k)
+	var buf [16]netip.Addr
+	addrs := buf[:0]
+	ttl := s.TTL
+	if degraded {
+		ttl = s.DegradedTTL
+	}
+	for i := range k {
+		t := &ts[idx[(start+i)%len(idx)]]
+		rrs[i] = t.RR
+		if degraded {
+			rrs[i] = t.Degraded
+		}
+		addrs = append(addrs, t.IP)
+	}
+	key := dnssec.AppendAddressKey(make([]byte, 0, 64), s.Name, s.Type, ttl, addrs)
+	r.sets = append(r.sets, span{sec: secAnswer, start: first, end: first + k, name: s.Name, rrs: rrs, key: key})
 }

@@ -69,6 +69,8 @@ type Handler struct {
 	logs   logSinks       // access log destinations (accesslog.go)
 	traces traceExporters // OTLP exporters (trace.go)
 	tel    *telemetry.Telemetry
+
+	fwd atomic.Pointer[RegionForwarder] // on_all_down: forward (forwardregion.go); nil: none
 }
 
 // NewHandler builds the proxy handler.
@@ -209,6 +211,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *tableState) 
 	defer h.end(x)
 	x.st = st
 	if !h.prepare(x) {
+		return
+	}
+	if h.fwd.Load() != nil && h.forwardRegion(x) { // forwardregion.go
 		return
 	}
 	if isUpgrade(r) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,16 @@ import (
 	"github.com/meridian-lb/meridian/health"
 	"github.com/meridian-lb/meridian/routing"
 )
+
+// testEngine is the HTTP engine the proxy tests serve with: the config's,
+// unless MERIDIAN_HTTP_ENGINE names one (scripts/test.sh runs the package
+// once per engine).
+func testEngine(def config.HTTPEngine) config.HTTPEngine {
+	if e := os.Getenv("MERIDIAN_HTTP_ENGINE"); e != "" {
+		return config.HTTPEngine(e)
+	}
+	return def
+}
 
 // backend is a test upstream that tags its responses with its name.
 type backend struct {
@@ -110,6 +121,7 @@ func newEnv(t testing.TB, y string, vars map[string]string, opts ...envOpt) *env
 	e.eng = health.New(health.Options{Registerer: e.reg})
 	tb := e.compile(y, vars)
 	e.cfg = tb.Config.HTTP
+	e.cfg.Engine = testEngine(e.cfg.Engine)
 	for _, o := range opts {
 		o(e)
 	}

@@ -84,7 +84,55 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		},
 	}
 	d, _ := s.h.(drainer)
+	if s.s.Engine == config.HTTPEngineFast {
+		return s.serveFast(ctx, srv, ll, d)
+	}
 	return serveUntil(ctx, srv, func() error { return srv.Serve(ll) }, d, s.Grace, s.log, "HTTP")
+}
+
+// serveFast is Serve with the fast lane (fast.go) taking the connections
+// and net/http serving those it hands over. Shutdown is serveUntil's: stop
+// accepting, let requests finish for up to Grace on both, then close.
+func (s *Server) serveFast(ctx context.Context, srv *http.Server, ll *connCap, d drainer) error {
+	lane := newFastLane(s.h, s.s, s.log, ll, srv, ll.Addr())
+	errc := make(chan error, 2)
+	go func() { errc <- lane.acceptLoop() }()
+	go func() { errc <- srv.Serve(lane.handoff) }()
+	var err error
+	select {
+	case err = <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		if err == nil {
+			err = errors.New("proxy: HTTP server stopped")
+		}
+	case <-ctx.Done():
+	}
+	lane.closing.Store(true)
+	_ = ll.Close()
+	gctx, cancel := context.WithTimeout(context.Background(), s.Grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	if d != nil {
+		wg.Go(func() { d.Drain(gctx) })
+	}
+	wg.Go(func() {
+		if lane.shutdown(gctx) != nil {
+			s.log.Warn("HTTP shutdown grace period over; closing remaining connections")
+		}
+	})
+	if serr := srv.Shutdown(gctx); serr != nil {
+		s.log.Warn("HTTP shutdown grace period over; closing remaining connections", zap.Error(serr))
+		_ = srv.Close()
+	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	<-errc
+	<-errc
+	return nil
 }
 
 // serveUntil runs serve (srv's Serve or ServeTLS) until ctx is done, then

@@ -38,6 +38,7 @@ type serverConn struct {
 	small    [256]byte
 	stash    byte // a byte read ahead by the server's background read
 	hasStash bool
+	replay   []byte // read by the fast lane before it handed the connection over
 }
 
 func newServerConn(c net.Conn, slot *capSlot, maxHeader int) *serverConn {
@@ -72,7 +73,24 @@ func (c *serverConn) nextRequest() {
 	}
 }
 
+// handOver readies the connection for net/http after the fast lane read
+// pending from it (fast.go): net/http reads those bytes first, and the
+// watch sees them as the start of a request head.
+func (c *serverConn) handOver(pending []byte) {
+	c.reset()
+	c.hasStash = false
+	if len(pending) > 0 {
+		c.watch(pending)
+		c.replay = pending
+	}
+}
+
 func (c *serverConn) Read(p []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		if c.watching {

@@ -86,10 +86,34 @@ type codeCounter struct {
 }
 
 // routeShared is the state of a route that outlives a table: its retry
-// budget and mirror concurrency, matched by route name across reloads.
+// budget and mirror concurrency, matched by route name across reloads, and
+// its metric children.
 type routeShared struct {
 	budget         retryBudget
 	mirrorInFlight atomic.Int64
+
+	// The route's metric children, resolved by the first Install of a
+	// state that has the route (never by Compile: a rejected table leaves
+	// no series) and reused by the later ones, so a reload resolves only
+	// the routes new to their name. nil while no installed state has the
+	// route (its series were deleted). Under stateMu; the request path
+	// reads the copies on routeState.
+	duration                    prometheus.Observer
+	retriesSent, retriesRefused prometheus.Counter
+	installed                   *tableState // the last installed state that has the route
+
+	// series are the label values of the requests_total children the route
+	// resolved, so that they go with the route without a scan of every
+	// route's children.
+	seriesMu sync.Mutex
+	series   []requestLabels
+}
+
+// requestLabels are a requests_total child's label values besides the
+// route's name.
+type requestLabels struct {
+	service, pool string
+	code          int
 }
 
 // retryPolicy is a route's compiled retry block.
@@ -197,6 +221,13 @@ func (rs *routeState) counter(m *metrics, svc *routing.Service, pool *routing.Po
 		pn = pool.Name
 	}
 	c := m.requests.WithLabelValues(rs.name, sn, pn, strconv.Itoa(code))
+	if sh := rs.shared; sh != nil {
+		sh.seriesMu.Lock()
+		if !slices.Contains(sh.series, requestLabels{sn, pn, code}) {
+			sh.series = append(sh.series, requestLabels{sn, pn, code})
+		}
+		sh.seriesMu.Unlock()
+	}
 	next := append(cur[:len(cur):len(cur)], codeCounter{k, c})
 	rs.codes.Store(&next)
 	return c
@@ -250,9 +281,22 @@ func (h *Handler) Compile(t *routing.Table) *Compiled {
 	if t.Config != nil {
 		routeTimeout = t.Config.HTTP.RouteTimeout.D()
 	}
-	for _, r := range t.Routes {
-		rs := h.routeState(r, routeTimeout)
-		if old := h.shared[r.Name]; old != nil {
+	// One allocation for every route's state: a reload of thousands of
+	// routes makes one large object rather than thousands of small ones.
+	states := make([]routeState, len(t.Routes))
+	st.routes = make([]*routeState, len(t.Routes))
+	// The installed state's routes are h.shared's: a table that keeps a
+	// route in the same place finds its shared state there, unhashed.
+	var installed []*routeState
+	if cur := h.state.Load(); cur != nil {
+		installed = cur.routes
+	}
+	for i, r := range t.Routes {
+		rs := &states[i]
+		h.initRouteState(rs, r, routeTimeout)
+		if i < len(installed) && installed[i].name == r.Name {
+			rs.shared = installed[i].shared
+		} else if old := h.shared[r.Name]; old != nil {
 			rs.shared = old
 		} else {
 			rs.shared = &routeShared{}
@@ -260,7 +304,7 @@ func (h *Handler) Compile(t *routing.Table) *Compiled {
 		if r.Index < len(t.ClientCAs) {
 			rs.clientCA = t.ClientCAs[r.Index]
 		}
-		st.routes = append(st.routes, rs)
+		st.routes[i] = rs
 	}
 	st.tls = compileTLSPolicy(st.routes)
 	st.transportKeys = map[string]bool{}
@@ -289,24 +333,53 @@ func (h *Handler) Install(c *Compiled) {
 	st := c.st
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
-	shared := make(map[string]*routeShared, len(st.routes))
+	if h.shared == nil {
+		h.shared = make(map[string]*routeShared, len(st.routes))
+	}
 	for _, rs := range st.routes {
-		shared[rs.name] = rs.shared
-		// Resolved here, not in Compile: a table that is compiled and
-		// then rejected must not leave series for routes that never
-		// served. Nothing reads them before the state is stored below.
-		rs.duration = h.met.duration.WithLabelValues(rs.name)
-		rs.retriesSent = h.met.retries.WithLabelValues(rs.name, "sent")
-		rs.retriesRefused = h.met.retries.WithLabelValues(rs.name, "budget_exhausted")
-	}
-	for name := range h.shared {
-		if _, ok := shared[name]; !ok {
-			h.met.requests.DeletePartialMatch(prometheus.Labels{"route": name})
-			h.met.retries.DeletePartialMatch(prometheus.Labels{"route": name})
-			h.met.duration.DeleteLabelValues(name)
+		sh := rs.shared
+		if sh.duration == nil {
+			// Resolved here, not in Compile: a table that is compiled
+			// and then rejected must not leave series for routes that
+			// never served. Once per route name: the tables after reuse
+			// them. Nothing reads them before the state is stored below.
+			sh.duration = h.met.duration.WithLabelValues(rs.name)
+			sh.retriesSent = h.met.retries.WithLabelValues(rs.name, "sent")
+			sh.retriesRefused = h.met.retries.WithLabelValues(rs.name, "budget_exhausted")
+			if old := h.shared[rs.name]; old != nil {
+				// Another state's route of that name, installed since
+				// this state was compiled: one of the same name holds
+				// the children at a time.
+				old.seriesMu.Lock()
+				sh.seriesMu.Lock()
+				sh.series = append(sh.series, old.series...)
+				sh.seriesMu.Unlock()
+				old.series = nil
+				old.seriesMu.Unlock()
+				old.duration, old.retriesSent, old.retriesRefused, old.installed = nil, nil, nil, nil
+			}
+			h.shared[rs.name] = sh
 		}
+		sh.installed = st
+		rs.duration, rs.retriesSent, rs.retriesRefused = sh.duration, sh.retriesSent, sh.retriesRefused
 	}
-	h.shared = shared
+	// The routes the state does not have lose their series.
+	for name, sh := range h.shared {
+		if sh.installed == st {
+			continue
+		}
+		sh.seriesMu.Lock()
+		for _, l := range sh.series {
+			h.met.requests.DeleteLabelValues(name, l.service, l.pool, strconv.Itoa(l.code))
+		}
+		sh.series = nil
+		sh.seriesMu.Unlock()
+		h.met.retries.DeleteLabelValues(name, "sent")
+		h.met.retries.DeleteLabelValues(name, "budget_exhausted")
+		h.met.duration.DeleteLabelValues(name)
+		sh.duration, sh.retriesSent, sh.retriesRefused, sh.installed = nil, nil, nil, nil
+		delete(h.shared, name)
+	}
 	for key, tr := range h.transports {
 		if !st.transportKeys[key] {
 			tr.CloseIdleConnections()
@@ -333,19 +406,17 @@ func sortedPoolNames(t *routing.Table) []string {
 	return names
 }
 
-// routeState compiles a route; routeTimeout is http.route_timeout, for
-// routes that set no timeout.
-func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *routeState {
+// initRouteState compiles a route into rs, a zero routeState;
+// routeTimeout is http.route_timeout, for routes that set no timeout.
+func (h *Handler) initRouteState(rs *routeState, r *routing.Route, routeTimeout time.Duration) {
 	c := r.Config
-	rs := &routeState{
-		route:        r,
-		name:         r.Name,
-		perTry:       c.PerTryTimeout.D(),
-		retry:        compileRetry(c.Retry),
-		hostRewrite:  c.HostRewrite,
-		stripPrefix:  strings.TrimSuffix(c.StripPrefix, "/"),
-		stickyCookie: r.StickyCookie(),
-	}
+	rs.route = r
+	rs.name = r.Name
+	rs.perTry = c.PerTryTimeout.D()
+	rs.retry = compileRetry(c.Retry)
+	rs.hostRewrite = c.HostRewrite
+	rs.stripPrefix = strings.TrimSuffix(c.StripPrefix, "/")
+	rs.stickyCookie = r.StickyCookie()
 	if c.Timeout != nil {
 		rs.timeout = c.Timeout.D()
 	} else {
@@ -368,7 +439,6 @@ func (h *Handler) routeState(r *routing.Route, routeTimeout time.Duration) *rout
 		rs.mirrorTimeout = m.Timeout.D()
 		rs.mirrorInFlight = int64(m.MaxInFlight)
 	}
-	return rs
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -5,6 +5,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/routing"
 	"github.com/meridian-lb/meridian/telemetry"
 )
@@ -23,8 +24,9 @@ import (
 func (h *Handler) compileTelemetry(st *tableState) {
 	t := st.table
 	routes := make([]telemetry.RouteSpec, len(st.routes))
+	var arms []telemetry.ArmSpec // every route's, cut from one slice
 	for i, rs := range st.routes {
-		routes[i] = routeSpec(rs.route)
+		routes[i], arms = routeSpec(rs.route, arms)
 	}
 	names := sortedPoolNames(t)
 	pools := make([]telemetry.PoolSpec, len(names))
@@ -48,28 +50,41 @@ func (h *Handler) compileTelemetry(st *tableState) {
 	st.tel = set
 }
 
-// routeSpec lists a route's arms by split entry, or its one service.
-func routeSpec(r *routing.Route) telemetry.RouteSpec {
-	s := telemetry.RouteSpec{Name: r.Name}
+// routeSpec lists a route's arms by split entry, or its one service. The
+// arms are appended to buf, which is returned: the specs of a table's
+// routes share its backing arrays.
+func routeSpec(r *routing.Route, buf []telemetry.ArmSpec) (telemetry.RouteSpec, []telemetry.ArmSpec) {
+	if cap(buf)-len(buf) < 1+len(splitOf(r)) {
+		buf = make([]telemetry.ArmSpec, 0, max(1024, 1+len(splitOf(r))))
+	}
+	n := len(buf)
 	if r.Split == nil || r.Config == nil {
 		name := ""
 		if r.Service != nil {
 			name = r.Service.Name
 		}
-		s.Arms = []telemetry.ArmSpec{{Entry: -1, Service: name}}
-		return s
-	}
-	for i, e := range r.Config.Split {
-		a := telemetry.ArmSpec{Entry: i, Service: e.Service, Rule: e.When != nil}
-		if !a.Rule {
-			a.Weight = 1
-			if e.Weight != nil {
-				a.Weight = max(*e.Weight, 0)
+		buf = append(buf, telemetry.ArmSpec{Entry: -1, Service: name})
+	} else {
+		for i, e := range r.Config.Split {
+			a := telemetry.ArmSpec{Entry: i, Service: e.Service, Rule: e.When != nil}
+			if !a.Rule {
+				a.Weight = 1
+				if e.Weight != nil {
+					a.Weight = max(*e.Weight, 0)
+				}
 			}
+			buf = append(buf, a)
 		}
-		s.Arms = append(s.Arms, a)
 	}
-	return s
+	return telemetry.RouteSpec{Name: r.Name, Arms: buf[n:len(buf):len(buf)]}, buf
+}
+
+// splitOf is the route's split entries, if any.
+func splitOf(r *routing.Route) []*config.SplitEntry {
+	if r.Split == nil || r.Config == nil {
+		return nil
+	}
+	return r.Config.Split
 }
 
 // cell is the telemetry cell of one of the pool's endpoints; nil for an

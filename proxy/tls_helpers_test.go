@@ -104,7 +104,9 @@ func newTLSEnvOn(t *testing.T, ln, pln net.Listener, y string, vars map[string]s
 	done := make(chan error, 3)
 	go func() { done <- ts.Serve(ctx, ln) }()
 	go func() { done <- ts.Run(ctx) }()
-	plain := NewServer(PlainEdge(e.h, ts), cfg.Config.HTTP, zap.NewNop())
+	plainCfg := cfg.Config.HTTP
+	plainCfg.Engine = testEngine(plainCfg.Engine)
+	plain := NewServer(PlainEdge(e.h, ts), plainCfg, zap.NewNop())
 	plain.Grace = time.Second
 	go func() { done <- plain.Serve(ctx, pln) }()
 	t.Cleanup(func() {

@@ -223,6 +223,9 @@ func (x *exchange) pick() (*routing.Pool, *routing.Endpoint) {
 			region = x.clientRegion()
 		}
 		x.order = svc.Order(x.poolBuf[:0], region)
+		if x.h.fwd.Load() != nil {
+			x.order = x.h.localPools(x, svc, x.order) // forwardregion.go
+		}
 		x.tried = x.triedBuf[:0]
 	}
 	for _, p := range x.order {

@@ -82,9 +82,11 @@ func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
 // (slowstart.go). An unset balancer is round robin, the default; an
 // unknown one is an error, never quietly round robin (a parsed config
 // cannot have one, but a Config built by hand can), and so is slow_start
-// on a balancer that cannot ramp (a config.Problem at its own path).
-func newPicker(p *Pool) (picker, error) {
-	pk, err := newBalancer(p)
+// on a balancer that cannot ramp (a config.Problem at its own path). prev
+// is the live table's pool of the same name, if any: a maglev lookup table
+// it built over the same endpoints is reused rather than built again.
+func newPicker(p, prev *Pool) (picker, error) {
+	pk, err := newBalancer(p, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -104,8 +106,8 @@ func pickerProblem(p *Pool, err error) error {
 	return config.Problem{Path: "pools." + p.Name + ".balance", Msg: err.Error()}
 }
 
-// newBalancer builds the pool's balancer.
-func newBalancer(p *Pool) (picker, error) {
+// newBalancer builds the pool's balancer; prev as for newPicker.
+func newBalancer(p, prev *Pool) (picker, error) {
 	w := weighted{}
 	for _, e := range p.Endpoints {
 		w.total += uint64(max(e.Weight, 1))
@@ -119,6 +121,9 @@ func newBalancer(p *Pool) (picker, error) {
 	case config.BalanceRingHash:
 		return newRing(p, w), nil
 	case config.BalanceMaglev:
+		if m := reuseMaglev(p, prev, w); m != nil {
+			return m, nil
+		}
 		return newMaglev(p, w), nil
 	case config.BalanceRoundRobin, "":
 		weights := make([]int, len(p.Endpoints))
@@ -452,6 +457,28 @@ func newMaglev(p *Pool, w weighted) *maglev {
 	}
 	m.table = table
 	return m
+}
+
+// reuseMaglev returns a maglev balancer for p over prev's lookup table, or
+// nil when prev has none for the same endpoints: the table depends only on
+// the endpoints' addresses and weights, in order, and is never written
+// once built, so two tables can share it. A reload that leaves a pool's
+// endpoints alone skips its table build, most of the balancers' cost.
+func reuseMaglev(p, prev *Pool, w weighted) *maglev {
+	if prev == nil || len(prev.Endpoints) != len(p.Endpoints) || len(p.Endpoints) == 0 {
+		return nil
+	}
+	old, ok := prev.picker.(*maglev)
+	if !ok || len(old.table) == 0 {
+		return nil
+	}
+	for i, e := range p.Endpoints {
+		o := prev.Endpoints[i]
+		if e.Address != o.Address || max(e.Weight, 1) != max(o.Weight, 1) {
+			return nil
+		}
+	}
+	return &maglev{hashOn: newHashOn(p), w: w, table: old.table}
 }
 
 func (m *maglev) pick(p *Pool, k pickKey) *Endpoint {

@@ -58,6 +58,13 @@ type Inputs struct {
 	// rollout's Manager); a rollout it does not know, or nil, is at its
 	// plan's first step.
 	RolloutWeight func(name string) (int, bool)
+	// DeferVersion hands the table back before its version hash is done:
+	// the config's share of the hash (the costliest input, a JSON encoding
+	// of the whole config) goes on in the background, and Table.Version
+	// stays empty until Table.FinishVersion. The rebuild loop overlaps it
+	// with the proxy's compile and the table's apply, and finishes it
+	// before it compares versions or publishes the table.
+	DeferVersion bool
 }
 
 // Compile turns a validated config and the current inputs into a table, or
@@ -67,14 +74,18 @@ type Inputs struct {
 // is pure and deterministic: the same inputs give the same table and the same
 // Version, and nothing outside the returned table is touched. A reload waits
 // for it, so it spreads its costliest parts over goroutines of its own, all
-// done when it returns.
+// done when it returns (but the version hash with in.DeferVersion).
 func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// The config's share of the version is the costliest input to hash and
-	// needs nothing Compile builds, so it is computed beside the rest.
-	var digest configDigest
-	wg.Go(func() { digest = hashConfig(cfg) })
+	// needs nothing Compile builds, so it is computed beside the rest, and
+	// with in.DeferVersion beside what the caller does next.
+	pv := &pendingVersion{done: make(chan struct{})}
+	go func() {
+		defer close(pv.done)
+		pv.digest = hashConfig(cfg)
+	}()
 
 	t := &Table{
 		Config:   cfg,
@@ -102,6 +113,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		errs = append(errs, err)
 	}
 	pools := make([]*Pool, 0, len(cfg.Pools))
+	prevs := make([]*Pool, 0, len(cfg.Pools)) // the live table's pool of each name, for balancer tables to reuse
 	for _, name := range sortedKeys(cfg.Pools) {
 		var prev *Pool
 		if in.Previous != nil {
@@ -113,6 +125,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 		}
 		t.Pools[name] = p
 		pools = append(pools, p)
+		prevs = append(prevs, prev)
 	}
 	// The balancers' tables (maglev's above all) depend on the pools alone
 	// and are, after the version hash, the costliest part: they are built
@@ -120,7 +133,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	pickerErrs := make([]error, len(pools))
 	wg.Go(func() {
 		for i, p := range pools {
-			pk, err := newPicker(p)
+			pk, err := newPicker(p, prevs[i])
 			if err != nil {
 				pickerErrs[i] = pickerProblem(p, err)
 			}
@@ -167,10 +180,35 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	wg.Wait()
 	errs = append(errs, pickerErrs...)
 	if err := errors.Join(errs...); err != nil {
+		<-pv.done
 		return nil, cfg.Locate(err)
 	}
-	t.Version = version(digest, t)
+	t.version = pv
+	if !in.DeferVersion {
+		t.FinishVersion()
+	}
 	return t, nil
+}
+
+// pendingVersion is a version hash under way: the config's share, written
+// by a goroutine of Compile, which closes done when it is.
+type pendingVersion struct {
+	done   chan struct{}
+	digest configDigest
+}
+
+// FinishVersion waits for the version hash of a table compiled with
+// Inputs.DeferVersion, sets Version and returns it; on any other table it
+// returns Version. The table's owner calls it, before anything reads
+// Version: the rebuild loop, before it compares versions and before it
+// publishes the table.
+func (t *Table) FinishVersion() string {
+	if p := t.version; p != nil {
+		<-p.done
+		t.Version = version(p.digest, t)
+		t.version = nil
+	}
+	return t.Version
 }
 
 // compilePool resolves a pool's endpoints: the static ones in file order,

@@ -43,6 +43,9 @@ func (t *Table) String() string {
 		if len(s.Weights) > 0 {
 			fmt.Fprintf(&b, " weights=%v", s.Weights)
 		}
+		if g := s.Guard; g != nil {
+			fmt.Fprintf(&b, " guard=min_pools:%d,min_regions:%d", g.MinPools, g.MinRegions)
+		}
 		b.WriteByte('\n')
 	}
 	for _, r := range t.Routes {

@@ -97,7 +97,7 @@ zones:
 	if st.Service != "web" || len(ts) != 1 || len(ts[0].Endpoints) != 2 {
 		t.Fatalf("steered %+v", st)
 	}
-	if e, ok := ts[0].Endpoints[1].State.(*Endpoint); !ok || e != tbl.Pools["eu"].Endpoints[1] {
+	if e, ok := ts[0].Endpoints[1].State.(*dnsState); !ok || (*Endpoint)(e) != tbl.Pools["eu"].Endpoints[1] {
 		t.Errorf("target endpoint state %v, want the table's endpoint", ts[0].Endpoints[1].State)
 	}
 	if !strings.Contains(tbl.String(), "steered www.example.com. A service=web") {

@@ -44,6 +44,10 @@ type Table struct {
 	// ClientCAs holds, by route index, the client CA of each route that
 	// requires client certificates (nil for the others).
 	ClientCAs []*ClientCA
+
+	// version is the version hash still running when Compile was asked to
+	// defer it (Inputs.DeferVersion); FinishVersion sets Version from it.
+	version *pendingVersion
 }
 
 // Pool is a set of endpoints in one place, balanced by one policy.
@@ -92,6 +96,8 @@ type Endpoint struct {
 
 	// inflight counts requests on this endpoint for least_request.
 	inflight atomic.Int64
+	// quorum is the fleet's verdict for DNS (quorum.go); 0: none.
+	quorum atomic.Uint32
 	// pool is set for the pools of guarded services only (guard.go).
 	pool *Pool
 }

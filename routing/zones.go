@@ -18,7 +18,7 @@ func (ss zoneServices) Pools(name string) ([]zone.Pool, bool) {
 	for i, p := range s.Pools {
 		eps := make([]zone.Endpoint, len(p.Endpoints))
 		for j, e := range p.Endpoints {
-			eps[j] = zone.Endpoint{Address: e.Address, IP: e.IP, Weight: e.Weight, State: e}
+			eps[j] = zone.Endpoint{Address: e.Address, IP: e.IP, Weight: e.Weight, State: (*dnsState)(e)}
 		}
 		out[i] = zone.Pool{Name: p.Name, Endpoints: eps}
 	}

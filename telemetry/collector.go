@@ -108,8 +108,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(c.epBytes, prometheus.CounterValue, float64(v.bytes), p.name, e.address, "response")
 			}
 			if a := t.pools[p.name]; a != nil {
-				buckets, count := promBuckets(&a.cum.up)
-				ch <- prometheus.MustNewConstHistogram(c.upstream, count, float64(a.cum.up.sumNS)/1e9, buckets, p.name)
+				v := a.vals()
+				buckets, count := promBuckets(&v.up)
+				ch <- prometheus.MustNewConstHistogram(c.upstream, count, float64(v.up.sumNS)/1e9, buckets, p.name)
 			}
 		}
 	}

@@ -64,7 +64,8 @@ func kindIndex(kind string) int {
 // project's machines several hundred nanoseconds per request), so the
 // proxy passes a hint that stays on one CPU (its pooled per-request state)
 // and each CPU mostly writes lines no other CPU touches. Reads add the
-// stripes up.
+// stripes up. A cell has one stripe until it first counts; the tick after
+// gives it the full set (see cur), so idle routes cost one stripe each.
 //
 // What a count means depends on the cell's side. On an arm it is the
 // client's request: its final status class, its failure kind, its whole
@@ -74,8 +75,18 @@ func kindIndex(kind string) int {
 // response head; plus, for the requests whose last attempt it served, the
 // whole latency and the bytes.
 type HTTP struct {
-	mask    uint
-	stripes []httpStripe
+	// cur is the stripes requests count in now. A cell starts with one
+	// stripe (first) and gets its full set of stripes from the tick that
+	// first sees it count (Telemetry.grow), off the request path: a table
+	// of thousands of routes of which a few get traffic keeps one stripe
+	// per idle cell. Writers that loaded first before the switch may still
+	// count there, so reads add both sets up.
+	cur   atomic.Pointer[[]httpStripe]
+	first *[]httpStripe
+	// touched is set by the first count, so the tick reads only the cells
+	// that ever counted (an idle cell costs it one load). Read-mostly: it
+	// shares its line with cur, which every update reads anyway.
+	touched atomic.Bool
 }
 
 // httpStripe is one stripe of a cell, a whole number of cache lines.
@@ -92,12 +103,40 @@ type httpStripe struct {
 	_        [7]uint64
 }
 
-// newHTTP makes a cell of n stripes (a power of two).
-func newHTTP(n int) *HTTP {
-	return &HTTP{mask: uint(n - 1), stripes: make([]httpStripe, n)}
+// newHTTP makes a cell of one stripe; grow gives it more.
+func newHTTP() *HTTP {
+	one := make([]httpStripe, 1)
+	c := &HTTP{first: &one}
+	c.cur.Store(&one)
+	return c
 }
 
-func (c *HTTP) stripe(hint uint) *httpStripe { return &c.stripes[hint&c.mask] }
+// grow gives a cell that counts its full set of n stripes (a power of
+// two), once. Only the registry calls it, under its lock.
+func (c *HTTP) grow(n int) {
+	if n > 1 && c.cur.Load() == c.first {
+		s := make([]httpStripe, n)
+		c.cur.Store(&s)
+	}
+}
+
+// stripe returns the stripe of hint, marking the cell touched.
+func (c *HTTP) stripe(hint uint) *httpStripe {
+	if !c.touched.Load() {
+		c.touched.Store(true)
+	}
+	s := *c.cur.Load()
+	return &s[hint&uint(len(s)-1)]
+}
+
+// sets calls f with the cell's stripe sets: the first, and the full one
+// once it has it.
+func (c *HTTP) sets(f func([]httpStripe)) {
+	f(*c.first)
+	if cur := c.cur.Load(); cur != c.first {
+		f(*cur)
+	}
+}
 
 func classIndex(code int) int {
 	c := code/100 - 1
@@ -194,9 +233,11 @@ func (c *HTTP) Served(hint uint, total time.Duration, in, out int64) {
 // (one stripe alone can be negative).
 func (c *HTTP) inFlight() int64 {
 	var n int64
-	for i := range c.stripes {
-		n += c.stripes[i].inFlight.Load()
-	}
+	c.sets(func(ss []httpStripe) {
+		for i := range ss {
+			n += ss[i].inFlight.Load()
+		}
+	})
 	return n
 }
 
@@ -214,22 +255,24 @@ type httpVals struct {
 func (c *HTTP) load(v *httpVals) {
 	*v = httpVals{}
 	var h histVals
-	for i := range c.stripes {
-		s := &c.stripes[i]
-		for j := range s.class {
-			v.class[j] += s.class[j].Load()
+	c.sets(func(ss []httpStripe) {
+		for i := range ss {
+			s := &ss[i]
+			for j := range s.class {
+				v.class[j] += s.class[j].Load()
+			}
+			for j := range s.kinds {
+				v.kinds[j] += s.kinds[j].Load()
+			}
+			v.failed += s.failed.Load()
+			v.bytesIn += s.bytesIn.Load()
+			v.bytes += s.bytesOut.Load()
+			s.total.load(&h)
+			v.total.add(&h)
+			s.upstream.load(&h)
+			v.up.add(&h)
 		}
-		for j := range s.kinds {
-			v.kinds[j] += s.kinds[j].Load()
-		}
-		v.failed += s.failed.Load()
-		v.bytesIn += s.bytesIn.Load()
-		v.bytes += s.bytesOut.Load()
-		s.total.load(&h)
-		v.total.add(&h)
-		s.upstream.load(&h)
-		v.up.add(&h)
-	}
+	})
 }
 
 func (v *httpVals) add(d *httpVals) {

@@ -191,7 +191,7 @@ func (t *Telemetry) Stats() Stats {
 			rs := RouteStats{EntityStats: aggStats(r.name, a), Arms: make([]ArmStats, 0, len(r.arms))}
 			routeWin := map[string]Window{}
 			if a != nil {
-				routeWin = a.win.windowsJSON()
+				routeWin = a.windows().windowsJSON()
 			}
 			for _, e := range r.arms {
 				inf := e.cell.inFlight()
@@ -267,7 +267,8 @@ func aggStats(name string, a *httpAgg) EntityStats {
 	if a == nil {
 		return EntityStats{Name: name, Windows: map[string]Window{}}
 	}
-	return EntityStats{Name: name, Totals: totals(&a.cum, a.side), Windows: a.win.windowsJSON(), Series: a.win.seriesJSON()}
+	w := a.windows()
+	return EntityStats{Name: name, Totals: totals(a.vals(), a.side), Windows: w.windowsJSON(), Series: w.seriesJSON()}
 }
 
 func sortedLive(m map[string]*httpAgg) []string {

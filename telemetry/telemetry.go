@@ -40,15 +40,23 @@ type Telemetry struct {
 	mu       sync.Mutex
 	ticks    uint64
 	lastTick int64 // Unix ns of the last Tick; 0 before the first
-	// The live HTTP cells by key, and those of earlier tables still
-	// draining into their aggregates.
+	// gen counts the activations: the entries and aggregates of the live
+	// set carry the last one, so an activation changes only what changed.
+	gen uint64
+	// The live HTTP cells by key (the entries of active, for PrepareHTTP
+	// to find), and those of earlier tables still draining into their
+	// aggregates.
 	arms     map[armKey]*httpEntry
 	eps      map[epKey]*httpEntry
 	retiring []*httpEntry
 	routes   map[string]*httpAgg
 	services map[string]*httpAgg
 	pools    map[string]*httpAgg
-	active   *HTTPSet // the set the live table was compiled with
+	// dormant are the aggregates that are not live: made for a set not
+	// activated yet, or left the table. forget drops them after
+	// retireAfter.
+	dormant []*httpAgg
+	active  *HTTPSet // the set the live table was compiled with
 
 	records    map[recKey]*dnsEntry
 	dnsRetired []*dnsEntry
@@ -114,6 +122,7 @@ type httpEntry struct {
 	last    *httpVals // nil until the cell counted something
 	win     *windows  // nil until then too
 	retired int64     // Unix ns; 0 while live
+	gen     uint64    // the last activation whose set has it
 	arm     ArmSpec   // arms only
 	address string    // endpoints only
 	load    InFlighter
@@ -121,13 +130,77 @@ type httpEntry struct {
 
 // httpAgg is a route, service or pool: the sum of its cells, including
 // cells of earlier tables while they retire.
+//
+// An aggregate that has counted nothing has no counts and no windows of
+// its own: it reads idle, the windows of every aggregate made with it
+// (all zeros, pushed once per tick for all of them). Its first count
+// gives it a copy of those (count, on the tick's goroutine), which is
+// exactly what windows of its own would hold by then. A table of
+// thousands of routes of which a few get traffic keeps one set of
+// windows for the idle ones instead of one each.
 type httpAgg struct {
 	name     string
 	side     side
-	cum      httpVals
-	win      *windows
+	home     map[string]*httpAgg // the map it is kept in, by name
+	cum      *httpVals           // nil until a cell of it counted
+	win      *windows            // its own windows, from its first count
+	idle     *idleWindows        // until then
 	live     bool
+	dormant  bool   // in Telemetry.dormant
+	gone     bool   // no longer in home (forgotten, or replaced by another of its name)
+	gen      uint64 // the last activation whose set has it
 	lastLive int64
+}
+
+// idleWindows are the windows of the aggregates made at one time (by one
+// PrepareHTTP) while they have counted nothing.
+type idleWindows struct {
+	win  *windows
+	tick uint64 // the tick that last pushed them
+}
+
+// windows returns the aggregate's windows: its own, or its idle ones.
+func (a *httpAgg) windows() *windows {
+	if a.win != nil || a.idle == nil {
+		return a.win
+	}
+	return a.idle.win
+}
+
+// vals returns the aggregate's counts; zero ones before it counted.
+func (a *httpAgg) vals() *httpVals {
+	if a.cum == nil {
+		return &httpVals{}
+	}
+	return a.cum
+}
+
+// count adds a cell's counts since its last flush. The first count gives
+// the aggregate its counts and its own windows: a copy of its idle ones,
+// so nothing it showed before changes. Caller holds mu.
+func (a *httpAgg) count(d *httpVals) {
+	if a.cum == nil {
+		a.cum = new(httpVals)
+		if a.win == nil && a.idle != nil {
+			a.win = a.idle.win.clone()
+		}
+		a.idle = nil
+	}
+	a.cum.add(d)
+}
+
+// push takes the tick's snapshot of the aggregate: into its own windows,
+// or into its idle ones, once for all the aggregates sharing them.
+func (a *httpAgg) push(now int64, coarse bool, tick uint64) {
+	if a.win != nil {
+		v := a.vals()
+		a.win.push(now, coarse, v.requests(a.side), v.errors(a.side), v.bytesIn, v.bytes, v.windowHist(a.side))
+		return
+	}
+	if iw := a.idle; iw != nil && iw.tick != tick {
+		iw.tick = tick
+		iw.win.push(now, coarse, 0, 0, 0, 0, nil)
+	}
 }
 
 // ArmSpec is one arm of a route: a split entry, or the route's only
@@ -178,6 +251,7 @@ type setRoute struct {
 
 type setPool struct {
 	name  string
+	agg   *httpAgg
 	eps   []*httpEntry
 	cells []*HTTP
 	loads []InFlighter
@@ -199,17 +273,36 @@ func (s *HTTPSet) Endpoints(i int) []*HTTP {
 	return s.pools[i].cells
 }
 
-// agg returns the aggregate called name, making it when there is none. A
+// aggMaker makes the aggregates of one PrepareHTTP: made at one time, they
+// share their idle windows.
+type aggMaker struct {
+	t    *Telemetry
+	now  int64
+	idle *idleWindows
+}
+
+// get returns the aggregate called name, making it when there is none. A
 // new one is not live until ActivateHTTP; it is kept for retireAfter
-// meanwhile, like one that left the table.
-func (t *Telemetry) agg(m map[string]*httpAgg, name string, sd side) *httpAgg {
-	a := m[name]
+// meanwhile, like one that left the table. Caller holds mu.
+func (m *aggMaker) get(home map[string]*httpAgg, name string, sd side) *httpAgg {
+	a := home[name]
 	if a == nil {
-		now := t.now().UnixNano()
-		a = &httpAgg{name: name, side: sd, win: newWindows(true, true, now), lastLive: now}
-		m[name] = a
+		if m.idle == nil {
+			m.idle = &idleWindows{win: newWindows(true, true, m.now)}
+		}
+		a = &httpAgg{name: name, side: sd, home: home, idle: m.idle, lastLive: m.now}
+		home[name] = a
+		m.t.setDormant(a)
 	}
 	return a
+}
+
+// setDormant lists a that is not live for forget. Caller holds mu.
+func (t *Telemetry) setDormant(a *httpAgg) {
+	if !a.dormant {
+		a.dormant = true
+		t.dormant = append(t.dormant, a)
+	}
 }
 
 // PrepareHTTP finds the cells of a table being compiled: those of the live
@@ -223,41 +316,85 @@ func (t *Telemetry) PrepareHTTP(routes []RouteSpec, pools []PoolSpec) *HTTPSet {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	mk := aggMaker{t: t, now: t.now().UnixNano()}
+	// The set's slices are cut from one allocation per kind: a table of
+	// thousands of routes makes a few large allocations, not thousands.
+	var nArms, nEps int
+	for _, r := range routes {
+		nArms += len(r.Arms)
+	}
+	for _, p := range pools {
+		nEps += len(p.Endpoints)
+	}
+	entries := make([]*httpEntry, nArms+nEps)
+	cells := make([]*HTTP, nArms+nEps)
+	loads := make([]InFlighter, nEps)
+	cut := func(n int) ([]*httpEntry, []*HTTP) {
+		e, c := entries[:n:n], cells[:n:n]
+		entries, cells = entries[n:], cells[n:]
+		return e, c
+	}
 	s := &HTTPSet{routes: make([]setRoute, len(routes)), pools: make([]setPool, len(pools))}
+	// The live set's entries are in t.arms and t.eps; most tables keep
+	// the routes and pools of the live one in the same places, where
+	// they are found without hashing their keys.
+	var live HTTPSet
+	if t.active != nil {
+		live = *t.active
+	}
 	for i, r := range routes {
-		sr := setRoute{name: r.Name, arms: make([]*httpEntry, len(r.Arms)), cells: make([]*HTTP, len(r.Arms))}
+		sr := setRoute{name: r.Name}
+		sr.arms, sr.cells = cut(len(r.Arms))
+		var same []*httpEntry // the live set's entries of the route at i, when it is the same route
+		if i < len(live.routes) && live.routes[i].name == r.Name && len(live.routes[i].arms) == len(r.Arms) {
+			same = live.routes[i].arms
+		}
 		for j, a := range r.Arms {
-			e := t.arms[armKey{r.Name, a.Entry, a.Service}]
-			if e == nil {
-				e = &httpEntry{cell: newHTTP(t.stripes), side: clientSide,
-					parents: [2]*httpAgg{t.agg(t.routes, r.Name, clientSide), t.agg(t.services, a.Service, clientSide)}}
+			var e *httpEntry
+			if same != nil && same[j].arm.Entry == a.Entry && same[j].arm.Service == a.Service {
+				e = same[j]
+			} else {
+				e = t.arms[armKey{r.Name, a.Entry, a.Service}]
 			}
+			if e == nil {
+				e = &httpEntry{cell: newHTTP(), side: clientSide,
+					parents: [2]*httpAgg{mk.get(t.routes, r.Name, clientSide), mk.get(t.services, a.Service, clientSide)}}
+			}
+			e.arm = a // the declared weight may change; the key does not
 			sr.arms[j], sr.cells[j] = e, e.cell
 		}
 		s.routes[i] = sr
 	}
 	for i, p := range pools {
-		sp := setPool{name: p.Name, eps: make([]*httpEntry, len(p.Endpoints)), cells: make([]*HTTP, len(p.Endpoints)), loads: make([]InFlighter, len(p.Endpoints))}
-		pa := t.agg(t.pools, p.Name, upstreamSide) // also for a pool without endpoints
+		sp := setPool{name: p.Name, agg: mk.get(t.pools, p.Name, upstreamSide)} // also for a pool without endpoints
+		sp.eps, sp.cells = cut(len(p.Endpoints))
+		sp.loads, loads = loads[:len(p.Endpoints):len(p.Endpoints)], loads[len(p.Endpoints):]
+		var same []*httpEntry
+		if i < len(live.pools) && live.pools[i].name == p.Name && len(live.pools[i].eps) == len(p.Endpoints) {
+			same = live.pools[i].eps
+		}
 		for j, ep := range p.Endpoints {
-			e := t.eps[epKey{p.Name, ep.Address}]
+			var e *httpEntry
+			if same != nil && same[j].address == ep.Address {
+				e = same[j]
+			} else {
+				e = t.eps[epKey{p.Name, ep.Address}]
+			}
 			if e == nil {
-				e = &httpEntry{cell: newHTTP(t.stripes), side: upstreamSide, address: ep.Address, parents: [2]*httpAgg{pa}}
+				e = &httpEntry{cell: newHTTP(), side: upstreamSide, address: ep.Address, parents: [2]*httpAgg{sp.agg}}
 			}
 			sp.eps[j], sp.cells[j], sp.loads[j] = e, e.cell, ep.Load
 		}
 		s.pools[i] = sp
 	}
-	for i, r := range routes {
-		for j, a := range r.Arms {
-			s.routes[i].arms[j].arm = a // the declared weight may change; the key does not
-		}
-	}
 	return s
 }
 
 // ActivateHTTP makes s the live set: its cells are listed and exported,
-// and the cells of the previous set that s does not keep retire.
+// and the cells of the previous set that s does not keep retire. It
+// touches the maps only for what changed: the entries and aggregates of
+// the live set carry the activation's generation, so the previous set's
+// that do not are the ones leaving.
 func (t *Telemetry) ActivateHTTP(s *HTTPSet) {
 	if t == nil || s == nil {
 		return
@@ -265,90 +402,141 @@ func (t *Telemetry) ActivateHTTP(s *HTTPSet) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now().UnixNano()
-	arms := make(map[armKey]*httpEntry, len(t.arms))
-	eps := make(map[epKey]*httpEntry, len(t.eps))
-	for _, r := range s.routes {
+	prev := t.gen
+	t.gen++
+	g := t.gen
+	// An aggregate of the set is live. Should one have been forgotten
+	// since the set was prepared (a set activated long after), it is put
+	// back: the set's cells feed it.
+	live := func(a *httpAgg) {
+		if a == nil || a.gen == g {
+			return
+		}
+		a.gen, a.live = g, true
+		if a.gone {
+			if other := a.home[a.name]; other != nil {
+				other.gone = true
+			}
+			a.home[a.name], a.gone = a, false
+		}
+	}
+	// An entry of the previous set is in the maps already: only the others
+	// are put in.
+	for i := range s.routes {
+		r := &s.routes[i]
 		for _, e := range r.arms {
-			arms[armKey{r.name, e.arm.Entry, e.arm.Service}] = e
+			if e.gen != prev || prev == 0 {
+				t.arms[armKey{r.name, e.arm.Entry, e.arm.Service}] = e
+			}
+			e.gen, e.retired = g, 0
+			live(e.parents[0])
+			live(e.parents[1])
+		}
+		if len(r.arms) == 0 {
+			live(t.routes[r.name])
 		}
 	}
-	for _, p := range s.pools {
+	for i := range s.pools {
+		p := &s.pools[i]
+		live(p.agg)
 		for j, e := range p.eps {
-			eps[epKey{p.name, e.address}] = e
+			if e.gen != prev || prev == 0 {
+				t.eps[epKey{p.name, e.address}] = e
+			}
+			e.gen, e.retired = g, 0
 			e.load = p.loads[j]
+			live(e.parents[0])
 		}
 	}
-	// A retiring cell is no longer listed: its windows go now, its counts
-	// keep flowing into its aggregates until forget drops it.
-	for k, e := range t.arms {
-		if arms[k] != e {
-			e.retired, e.win = now, nil
-			t.retiring = append(t.retiring, e)
+	// The previous set's entries and aggregates that s does not have
+	// leave. A retiring cell is no longer listed: its windows go now, its
+	// counts keep flowing into its aggregates until forget drops it.
+	leave := func(a *httpAgg) {
+		if a != nil && a.gen != g && a.live {
+			a.live, a.lastLive = false, now
+			t.setDormant(a)
 		}
 	}
-	for k, e := range t.eps {
-		if eps[k] != e {
-			e.retired, e.win = now, nil
-			e.load = nil // the old table's endpoint: its requests in flight are no longer ours to show
-			t.retiring = append(t.retiring, e)
-		}
+	retire := func(e *httpEntry) {
+		e.retired, e.win = now, nil
+		t.retiring = append(t.retiring, e)
+		leave(e.parents[0])
+		leave(e.parents[1])
 	}
-	t.arms, t.eps, t.active = arms, eps, s
-	liveAgg := func(m map[string]*httpAgg, names map[string]bool) {
-		for n, a := range m {
-			if names[n] {
-				a.live = true
-			} else if a.live {
-				a.live, a.lastLive = false, now
+	if old := t.active; old != nil {
+		for i := range old.routes {
+			r := &old.routes[i]
+			for _, e := range r.arms {
+				if e.gen != g {
+					if k := (armKey{r.name, e.arm.Entry, e.arm.Service}); t.arms[k] == e {
+						delete(t.arms, k)
+					}
+					retire(e)
+				}
+			}
+			if len(r.arms) == 0 {
+				leave(t.routes[r.name])
+			}
+		}
+		for i := range old.pools {
+			p := &old.pools[i]
+			leave(p.agg)
+			for _, e := range p.eps {
+				if e.gen != g {
+					if k := (epKey{p.name, e.address}); t.eps[k] == e {
+						delete(t.eps, k)
+					}
+					e.load = nil // the old table's endpoint: its requests in flight are no longer ours to show
+					retire(e)
+				}
 			}
 		}
 	}
-	routes, services, pools := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	// The set's cells feed the aggregates PrepareHTTP gave them; should
-	// one have been forgotten since (a set activated long after it was
-	// prepared), it is put back.
-	keep := func(m map[string]*httpAgg, a *httpAgg, names map[string]bool) {
-		names[a.name] = true
-		if m[a.name] == nil {
-			m[a.name] = a
-		}
-	}
-	for _, r := range s.routes {
-		for _, e := range r.arms {
-			keep(t.routes, e.parents[0], routes)
-			keep(t.services, e.parents[1], services)
-		}
-		routes[r.name] = true
-	}
-	for _, p := range s.pools {
-		pools[p.name] = true
-		for _, e := range p.eps {
-			keep(t.pools, e.parents[0], pools)
-		}
-	}
-	liveAgg(t.routes, routes)
-	liveAgg(t.services, services)
-	liveAgg(t.pools, pools)
+	t.active = s
 	t.forget(now)
 }
 
 // flushHTTP moves every cell's counts since the last flush into its
 // aggregates. Caller holds mu.
 func (t *Telemetry) flushHTTP() {
-	for _, e := range t.arms {
-		t.flushEntry(e)
-	}
-	for _, e := range t.eps {
-		t.flushEntry(e)
-	}
+	t.eachLive(t.flushEntry)
 	for _, e := range t.retiring {
 		t.flushEntry(e)
 	}
 }
 
+// eachLive calls f with every entry of the live set. Caller holds mu.
+func (t *Telemetry) eachLive(f func(*httpEntry)) {
+	s := t.active
+	if s == nil {
+		return
+	}
+	for i := range s.routes {
+		for _, e := range s.routes[i].arms {
+			f(e)
+		}
+	}
+	for i := range s.pools {
+		for _, e := range s.pools[i].eps {
+			f(e)
+		}
+	}
+}
+
+// flushEntry moves a cell's counts since its last flush into its
+// aggregates. A cell that never counted is skipped at the cost of one
+// load; one that did gets its full set of stripes here, off the request
+// path.
 func (t *Telemetry) flushEntry(e *httpEntry) {
+	c := e.cell
+	if e.last == nil {
+		if !c.touched.Load() {
+			return
+		}
+		c.grow(t.stripes)
+	}
 	cur := &t.scratch
-	e.cell.load(cur)
+	c.load(cur)
 	if e.last == nil {
 		if *cur == (httpVals{}) {
 			return
@@ -360,7 +548,7 @@ func (t *Telemetry) flushEntry(e *httpEntry) {
 	*e.last = *cur
 	for _, p := range e.parents {
 		if p != nil {
-			p.cum.add(&d)
+			p.count(&d)
 		}
 	}
 }
@@ -376,16 +564,11 @@ func (t *Telemetry) Tick() {
 	coarse := t.ticks%CoarseEvery == 0
 	t.flushHTTP()
 	t.flushDNS()
-	for _, e := range t.arms {
-		e.snapshot(now, coarse, t.lastTick)
-	}
-	for _, e := range t.eps {
-		e.snapshot(now, coarse, t.lastTick)
-	}
+	t.eachLive(func(e *httpEntry) { e.snapshot(now, coarse, t.lastTick) })
 	t.forget(now)
 	for _, m := range []map[string]*httpAgg{t.routes, t.services, t.pools} {
 		for _, a := range m {
-			a.win.push(now, coarse, a.cum.requests(a.side), a.cum.errors(a.side), a.cum.bytesIn, a.cum.bytes, a.cum.windowHist(a.side))
+			a.push(now, coarse, t.ticks)
 		}
 	}
 	t.tickDNS(now, coarse)
@@ -412,13 +595,20 @@ func (t *Telemetry) forget(now int64) {
 		}
 		return false
 	})
-	for _, m := range []map[string]*httpAgg{t.routes, t.services, t.pools} {
-		for n, a := range m {
-			if !a.live && a.lastLive < cut {
-				delete(m, n)
+	t.dormant = slices.DeleteFunc(t.dormant, func(a *httpAgg) bool {
+		switch {
+		case a.live:
+		case a.lastLive < cut:
+			if !a.gone {
+				delete(a.home, a.name)
+				a.gone = true
 			}
+		default:
+			return false
 		}
-	}
+		a.dormant = false
+		return true
+	})
 	for n, z := range t.zones {
 		if !z.live && z.lastLive < cut {
 			delete(t.zones, n)

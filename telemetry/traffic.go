@@ -118,6 +118,6 @@ func (t *Telemetry) PoolTraffic(pool string) (tr Traffic, ok bool) {
 			t.flushEntry(e)
 		}
 	}
-	tr.add(&a.cum, a.side)
+	tr.add(a.vals(), a.side)
 	return tr, true
 }

@@ -77,6 +77,19 @@ func (r *ring) push(t int64, n, err, bin, bout uint64, h *histVals) {
 	}
 }
 
+// clone returns a copy of r that shares nothing with it.
+func (r *ring) clone() *ring {
+	c := newRing(len(r.s), r.s[0].h != nil)
+	for i := range r.s {
+		h := c.s[i].h
+		c.s[i] = r.s[i]
+		c.s[i].h = h
+		copy(h, r.s[i].h)
+	}
+	c.head, c.n = r.head, r.n
+	return c
+}
+
 // at returns the snapshot k pushes back (0: newest), or nil.
 func (r *ring) at(k int) *snap {
 	if k < 0 || k >= r.n {
@@ -142,6 +155,17 @@ func newWindows(hist, withSeries bool, born int64) *windows {
 		w.series = new(series)
 	}
 	return w
+}
+
+// clone returns a copy of w that shares nothing with it.
+func (w *windows) clone() *windows {
+	c := *w
+	c.fine, c.coarse = w.fine.clone(), w.coarse.clone()
+	if w.series != nil {
+		s := *w.series
+		c.series = &s
+	}
+	return &c
 }
 
 // push records the tick's cumulative values; coarse says the tick is also

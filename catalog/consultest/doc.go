@@ -5,7 +5,7 @@
 // Served endpoints:
 //
 //	GET    /v1/health/service/<name>   ?index ?wait ?dc ?tag (repeatable) ?passing ?near ?stale
-//	GET    /v1/kv/<key>                ?index ?wait ?dc ?raw; 404 (with X-Consul-Index) when missing
+//	GET    /v1/kv/<key>                ?index ?wait ?dc ?raw ?recurse ?keys ?separator; 404 (with X-Consul-Index) when missing or an empty folder
 //	PUT    /v1/kv/<key>                ?cas ?flags ?acquire ?release; body is the value; answers true or false
 //	DELETE /v1/kv/<key>                ?cas
 //	PUT    /v1/agent/service/register  ?replace-existing-checks
@@ -15,6 +15,19 @@
 //	PUT    /v1/session/renew/<id>      404 when the session is gone
 //	PUT    /v1/session/destroy/<id>
 //	GET    /v1/session/info/<id>       ?index ?wait ?dc; also /v1/session/node/<node> and /v1/session/list
+//	GET    /v1/catalog/datacenters     the agent's first, then by estimated RTT, then by name
+//	GET    /v1/coordinate/datacenters  one server coordinate per datacenter (SetDatacenterRTT)
+//	GET    /v1/agent/self              Config.Datacenter and NodeName, Member, Coord
+//
+// Datacenters: every datacenter (Options.Datacenter, those instances are
+// added to, AddDatacenter) has its own catalog and its own catalog index,
+// so a change in one neither shows in nor wakes a blocking query on
+// another (the raft index counter is shared, so indexes stay comparable).
+// StopDatacenter makes one stop answering, as when the WAN link to its
+// servers is cut: requests naming it, and blocking queries waiting on it,
+// answer 500 "No path to datacenter" until StartDatacenter. KV and
+// sessions model the agent's datacenter only: ?dc= naming another answers
+// 500, saying so.
 //
 // Blocking queries follow Consul: with ?index=N the request waits until the
 // view's index exceeds N or ?wait= elapses (default 5m, capped at
@@ -28,9 +41,11 @@
 // X-Consul-LastContact and X-Consul-Effective-Consistency, and JSON shaped
 // like Consul's (checked by decoding with github.com/hashicorp/consul/api in
 // this package's tests). An unknown ?dc answers 500 "No path to datacenter";
-// ?filter, ?recurse and ?keys answer 400 because nothing here implements
-// them. ?near is accepted and recorded but does not reorder (there are no
-// network coordinates).
+// ?filter answers 400 because nothing here implements it. A folder listing
+// (?recurse, ?keys) reports the KV table's index, which covers every key
+// and deletion below any prefix (Consul tracks the prefix's own, so it
+// wakes less often; "a return is no guarantee of a change" either way).
+// ?near is accepted and recorded but does not reorder nodes.
 //
 // Sessions and locks follow Consul too. A session lives on a registered node
 // (default the agent's, which always is) and is bound to its serfHealth
@@ -58,7 +73,11 @@
 //
 // Registering a service with the agent endpoint also puts it in the catalog
 // on the agent's node (Options.NodeName), with its checks initially
-// critical as Consul does; deregistering removes it.
+// critical as Consul does; deregistering removes it. With
+// Options.RunChecks the agent runs those HTTP and TCP checks at their
+// interval (HTTP: 2xx passing, 429 warning, else critical) and reaps a
+// service critical for DeregisterCriticalServiceAfter (without Consul's
+// one-minute floor), as a real agent does; without it they stay critical.
 //
 // Controls: AddInstance, RemoveInstance, SetCheck and SetStatus (flip
 // health), Touch (index bump without a change), ResetIndex (make the index

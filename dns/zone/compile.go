@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/dnssec"
 )
 
 // Services tells the zone compiler about the services steered records
@@ -57,8 +59,10 @@ func (e Endpoint) Available() bool { return e.State == nil || e.State.Available(
 // down.
 func (e Endpoint) Excluded() bool { return e.State != nil && e.State.Excluded() }
 
-// staticTypes are the record types a zone may hold as static records.
-var staticTypes = []string{"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS", "PTR"}
+// staticTypes are the record types a zone may hold as static records. A
+// DS is only allowed at a delegation point: the child's key, which the
+// parent serves and signs.
+var staticTypes = []string{"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS", "PTR", "DS"}
 
 // Compile builds every zone of cfg, resolving steered records with
 // services. It reports every problem it finds, each by its config path
@@ -66,8 +70,18 @@ var staticTypes = []string{"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS"
 // when there is any. Compile reads cfg.Zones only and never changes it,
 // and it copes with a config whose other rules failed (Check runs it on
 // such).
+//
+// A zone with a dnssec: block gets its keys from its key_dir (see
+// dnssec.Load): when the directory holds none for the zone, Compile
+// generates a signing key there, the one thing it writes. A key file that
+// cannot be read or used is a problem at zones[i].dnssec.key_dir, so the
+// last good table, with its keys, keeps serving.
 func Compile(cfg *config.Config, services Services) (zones []*Zone, problems []config.Problem) {
-	c := &compiler{services: services, pools: map[string][]Pool{}}
+	return compileZones(cfg, services, true)
+}
+
+func compileZones(cfg *config.Config, services Services, generate bool) (zones []*Zone, problems []config.Problem) {
+	c := &compiler{services: services, pools: map[string][]Pool{}, generate: generate, now: time.Now()}
 	out := make([]*Zone, 0, len(cfg.Zones))
 	index := make(map[string]*Zone, len(cfg.Zones))
 	at := map[string]int{} // zone name → its index in cfg.Zones
@@ -101,8 +115,12 @@ func Compile(cfg *config.Config, services Services) (zones []*Zone, problems []c
 // extra check (meridian validate does), so the zone problems of a file are
 // listed with the rest even when its other rules fail and it never gets to
 // routing.Compile.
+//
+// Check writes nothing: a signed zone whose key_dir holds no key yet is no
+// problem (serving generates one), and its keys are read and checked
+// when there are some.
 func Check(cfg *config.Config) error {
-	_, probs := Compile(cfg, configServices(cfg.Services))
+	_, probs := compileZones(cfg, configServices(cfg.Services), false)
 	errs := make([]error, len(probs))
 	for i, p := range probs {
 		errs[i] = p
@@ -131,6 +149,8 @@ type compiler struct {
 	services Services
 	pools    map[string][]Pool // by service, as services returned them
 	probs    []config.Problem
+	generate bool      // generate the keys of a signed zone that has none
+	now      time.Time // for the timestamps of generated keys
 }
 
 func (c *compiler) add(path, format string, args ...any) {
@@ -223,11 +243,62 @@ func (c *compiler) zone(p string, zc *config.Zone) *Zone {
 	for i, r := range zc.Records {
 		b.record(fmt.Sprintf("%s.records[%d]", p, i), r)
 	}
+	b.checkDS()
+	if zc.DNSSEC != nil {
+		b.keys(p+".dnssec", zc.DNSSEC)
+	}
 	if len(c.probs) > before {
 		return nil
 	}
 	b.freeze()
 	return z
+}
+
+// checkDS reports a DS record anywhere but at a delegation point (RFC
+// 4034 §5: the parent side of a cut holds it).
+func (b *zoneBuilder) checkDS() {
+	for owner, n := range b.nodes {
+		path, ok := n.first["static DS"]
+		if !ok {
+			continue
+		}
+		switch {
+		case owner == b.z.Name:
+			b.c.add(path, "a DS record at the zone apex belongs in the parent zone")
+		case len(n.sets[mdns.TypeNS]) == 0:
+			b.c.add(path, "a DS record at %s, which is not a delegation (no NS records there)", owner)
+		}
+	}
+}
+
+// keys reads (or, when serving, generates) the zone's keys and publishes
+// their DNSKEY, CDS and CDNSKEY RRsets at the apex, at the SOA TTL.
+func (b *zoneBuilder) keys(p string, d *config.DNSSEC) {
+	c := b.c
+	alg, err := dnssec.ParseAlgorithm(d.Algorithm)
+	if err != nil {
+		c.add(p+".algorithm", "%v", err)
+	}
+	if d.KeyDir == "" {
+		c.add(p+".key_dir", "a signed zone needs a key_dir (its keys are read from it, or generated there)")
+	}
+	if err != nil || d.KeyDir == "" {
+		return
+	}
+	ks, probs := dnssec.Load(d.KeyDir, b.z.Name, alg, c.generate, c.now)
+	for _, e := range probs {
+		c.add(p+".key_dir", "%s: %v", d.KeyDir, e)
+	}
+	if ks == nil || len(ks.Keys) == 0 {
+		return // problems, or meridian validate before the first key
+	}
+	b.z.Keys = ks
+	ttl := b.z.soa.Hdr.Ttl
+	for _, set := range [][]mdns.RR{ks.DNSKEYs(ttl), ks.CDS(ttl), ks.CDNSKEY(ttl)} {
+		for _, rr := range set {
+			b.add(b.z.Name, rr)
+		}
+	}
 }
 
 // isName reports whether s is a domain name miekg/dns can carry.
@@ -529,6 +600,10 @@ func (b *zoneBuilder) freeze() {
 			z.Wildcards[parent(owner)] = n
 		}
 	}
+	b.additional(owners)
+	if z.Keys != nil {
+		b.signing()
+	}
 	// Glue: the in-zone addresses of each cut's name servers.
 	for _, owner := range owners {
 		n := z.Nodes[owner]
@@ -557,6 +632,84 @@ func (b *zoneBuilder) freeze() {
 		}
 	}
 	z.StaticDigest = h.Sum64()
+}
+
+// additional links each NS (at the apex), MX and SRV set to the static
+// A and AAAA sets of its targets that the zone answers authoritatively.
+func (b *zoneBuilder) additional(owners []string) {
+	z := b.z
+	for _, owner := range owners {
+		n := z.Nodes[owner]
+		if n.Cut || b.underCut(owner) {
+			continue
+		}
+		for i := range n.Sets {
+			set := &n.Sets[i]
+			var seen []*Node
+			for _, rr := range set.RRs {
+				var target string
+				switch v := rr.(type) {
+				case *mdns.NS:
+					target = v.Ns
+				case *mdns.MX:
+					target = v.Mx
+				case *mdns.SRV:
+					target = v.Target
+				default:
+					continue
+				}
+				t := z.Nodes[strings.ToLower(target)]
+				if t == nil || t.Wildcard || t.Cut || b.underCut(t.Name) || slices.Contains(seen, t) {
+					continue
+				}
+				seen = append(seen, t)
+				for _, typ := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+					if s := t.SetOf(typ); s != nil {
+						set.Additional = append(set.Additional, s)
+					}
+				}
+			}
+		}
+	}
+}
+
+// underCut reports whether name lies below a delegation point of the zone
+// (glue, and names the zone is not authoritative for).
+func (b *zoneBuilder) underCut(name string) bool {
+	for p := parent(name); p != "" && p != b.z.Name && mdns.IsSubDomain(b.z.Name, p); p = parent(p) {
+		if n := b.z.Nodes[p]; n != nil && n.Cut {
+			return true
+		}
+	}
+	return false
+}
+
+// signing prepares a signed zone for answering: each RRset's content key,
+// each name's types, the steered fallbacks' keys and the names in
+// canonical order.
+func (b *zoneBuilder) signing() {
+	z := b.z
+	for name, n := range z.Nodes {
+		var types []uint16
+		for i := range n.Sets {
+			set := &n.Sets[i]
+			set.Key = dnssec.ContentKey(name, set.RRs)
+			types = append(types, set.Type)
+		}
+		for _, s := range n.Steered {
+			types = append(types, s.Type)
+			if len(s.Fallback) > 0 {
+				s.FallbackKey = dnssec.ContentKey(name, s.Fallback)
+			}
+		}
+		if name == z.Name {
+			types = append(types, mdns.TypeSOA)
+		}
+		slices.Sort(types)
+		n.Types = slices.Compact(types)
+		z.Names = append(z.Names, name)
+	}
+	slices.SortFunc(z.Names, dnssec.Compare)
 }
 
 // parent returns the name one label up, or "" for the root.

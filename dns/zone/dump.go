@@ -21,6 +21,9 @@ func (z *Zone) Dump(w io.Writer) {
 	for _, a := range z.Notify {
 		fmt.Fprintf(w, "  transfer notify %s\n", a)
 	}
+	if z.Keys != nil {
+		fmt.Fprintf(w, "  dnssec keys %s\n", z.Keys)
+	}
 	names := make([]string, 0, len(z.Nodes))
 	for name := range z.Nodes {
 		names = append(names, name)

@@ -30,7 +30,7 @@ func TestCompileProblems(t *testing.T) {
 		{"wildcard inside", `      - {name: "a.*.b", type: TXT, values: [x]}`,
 			`zones[0].records[0].name: a wildcard is only allowed as the leftmost label: "a.*.b"`},
 		{"unsupported type", `      - {name: x, type: SOA, values: [x]}`,
-			`zones[0].records[0].type: unsupported type "SOA": want one of A AAAA CNAME MX TXT SRV CAA NS PTR`},
+			`zones[0].records[0].type: unsupported type "SOA": want one of A AAAA CNAME MX TXT SRV CAA NS PTR DS`},
 		{"static without values", `      - {name: x, type: A}`,
 			`zones[0].records[0].values: a static record needs values (or a service to steer)`},
 		{"CNAME at the apex", `      - {name: "@", type: CNAME, values: [x.example.net.]}`,

@@ -7,6 +7,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/meridian-lb/meridian/config"
+	"github.com/meridian-lb/meridian/dns/dnssec"
 )
 
 // Zone is a compiled DNS zone. Everything is read-only after Compile except
@@ -44,6 +45,14 @@ type Zone struct {
 	StaticDigest uint64
 	// Steered lists every steered record of the zone in owner order.
 	Steered []*Steered
+	// Keys sign the zone's answers online (package dnssec); nil when the
+	// zone has no dnssec: block. Their DNSKEY, CDS and CDNSKEY RRsets are
+	// static sets at the apex, at the SOA TTL.
+	Keys *dnssec.KeySet
+	// Names lists every owner name in canonical order (RFC 4034 §6.1):
+	// the NSEC chain of a signed zone's transfer, and the neighbours a
+	// wildcard's proof must not cover. Nil when the zone is not signed.
+	Names []string
 
 	soa   mdns.SOA                // template: serial 0, SOA TTL
 	cur   atomic.Pointer[soaPair] // the SOA records of the current serial
@@ -55,6 +64,8 @@ type Zone struct {
 type soaPair struct {
 	serial         uint32
 	apex, negative *mdns.SOA
+	// apexKey and negativeKey are their dnssec.ContentKeys (signed zones).
+	apexKey, negativeKey []byte
 }
 
 // Serial returns the zone's current serial; 0 until the DNS server set one.
@@ -75,8 +86,34 @@ func (z *Zone) SetSerial(serial uint32) {
 	apex, neg := z.soa, z.soa
 	apex.Serial, neg.Serial = serial, serial
 	neg.Hdr.Ttl = z.NegativeTTL
-	z.cur.Store(&soaPair{serial: serial, apex: &apex, negative: &neg})
+	p := &soaPair{serial: serial, apex: &apex, negative: &neg}
+	if z.Keys != nil {
+		p.apexKey = dnssec.ContentKey(z.Name, []mdns.RR{&apex})
+		p.negativeKey = dnssec.ContentKey(z.Name, []mdns.RR{&neg})
+	}
+	z.cur.Store(p)
 }
+
+// SOAKey returns the dnssec.ContentKey of SOA(), for the signature cache;
+// nil when the zone is not signed (or has no serial yet: signing then
+// builds the key from the record).
+func (z *Zone) SOAKey() []byte {
+	if p := z.cur.Load(); p != nil {
+		return p.apexKey
+	}
+	return nil
+}
+
+// NegativeSOAKey returns the dnssec.ContentKey of NegativeSOA(), as SOAKey.
+func (z *Zone) NegativeSOAKey() []byte {
+	if p := z.cur.Load(); p != nil {
+		return p.negativeKey
+	}
+	return nil
+}
+
+// Signed reports whether the zone's answers are signed.
+func (z *Zone) Signed() bool { return z.Keys != nil }
 
 // SOA returns the apex SOA record at the current serial. It is shared by
 // every response: callers must not modify it.
@@ -120,19 +157,40 @@ type Node struct {
 	Glue []mdns.RR
 	// Wildcard marks a "*." node.
 	Wildcard bool
+	// Types are the types the name has, sorted: its static sets, its
+	// steered records (whether or not they have an answer now) and, at the
+	// apex, the SOA. A signed zone's NSEC bitmaps are made from them; nil
+	// when the zone is not signed.
+	Types []uint16
 }
 
 // RRSet is the records of one owner and type.
 type RRSet struct {
 	Type uint16
 	RRs  []mdns.RR
+	// Key is the set's dnssec.ContentKey, what its signatures are cached
+	// by; nil when the zone is not signed.
+	Key []byte
+	// Additional are the in-zone A and AAAA sets of the names an NS, MX or
+	// SRV set points to, for the additional section (RFC 1034 §4.3.2 step
+	// 6): static records of names the zone is authoritative for, not at or
+	// below a delegation, and not synthesised by a wildcard.
+	Additional []*RRSet
 }
 
 // Set returns the static records of type t, or nil.
 func (n *Node) Set(t uint16) []mdns.RR {
+	if s := n.SetOf(t); s != nil {
+		return s.RRs
+	}
+	return nil
+}
+
+// SetOf returns the static RRset of type t, or nil.
+func (n *Node) SetOf(t uint16) *RRSet {
 	for i := range n.Sets {
 		if n.Sets[i].Type == t {
-			return n.Sets[i].RRs
+			return &n.Sets[i]
 		}
 	}
 	return nil
@@ -170,6 +228,8 @@ type Steered struct {
 	Fallback []mdns.RR
 	// FallbackTarget is the lower-case target when Fallback is a CNAME.
 	FallbackTarget string
+	// FallbackKey is Fallback's dnssec.ContentKey (signed zones only).
+	FallbackKey []byte
 	// Service names the service whose policy orders the pools; the table
 	// that holds the zone has it under this name.
 	Service string

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,8 @@ type App struct {
 	// (routing/guard.go); drills the failover drills (drills.go).
 	guards *routing.Guards
 	drills *drills
+
+	fl *fleetApp // the fleet over Consul (fleet.go); nil without consul.register
 }
 
 // New loads the config and builds an App. A config that does not load is an
@@ -171,7 +174,7 @@ func New(opts Options) (_ *App, err error) {
 		MaxInFlight: cfg.Health.MaxInFlight,
 		StateFile:   cfg.Health.StateFile,
 		// The guards decide first, so DNS serials move with their holds.
-		OnChange: func() { a.guards.HealthChanged(); a.dns.HealthChanged() },
+		OnChange: func() { a.guards.HealthChanged(); a.dns.HealthChanged(); a.fl.healthChanged() },
 	})
 	a.rebuild = newRebuilder(src, a.logger.Named("config"), a.reg, &a.live)
 	a.tlsFiles = newTLSFiles(a.logger.Named("tlsfiles"), a.rebuild.Poke)
@@ -201,6 +204,9 @@ func New(opts Options) (_ *App, err error) {
 		}
 	}
 	a.keySets = policy.NewKeySets(a.logger.Named("jwks"))
+	if a.fl, err = newFleetApp(a, cfg); err != nil {
+		return nil, err
+	}
 	a.ro = newRollouts(cfg, a.consul, a.tel, &a.live, a.rebuild.Poke, a.Addrs, a.logger, a.reg)
 	a.fleetSize.Store(1)
 	a.rebuild.compile = a.compile
@@ -253,20 +259,18 @@ func Check(name string, data []byte) (*config.Config, error) {
 // Consul watcher which selections this config needs (new ones start
 // watching and poke the loop when they answer; unused ones stop).
 func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
-	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load(), KeySets: a.keySets, Fleet: a.fleet}
+	// The version hash runs on beside the proxy's compile and apply; the
+	// rebuild loop finishes it before it compares or publishes (rebuild.go).
+	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load(), KeySets: a.keySets, Fleet: a.fleet, DeferVersion: true}
 	in.RolloutWeight = a.ro.weight
 	if a.watcher != nil {
 		// Watch what the live config and this one need; apply trims the
 		// set to the published config, so a rejected candidate never stops
 		// a live selection.
-		a.watcher.Want(catalog.KeysOf(append(consulSelections(cfg), consulSelections(a.liveCfg)...)))
 		snap := a.watcher.Snapshot()
+		a.watcher.WantSelections(slices.Concat(consulSelections(cfg), consulSelections(a.liveCfg), a.fl.selections(cfg, snap)))
 		in.Catalog = catalogView{snap}
-		if sel, ok := fleetSelection(cfg); ok {
-			if inst, ready := snap.Instances(sel); ready {
-				a.fleetSize.Store(int64(max(len(inst), 1)))
-			}
-		}
+		a.fl.update(cfg, snap) // the live instance list: rate limits with scope fleet
 	} else if len(consulSelections(cfg)) > 0 {
 		return nil, fmt.Errorf("pools select from Consul, but Meridian started without a consul: section; restart to apply it")
 	}
@@ -291,7 +295,7 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	a.liveCfg = cfg
 	a.tlsFiles.set(cfg)
 	if a.watcher != nil {
-		a.watcher.Want(catalog.KeysOf(consulSelections(cfg)))
+		a.watcher.WantSelections(append(consulSelections(cfg), a.fl.selections(cfg, a.watcher.Snapshot())...))
 	}
 	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl)
@@ -307,7 +311,8 @@ func (a *App) apply(cfg *config.Config, t *routing.Table) {
 	a.ro.sync(cfg, t)
 	a.health.Sync(t.HealthSpecs())
 	t.BindHealth(a.health)
-	a.guards.Bind(t) // before publication: the first request sees the guards' holds
+	a.guards.Bind(t)  // before publication: the first request sees the guards' holds
+	a.fl.bind(cfg, t) // fleet.go: DNS quorum verdicts and shared overrides
 	if c := a.compiled; c != nil && c.Table() == t {
 		a.proxy.Install(c)
 	}
@@ -542,6 +547,7 @@ func (a *App) Run(ctx context.Context) error {
 	} else {
 		close(regDone)
 	}
+	a.fl.run(gctx, g) // fleet.go: needs the bound HTTP port
 	close(a.ready)
 	addrs := a.Addrs()
 	a.logger.Info("meridian started", zap.String("admin", addrs.Admin), zap.String("http", addrs.HTTP), zap.String("https", addrs.HTTPS),
@@ -593,7 +599,7 @@ func (a *App) Run(ctx context.Context) error {
 // adminHandler builds the admin API over this App's parts.
 func (a *App) adminHandler() http.Handler {
 	adm := &admin{
-		live: &a.live, health: a.health, reload: a.rebuild.Status, gatherer: a.reg,
+		live: &a.live, health: a.fl.overrider(a.health), reload: a.rebuild.Status, gatherer: a.reg,
 		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token, tel: a.tel,
 		explain: explainHandler(&a.live, a.health.Status),
 		hist:    a.adm.hist, audit: a.adm.audit, rollback: a.rollback,
@@ -618,7 +624,7 @@ func (a *App) adminHandler() http.Handler {
 		}
 		return nil
 	}
-	return adm.handler()
+	return a.fl.routes(adm, adm.handler()) // fleet.go: GET /api/v1/fleet
 }
 
 // register announces this instance to the local Consul agent, retrying with
@@ -627,7 +633,7 @@ func (a *App) adminHandler() http.Handler {
 func (a *App) register(ctx context.Context, reg config.Register) func(context.Context) error {
 	host, _ := os.Hostname()
 	addrs := a.Addrs()
-	self := catalog.Self{HTTP: addrs.HTTP, HTTPS: addrs.HTTPS, DNS: addrs.DNS, Admin: addrs.Admin, Hostname: host}
+	self := catalog.Self{HTTP: addrs.HTTP, HTTPS: addrs.HTTPS, DNS: addrs.DNS, Admin: addrs.Admin, Hostname: host, Region: a.startCfg.Region}
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		d, err := catalog.Register(ctx, a.consul, reg, self)
 		if err == nil {

@@ -40,28 +40,11 @@ func consulSelections(cfg *config.Config) []config.ConsulSelect {
 			sels = append(sels, *p.Consul)
 		}
 	}
-	if sel, ok := fleetSelection(cfg); ok {
-		sels = append(sels, sel)
-	}
 	return sels
 }
 
-// fleetSelection is the Consul selection of this instance's fleet — the
-// passing instances registered under consul.register's name — when a
-// route's rate limit is counted over the fleet (scope: fleet).
-func fleetSelection(cfg *config.Config) (config.ConsulSelect, bool) {
-	if cfg.Consul == nil || cfg.Consul.Register == nil {
-		return config.ConsulSelect{}, false
-	}
-	for _, r := range cfg.Routes {
-		if r != nil && r.RateLimit != nil && r.RateLimit.Scope == config.ScopeFleet {
-			return config.ConsulSelect{Service: cfg.Consul.Register.Name, Health: "passing"}, true
-		}
-	}
-	return config.ConsulSelect{}, false
-}
-
-// fleet is how many instances share the fleet's rate limits.
+// fleet is how many instances share the fleet's rate limits: the live
+// instance list of package fleet (fleet.go), at least 1.
 func (a *App) fleet() int { return int(a.fleetSize.Load()) }
 
 // kvSource reads the config from a Consul KV key. Read returns the latest
