@@ -2,7 +2,8 @@
 // Consul-side plumbing around it: the API client (NewClient), the watcher that
 // turns pool selections into endpoints (Watcher, Snapshot), the Consul KV
 // config source (KVSource, ParseKVRef) and fleet self-registration
-// (Register). It imports only the config package.
+// (Register), which carries the instance's region (meta meridian-region)
+// for the fleet (package fleet). It imports only the config package.
 //
 // # Selections and keys
 //
@@ -42,6 +43,21 @@
 // The ACL token is sent only in the X-Consul-Token header and is never
 // logged: errors are rendered from status codes and bounded bodies, and the
 // client's transport scrubs the token from any error body that echoes it.
+//
+// # Several datacenters
+//
+// A selection with datacenters or failover (multidc.go) spans datacenters
+// with Consul prepared-query semantics: its own datacenter first, then
+// failover.nearest others by network coordinates (/v1/coordinate/datacenters,
+// the median estimated round trip between their servers and the local
+// datacenter's, re-read every CoordinateInterval), then the fixed list, each
+// once; the pool takes the instances of the first datacenter with one that
+// passes its filters. Watcher.WantSelections expands such a selection into
+// one Key, so one blocking query, per datacenter. A datacenter that stops
+// answering keeps its last known instances, flagged stale
+// (SelectionStatus.Stale, StaleDatacenters,
+// meridian_consul_datacenter_stale{datacenter}, one log line per outage and
+// one on recovery).
 //
 // # Concurrency
 //

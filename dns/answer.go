@@ -64,8 +64,10 @@ type result struct {
 
 // answer computes the response to req from table t as seen by client c. It
 // is pure apart from the rotation and weighted-schedule counters inside the
-// table and the random draws for weighted endpoints: no I/O, no locks. A nil
-// table refuses every query.
+// table and the random draws for weighted endpoints: no I/O, no locks. A
+// signed zone's answer to a query with DO is signed through c.signer,
+// whose cache is the one shared state it touches (a shard lock per
+// lookup), and which reads the clock. A nil table refuses every query.
 func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 	res = result{udpSize: mdns.MinMsgSize, scope: -1}
 	if req == nil || req.Response {
@@ -231,6 +233,13 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 			ropt.SetCo() // RFC 9824 §5: we honour it
 		}
 	}
+	if tr := c.tr; tr != nil && z.Signed() {
+		if r.sign {
+			tr.note("zone %s is signed (keys %s): answers carry RRSIGs, denial is compact (RFC 9824)", z.Name, z.Keys)
+		} else {
+			tr.note("zone %s is signed (keys %s); this query has no DO, so nothing is signed", z.Name, z.Keys)
+		}
+	}
 	r.resolve(lower, q.Name)
 	if err := r.signAll(); err != nil {
 		m.Rcode, m.Answer, m.Ns, r.extra, r.optional = mdns.RcodeServerFailure, nil, nil, nil, 0
@@ -383,6 +392,10 @@ func (r *resolver) resolve(name, owner string) {
 		wild := false
 		if n == nil {
 			if n = findWildcard(z, name); n == nil {
+				if r.sign && r.qtype == mdns.TypeNSEC {
+					r.nsecAnswer(owner, name, nil) // its NSEC says NXNAME
+					return
+				}
 				if tr := r.c.tr; tr != nil {
 					tr.note("%s does not exist: NXDOMAIN", name)
 				}
@@ -622,15 +635,10 @@ func (r *resolver) hasExtra(set *zone.RRSet) bool {
 	return false
 }
 
-// appendOwned appends rrs to the answer, owned by owner. Pre-built records
-// are shared when the owner is their own name; otherwise (mixed case,
-// wildcards) they are copied and renamed.
-func (r *resolver) appendOwned(rrs []mdns.RR, owner, name string) {
-	r.appendRRs(secAnswer, rrs, owner, name, nil)
-}
-
 // appendRRs appends one RRset to a section, owned by owner, and notes it
 // for signing (key is its content key, nil to build it from rrs).
+// Pre-built records are shared when the owner is their own name;
+// otherwise (mixed case, wildcards) they are copied and renamed.
 func (r *resolver) appendRRs(sec section, rrs []mdns.RR, owner, name string, key []byte) {
 	dst := r.section(sec)
 	start := len(*dst)

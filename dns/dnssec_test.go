@@ -183,6 +183,8 @@ var signedCases = []tcase{
 		ns: []string{negSOA, negSOASig, `sub.example.com. 300 IN NSEC \000.sub.example.com. NS RRSIG NSEC`, fmt.Sprintf(nsecSig, "sub.example.com.", 3)}},
 	{name: "NSEC asked for", qname: "www.example.com.", qtype: mdns.TypeNSEC,
 		answer: []string{`www.example.com. 300 IN NSEC \000.www.example.com. A AAAA RRSIG NSEC`, fmt.Sprintf(nsecSig, "www.example.com.", 3)}},
+	{name: "NSEC asked for at a name that does not exist", qname: "nope.example.com.", qtype: mdns.TypeNSEC,
+		answer: []string{`nope.example.com. 300 IN NSEC \000.nope.example.com. RRSIG NSEC NXNAME`, fmt.Sprintf(nsecSig, "nope.example.com.", 3)}},
 	{name: "RRSIG asked for: the signatures of one RRset", qname: "ns1.example.com.", qtype: mdns.TypeRRSIG,
 		answer: []string{"ns1.example.com. 300 IN RRSIG A 13 3 300 example.com."}},
 	{name: "ANY is one RRset, signed", qname: "www.example.com.", qtype: mdns.TypeANY,
@@ -606,4 +608,35 @@ func TestSignedAnswerDirect(t *testing.T) {
 		ns: []string{strings.Replace(negSOA, "SERIAL", "0", 1), negSOASig, `nope.example.com. 300 IN NSEC \000.nope.example.com. RRSIG NSEC NXNAME`, fmt.Sprintf(nsecSig, "nope.example.com.", 3)}}
 	res := answer(tab, signedQuery(t, tc, false), client{addr: netip.MustParseAddr("127.0.0.1")})
 	checkSigned(t, res.msg, tc, 0, keys)
+}
+
+// TestSignedConcurrent: signed answers from many goroutines at once share
+// cached signatures safely (run with -race), and every one verifies.
+func TestSignedConcurrent(t *testing.T) {
+	h := newHarness(t, signedConfig(t, t.TempDir()))
+	keys := dnskeys(h.live.Load().Zones[0])
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 50 {
+				name := []string{"www.example.com.", "x.app.example.com.", "nope.example.com.", fmt.Sprintf("n%d-%d.example.com.", g, i)}[i%4]
+				resp, err := h.exchange(signedQuery(t, tcase{qname: name, qtype: mdns.TypeA}, false), "udp", "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, sec := range [][]mdns.RR{resp.Answer, resp.Ns} {
+					for _, rr := range sec {
+						if s, ok := rr.(*mdns.RRSIG); ok {
+							verifySig(t, name, s, sec, keys)
+						}
+					}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
 }

@@ -8,7 +8,14 @@
 // the pool the service's policy picks for the client (by source address or
 // EDNS Client Subnet), wildcards, delegations, CNAME chains, negative
 // answers, EDNS and ECS handling, zone transfers (AXFR to allowed networks
-// over TCP) and NOTIFY to secondaries. It also owns response rate limiting,
+// over TCP) and NOTIFY to secondaries, the additional section (the static
+// addresses of in-zone NS, MX and SRV targets, dropped without TC when a
+// UDP answer would not fit them), extended DNS errors (RFC 8914) on the
+// refusals and degraded answers a resolver's operator would ask about,
+// and online DNSSEC signing of the zones that have keys (package dnssec:
+// RRSIGs on every authoritative RRset of a DO query, cached by content;
+// compact denial of existence, RFC 9824; wildcard proofs; a signed AXFR
+// with an NSEC chain). It also owns response rate limiting,
 // DNS metrics, the sampled query log, the explain API, the answer each
 // region gets now (regions.go, for the admin API) and the per-zone and
 // per-record counts of package telemetry (telemetry.go).
@@ -19,10 +26,20 @@
 // of that answer set and the last serial; when the digest differs the
 // serial becomes max(last+1, unix time), so it only grows, also across
 // restarts. TableChanged and HealthChanged are the hooks that make it move.
+// A signed zone's signatures are part of its answers: the digest includes
+// the signature period (dnssec.Refresh), so its serial also moves once a
+// period, and secondaries transfer fresh signatures.
+//
+// CNAME chains are followed inside the zone for at most maxChain hops,
+// each name once (a loop gives each record once, RFC 1034 §3.6.2); a
+// chain that reaches a delegation gets the referral beside its CNAMEs
+// (RFC 1034 §4.3.2 step 3b), as Knot and NSD answer. TestDifferentialKnot
+// holds the answers to Knot's, query by query.
 //
 // Concurrency: a Server is safe for concurrent use. Each query loads the
 // table once and never locks on the answer path; the only shared
 // mutable state it touches is atomics (rotation counters, serials), the
-// rate limiter's sharded maps and the metrics. Several Servers can run in
+// rate limiter's and the signature cache's sharded maps (a shard's mutex
+// held for one map operation) and the metrics. Several Servers can run in
 // one process; each registers its metrics on the Registerer it is given.
 package dns

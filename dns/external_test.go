@@ -94,8 +94,15 @@ type daemon struct {
 // when the test fails.
 func startDaemon(t testing.TB, path string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, path, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the environment.
+func startDaemonEnv(t testing.TB, env []string, path string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{name: filepath.Base(path), out: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(path, args...)
+	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", path, err)

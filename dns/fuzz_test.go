@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/meridian-lb/meridian/dns/dnssec"
 )
 
 // fuzzSeeds are wire messages: valid queries of every kind the server
@@ -54,6 +56,14 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	twoOPT.SetEdns0(1232, false)
 	twoOPT.Extra = append(twoOPT.Extra, &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}})
 	add(twoOPT)
+	for _, n := range []string{"nope.example.com.", "x.app.example.com.", "host.sub.example.com.", "cust.example.com.", "b.deep.example.com."} {
+		for _, qt := range []uint16{mdns.TypeA, mdns.TypeNSEC, mdns.TypeRRSIG, mdns.TypeDS, mdns.TypeNXNAME} {
+			signed := q(n, qt)
+			signed.SetEdns0(1232, true)
+			signed.IsEdns0().SetCo()
+			add(signed)
+		}
+	}
 	out = append(out,
 		rawECSQuery([]byte{0, 3, 0, 0}),
 		rawECSQuery([]byte{0, 1, 16, 0, 10, 1, 2}),
@@ -72,8 +82,13 @@ func fuzzSeeds(t testing.TB) [][]byte {
 // for any input: no panic; a response for every query and none for a
 // response; the ID and QR bit; a UDP answer that fits the client's buffer
 // after truncation; zone transfers only over TCP.
+//
+// It answers from the zone unsigned and signed (with DO seeds among its
+// corpus), the signed one through one signature cache.
 func FuzzAnswer(f *testing.F) {
-	tab := compile(f, loadConfig(f, "zone.yaml"))
+	plain := compile(f, loadConfig(f, "zone.yaml"))
+	signed := compile(f, signedConfig(f, f.TempDir()))
+	signer := dnssec.NewSigner(dnssec.NewCache(1024), nil)
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
@@ -84,8 +99,15 @@ func FuzzAnswer(f *testing.F) {
 			return // the server answers these FORMERR before answer runs
 		}
 		badLength := !ecsWireOK(data)
-		for _, tcp := range []bool{false, true} {
-			res := answer(tab, req, client{addr: src, tcp: tcp, badECSLength: badLength})
+		for i, tcp := range []bool{false, true, false, true} {
+			tab := plain
+			if i >= 2 {
+				tab = signed
+			}
+			res := answer(tab, req, client{addr: src, tcp: tcp, badECSLength: badLength, signer: signer})
+			if res.err != nil {
+				t.Fatalf("signing: %v", res.err)
+			}
 			if res.msg == nil {
 				if !req.Response {
 					t.Fatal("no response to a query")
@@ -103,7 +125,7 @@ func FuzzAnswer(f *testing.F) {
 				if !tcp {
 					t.Fatal("zone transfer over UDP")
 				}
-				if rrs, err := zoneRecords(tab, res.zone, nil); err != nil || len(rrs) < 2 {
+				if rrs, err := zoneRecords(tab, res.zone, signer); err != nil || len(rrs) < 2 {
 					t.Fatalf("transfer of %d records: %v", len(rrs), err)
 				}
 				continue

@@ -127,17 +127,7 @@ func zoneRecords(t *routing.Table, z *zone.Zone, signer *dnssec.Signer) ([]mdns.
 		}
 	}
 	for i, name := range chain {
-		n := z.Nodes[name]
-		types := n.Types
-		if n.Cut {
-			types = nil
-			for _, t := range n.Types {
-				if t == mdns.TypeNS || t == mdns.TypeDS {
-					types = append(types, t)
-				}
-			}
-		}
-		nsec := dnssec.CompactNSEC(name, z.NegativeTTL, types, false)
+		nsec := dnssec.CompactNSEC(name, z.NegativeTTL, z.Nodes[name].Types, false)
 		nsec.NextDomain = chain[(i+1)%len(chain)]
 		out = append(out, nsec)
 		if err := sign(name, []mdns.RR{nsec}, nil); err != nil {

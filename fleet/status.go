@@ -4,21 +4,19 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/meridian-lb/meridian/config"
 )
 
 // Status is the fleet as this instance sees it, for /api/v1/fleet and the
 // console.
 type Status struct {
-	Self    string         `json:"self"`
-	Region  string         `json:"region,omitempty"`
-	Session string         `json:"session,omitempty"` // "" while this instance has none: its reports are missing
-	Stale   bool           `json:"stale"`             // the view is too old to count (partitioned from Consul)
-	Synced  time.Time      `json:"synced,omitzero"`   // when the watch last answered
-	Quorum  *config.Quorum `json:"quorum,omitempty"`
-	Shared  bool           `json:"shared_overrides"`
-	Members []Member       `json:"members"`
+	Self    string        `json:"self"`
+	Region  string        `json:"region,omitempty"`
+	Session string        `json:"session,omitempty"` // "" while this instance has none: its reports are missing
+	Stale   bool          `json:"stale"`             // the view is too old to count (partitioned from Consul)
+	Synced  time.Time     `json:"synced,omitzero"`   // when the watch last answered
+	Quorum  *QuorumStatus `json:"quorum,omitempty"`
+	Shared  bool          `json:"shared_overrides"`
+	Members []Member      `json:"members"`
 	// Reporters are the live reporters (held by a live session), this
 	// instance included.
 	Reporters []ReporterStatus `json:"reporters"`
@@ -26,6 +24,12 @@ type Status struct {
 	// verdict on, with each reporter's view.
 	Endpoints []EndpointStatus `json:"endpoints"`
 	Overrides []Override       `json:"overrides"`
+}
+
+// QuorumStatus is health.quorum as the API shows it.
+type QuorumStatus struct {
+	MinReporters int     `json:"min_reporters"`
+	DownRatio    float64 `json:"down_ratio"`
 }
 
 // ReporterStatus is one live reporter.
@@ -65,9 +69,8 @@ func (f *Fleet) Status() Status {
 	if st.Members == nil {
 		st.Members = []Member{}
 	}
-	if f.quorum != nil {
-		q := *f.quorum
-		st.Quorum = &q
+	if q := f.quorum; q != nil {
+		st.Quorum = &QuorumStatus{MinReporters: q.MinReporters, DownRatio: q.DownRatio}
 	}
 	st.Reporters = append(st.Reporters, ReporterStatus{Instance: f.id, Region: f.opts.Region, Datacenter: f.opts.Datacenter, Self: true})
 	eps := map[string]*EndpointStatus{}

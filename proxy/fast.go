@@ -135,8 +135,6 @@ type fastConn struct {
 	rn      int
 	rerr    error
 	parked  bool
-	waited  bool // the callback has let the poller wait once
-	drained bool // the last read left nothing in the socket: wait before reading
 
 	hdr  http.Header // the request header, reused
 	head fastHead
@@ -303,7 +301,7 @@ func (c *fastConn) fill() error {
 		}
 		return err
 	}
-	c.rn, c.rerr, c.parked, c.waited = 0, nil, false, false
+	c.rn, c.rerr, c.parked = 0, nil, false
 	err := c.rc.Read(c.readFn)
 	if c.parked && c.state.Load() == stateIdle {
 		c.lane.cap.trackState(c.sc, http.StateActive)
@@ -321,26 +319,18 @@ func (c *fastConn) fill() error {
 	case n <= 0:
 		return io.EOF
 	}
-	c.drained = c.w+n < len(*c.buf)
 	c.w += n
 	return nil
 }
 
 // onReadable is fill's callback under the poller (syscall.RawConn.Read):
 // it reads into the buffer, or reports false to have the poller wait for
-// the client. When the last read drained the socket, it lets the poller
-// wait before the first read: the client sends its next request only after
-// reading this response, so reading at once would only return EAGAIN (a
-// wasted system call per request); a wake-up with nothing to read is then
-// the only cost. Before waiting with nothing buffered it parks the
-// connection: the buffer goes back to the pool, the idle deadline is set,
-// and the cap may reclaim it.
+// the client. (It cannot wait first and save the read that returns EAGAIN
+// when the client has not sent its next request yet: the poller forgets
+// earlier readiness when a read starts.) Before waiting with nothing
+// buffered it parks the connection: the buffer goes back to the pool, the
+// idle deadline is set, and the cap may reclaim it.
 func (c *fastConn) onReadable(fd uintptr) bool {
-	if c.drained && !c.waited && c.r == c.w {
-		c.waited = true
-		c.park()
-		return false
-	}
 	c.getBuf()
 	for {
 		c.rn, c.rerr = syscall.Read(int(fd), (*c.buf)[c.w:])
@@ -352,7 +342,6 @@ func (c *fastConn) onReadable(fd uintptr) bool {
 		return true
 	}
 	c.rn, c.rerr = 0, nil
-	c.waited = true
 	if c.r == c.w {
 		c.park()
 	}
@@ -559,7 +548,6 @@ func (c *fastConn) watch() {
 	}
 	c.wstate = watchRunning
 	c.wdone = make(chan struct{})
-	c.drained = false
 	_ = c.raw.SetReadDeadline(time.Time{})
 	c.wmu.Unlock()
 	n, err := c.raw.Read(c.wbyte[:])
@@ -649,9 +637,6 @@ func (b *fastBody) readLocked(p []byte) (int, error) {
 		n = copy(p, (*c.buf)[c.r:c.w])
 		c.r += n
 	} else {
-		// Bounded by the body's length, this read may leave the next
-		// request in the socket: fill must read before it waits.
-		c.drained = false
 		n, err = c.raw.Read(p)
 	}
 	b.remain -= int64(n)

@@ -135,8 +135,11 @@ func NewRegionForwarder(o RegionForwarderOptions) (*RegionForwarder, error) {
 		ErrorHandler:  f.failed,
 		ErrorLog:      log.New(&zapWriter{lg.Named("forward")}, "", 0),
 		ModifyResponse: func(res *http.Response) error {
+			// Counted before the client has the answer.
 			if j := jobOf(res.Request.Context()); j != nil {
 				res.Header.Set(ForwardedToHeader, j.region)
+				f.forwards.WithLabelValues(j.service, j.region, "ok").Inc()
+				f.note(j.service, j.region, "no pool of this region is available: forwarding to the next region's edges")
 			}
 			return nil
 		},
@@ -239,10 +242,6 @@ func (h *Handler) forwardRegion(x *exchange) bool {
 	r := x.req.WithContext(context.WithValue(x.ctx, forwardJobKey{}, j))
 	r.Header.Set(HopHeader, p.region)
 	f.rp.ServeHTTP(&x.rw, r)
-	if j.region != "" && !j.failed {
-		f.forwards.WithLabelValues(svc.Name, j.region, "ok").Inc()
-		f.note(svc.Name, j.region, "no pool of this region is available: forwarding to the next region's edges")
-	}
 	return true
 }
 
@@ -275,7 +274,6 @@ type forwardJob struct {
 	from    string
 	regions []string
 	region  string // the region whose edge answered, or was tried last
-	failed  bool
 }
 
 type forwardJobKey struct{}
@@ -360,7 +358,6 @@ func (f *RegionForwarder) warnEdge(edge, region string, err error) {
 func (f *RegionForwarder) failed(w http.ResponseWriter, r *http.Request, err error) {
 	j := jobOf(r.Context())
 	if j != nil {
-		j.failed = true
 		f.forwards.WithLabelValues(j.service, j.region, "error").Inc()
 		f.log.Warn("forwarding to the next region failed", zap.String("service", j.service), zap.String("region", j.region), zap.Error(err))
 	}

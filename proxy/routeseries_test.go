@@ -86,4 +86,27 @@ routes:
 	if n := series("late"); n != 0 {
 		t.Errorf("late left the table with %d series", n)
 	}
+	// A state compiled while its route was live, installed after a table
+	// that dropped the route.
+	kept := e.h.Compile(e.compile(both, vars))
+	e.swap(head+`
+  - {name: keep, match: {path_prefix: /k}, service: s}
+`, vars)
+	e.h.Install(kept)
+	e.get("/d")
+	if c := count("drop"); c != 1 || series("drop") < 4 {
+		t.Errorf("drop reinstalled: %v requests, %d series", c, series("drop"))
+	}
+	// Two states compiled with the same new route, installed in turns.
+	with := both + `
+  - {name: twice, match: {path_prefix: /t}, service: s}
+`
+	b, c := e.h.Compile(e.compile(with, vars)), e.h.Compile(e.compile(with, vars))
+	e.h.Install(c)
+	e.h.Install(b)
+	e.h.Install(c)
+	e.get("/t")
+	if n := count("twice"); n != 1 || series("twice") < 4 {
+		t.Errorf("twice: %v requests, %d series", n, series("twice"))
+	}
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -65,6 +66,10 @@ type Inputs struct {
 	// with the proxy's compile and the table's apply, and finishes it
 	// before it compares versions or publishes the table.
 	DeferVersion bool
+	// NoKeyGeneration compiles signed zones without generating a missing
+	// key (unsigned instead): for compiling a config that is not served
+	// (meridian validate, meridian diff), which must write nothing.
+	NoKeyGeneration bool
 }
 
 // Compile turns a validated config and the current inputs into a table, or
@@ -168,7 +173,7 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	} else {
 		errs = append(errs, compilePolicies(t, in)...)
 	}
-	zones, probs := zone.Compile(cfg, zoneServices(t.Services))
+	zones, probs := zone.CompileWith(cfg, zoneServices(t.Services), zone.Options{NoKeyGeneration: in.NoKeyGeneration})
 	t.Zones = zones
 	for _, p := range probs {
 		errs = append(errs, p)
@@ -289,7 +294,12 @@ func hashConfig(cfg *config.Config) configDigest {
 // grown by doubling). encoding/json writes maps in key order, so equal
 // configs hash equal; it is several times cheaper than re-encoding YAML.
 // It fails where encoding/json fails (a NaN, say), after writing part.
+// The config's types compiled into plans (confighash.go) write the same
+// bytes several times faster; encoding/json writes them when they cannot.
 func writeConfigJSON(w io.Writer, cfg *config.Config) error {
+	if enc := configEncoder(); enc != nil {
+		return writeConfigFast(w, enc, cfg)
+	}
 	// Each Encode writes one value and a newline; compact JSON has no other
 	// newline byte (strings escape theirs), so dropping them all leaves the
 	// values as json.Marshal writes them.
@@ -380,6 +390,14 @@ func version(d configDigest, t *Table) string {
 		h.Write(buf)
 	}
 	hashTLSFiles(h, t)
+	// A signed zone's key set is read from key_dir: a key added or removed
+	// makes a new table (published on SIGHUP like a rotated certificate).
+	for _, z := range t.Zones {
+		if z.Keys != nil {
+			buf = binary.BigEndian.AppendUint64(append(append(buf[:0], "zone\x00"...), z.Name...), z.StaticDigest)
+			h.Write(buf)
+		}
+	}
 	for _, name := range sortedKeys(t.RolloutWeights) {
 		buf = append(strconv.AppendInt(append(append(buf[:0], "rollout\x00"...), name...), int64(t.RolloutWeights[name]), 10), '\n')
 		h.Write(buf)

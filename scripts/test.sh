@@ -39,5 +39,16 @@ if [ -z "${MERIDIAN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; the
   fi
 fi
 
+echo "== knot and unbound (the DNS interop tests in dns: Knot as the differential reference, Unbound as a validating resolver)"
+if ! { command -v knotd || [ -x /usr/sbin/knotd ]; } >/dev/null 2>&1 || ! { command -v unbound || [ -x /usr/sbin/unbound ]; } >/dev/null 2>&1; then
+  if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot unbound >/dev/null); then
+      echo "knot or unbound could not be installed: the DNS interop tests will be skipped (they say so)" >&2
+    fi
+  else
+    echo "knotd or unbound not found: the DNS interop tests will be skipped (apt-get install knot unbound)" >&2
+  fi
+fi
+
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 600s "$@" ./...

@@ -21,6 +21,23 @@
 // path: by Tick, once a second, which takes cumulative snapshots, and by
 // Stats and the Prometheus collector when they are read.
 //
+// Memory follows traffic, not the table. A cell starts with one stripe and
+// gets its full set on the tick after it first counts; a route, service or
+// pool that has counted nothing shares one set of windows and series with
+// every other made at the same time, and gets a copy of its own on its
+// first count, which shows exactly what it would have shown. Both happen
+// under the lock, never on the request path. A table of 10,000 routes of
+// which a few get traffic costs about 2.5 KB of telemetry per route
+// (mostly the one stripe, which stays untouched, so mostly not resident);
+// one with windows of its own about 21 KB more. The tick skips the cells
+// that never counted at the cost of one load each.
+//
+// Reloads. PrepareHTTP finds a kept cell where the live table had it (the
+// same route or pool at the same place) before it hashes its key, and
+// ActivateHTTP changes the registry's maps only for what came or went:
+// the live set's entries and aggregates carry the activation's
+// generation, so the previous set's that do not are the ones that leave.
+//
 // Judging. ArmTraffic and PoolTraffic give an automated judge (rollouts,
 // wired in internal/app) the cumulative traffic of a route's canary arm
 // against its other weighted arms, or of a pool: requests, 5xx, and a

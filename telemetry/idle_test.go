@@ -183,3 +183,34 @@ func cut(s string) (string, string, bool) {
 	}
 	return s, "", false
 }
+
+// BenchmarkStats10000Routes is GET /api/v1/stats over a table of 10,000
+// routes (1,000 services and pools of two endpoints), a hundred of which
+// get traffic, after ten minutes of ticks: what the console's refresh
+// costs every two seconds.
+func BenchmarkStats10000Routes(b *testing.B) {
+	clk := newClock()
+	tel := New(Options{Now: clk.now})
+	var routes []RouteSpec
+	var pools []PoolSpec
+	for i := range 10000 {
+		routes = append(routes, RouteSpec{Name: fmt.Sprintf("r%d", i), Arms: []ArmSpec{{Entry: -1, Service: fmt.Sprintf("s%d", i%1000)}}})
+	}
+	for i := range 1000 {
+		pools = append(pools, PoolSpec{Name: fmt.Sprintf("p%d", i), Endpoints: []EndpointSpec{{Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250)}, {Address: fmt.Sprintf("10.1.%d.%d:80", i/250, i%250)}}})
+	}
+	set := tel.PrepareHTTP(routes, pools)
+	tel.ActivateHTTP(set)
+	for s := range 600 {
+		for i := 0; i < 10000; i += 100 {
+			set.Arms(i)[0].Done(uint(s), 200, "", time.Millisecond, time.Millisecond, 0, 100)
+			set.Endpoints(i / 10)[0].Response(uint(s), 200, time.Millisecond)
+		}
+		clk.add(time.Second)
+		tel.Tick()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = tel.Stats()
+	}
+}

@@ -175,12 +175,15 @@ func (e *httpEntry) vals() *httpVals {
 }
 
 // Stats returns the document as of now: totals flushed now, windows and
-// series as of the last tick.
+// series as of the last tick. The entities that have counted nothing
+// share their (empty) totals, windows and series in it: the document is
+// for reading.
 func (t *Telemetry) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushHTTP()
 	t.flushDNS()
+	idle := idleStats{}
 	out := Stats{At: t.now().UTC(), TickSeconds: Tick.Seconds(),
 		HTTP: HTTPStats{Routes: []RouteStats{}, Services: []EntityStats{}, Pools: []PoolStats{}},
 		DNS:  DNSStats{Zones: []ZoneStats{}}}
@@ -188,17 +191,15 @@ func (t *Telemetry) Stats() Stats {
 		svcInFlight := map[string]int64{}
 		for _, r := range s.routes {
 			a := t.routes[r.name]
-			rs := RouteStats{EntityStats: aggStats(r.name, a), Arms: make([]ArmStats, 0, len(r.arms))}
-			routeWin := map[string]Window{}
-			if a != nil {
-				routeWin = a.windows().windowsJSON()
-			}
+			rs := RouteStats{EntityStats: idle.aggStats(r.name, a), Arms: make([]ArmStats, 0, len(r.arms))}
+			routeWin := rs.Windows
 			for _, e := range r.arms {
 				inf := e.cell.inFlight()
 				rs.InFlight += inf
 				svcInFlight[e.arm.Service] += inf
-				as := ArmStats{ArmSpec: e.arm, Requests: e.vals().requests(clientSide), Windows: map[string]ArmWindow{}}
+				as := ArmStats{ArmSpec: e.arm, Requests: e.vals().requests(clientSide), Windows: idle.armWindows()}
 				if e.win != nil {
+					as.Windows = map[string]ArmWindow{}
 					for name, w := range e.win.windowsJSON() {
 						aw := ArmWindow{Requests: w.Requests, Rate: w.Rate}
 						// An arm's windows may start later than its
@@ -216,14 +217,14 @@ func (t *Telemetry) Stats() Stats {
 			out.HTTP.Routes = append(out.HTTP.Routes, rs)
 		}
 		for _, name := range sortedLive(t.services) {
-			es := aggStats(name, t.services[name])
+			es := idle.aggStats(name, t.services[name])
 			es.InFlight = svcInFlight[name]
 			out.HTTP.Services = append(out.HTTP.Services, es)
 		}
 		pools := slices.Clone(s.pools)
 		slices.SortFunc(pools, func(a, b setPool) int { return strings.Compare(a.name, b.name) })
 		for _, p := range pools {
-			ps := PoolStats{EntityStats: aggStats(p.name, t.pools[p.name]), Endpoints: make([]EndpointStats, 0, len(p.eps))}
+			ps := PoolStats{EntityStats: idle.aggStats(p.name, t.pools[p.name]), Endpoints: make([]EndpointStats, 0, len(p.eps))}
 			for _, e := range p.eps {
 				es := EndpointStats{Address: e.address, Totals: totals(e.vals(), upstreamSide), Windows: e.win.windowsJSON()}
 				if es.Windows == nil {
@@ -263,12 +264,49 @@ func (t *Telemetry) Stats() Stats {
 	return out
 }
 
-func aggStats(name string, a *httpAgg) EntityStats {
+// idleStats are the parts of one Stats document that the entities which
+// have counted nothing share: their totals by side, and the windows and
+// series of each set of idle windows (see httpAgg).
+type idleStats struct {
+	totals [2]*Totals
+	wins   map[*windows]idleWindowsJSON
+	arms   map[string]ArmWindow
+}
+
+type idleWindowsJSON struct {
+	windows map[string]Window
+	series  *Series
+}
+
+func (s *idleStats) aggStats(name string, a *httpAgg) EntityStats {
 	if a == nil {
 		return EntityStats{Name: name, Windows: map[string]Window{}}
 	}
 	w := a.windows()
-	return EntityStats{Name: name, Totals: totals(a.vals(), a.side), Windows: w.windowsJSON(), Series: w.seriesJSON()}
+	if a.cum != nil || a.win != nil || w == nil {
+		return EntityStats{Name: name, Totals: totals(a.vals(), a.side), Windows: w.windowsJSON(), Series: w.seriesJSON()}
+	}
+	if s.totals[a.side] == nil {
+		t := totals(&httpVals{}, a.side)
+		s.totals[a.side] = &t
+	}
+	j, ok := s.wins[w]
+	if !ok {
+		j = idleWindowsJSON{w.windowsJSON(), w.seriesJSON()}
+		if s.wins == nil {
+			s.wins = map[*windows]idleWindowsJSON{}
+		}
+		s.wins[w] = j
+	}
+	return EntityStats{Name: name, Totals: *s.totals[a.side], Windows: j.windows, Series: j.series}
+}
+
+// armWindows is the windows of an arm that has counted nothing: none.
+func (s *idleStats) armWindows() map[string]ArmWindow {
+	if s.arms == nil {
+		s.arms = map[string]ArmWindow{}
+	}
+	return s.arms
 }
 
 func sortedLive(m map[string]*httpAgg) []string {

@@ -41,9 +41,14 @@ type Options struct {
 	// sessions to lapse quickly lower it.
 	MinSessionTTL time.Duration
 	// RunChecks makes the agent run the HTTP and TCP checks of services
-	// registered through /v1/agent/service/register, as a real agent does
-	// (checks.go): without it they stay in their initial critical state.
+	// registered through /v1/agent/service/register (and of instances
+	// added with AddInstance whose checks name an HTTP URL or TCP address
+	// and an interval), as a real agent does (checks.go): without it they
+	// keep their initial state.
 	RunChecks bool
+	// Addr is the address to listen on; default 127.0.0.1:0 (any free
+	// port). `meridian demo -consul` listens on 127.0.0.1:8500.
+	Addr string
 }
 
 // Instance is a service instance in the test catalog. AddInstance fills the
@@ -247,7 +252,11 @@ func Start(opts Options) (*Server, error) {
 		checks:      map[string]*checkRunner{},
 	}
 	s.handler = s.routes()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -412,6 +421,9 @@ func (s *Server) AddInstance(in Instance) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.addLocked(in)
+	if s.opts.RunChecks {
+		s.startChecksLocked(in)
+	}
 }
 
 func (s *Server) addLocked(in Instance) {
@@ -438,6 +450,7 @@ func (s *Server) RemoveInstance(id string) bool {
 	if !ok {
 		return false
 	}
+	s.stopChecksLocked(id)
 	delete(s.insts, id)
 	s.bumpLocked(&s.dcLocked(in.Datacenter).catalogIdx)
 	return true

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/meridian-lb/meridian/config"
 	"github.com/meridian-lb/meridian/examples"
@@ -36,6 +38,8 @@ Usage:
   meridian validate -config FILE     check FILE and print every problem with its line
   meridian demo [-config FILE]       start three demo upstreams and serve the quickstart config (or FILE):
                                      ./examples/quickstart.yaml when it exists, else the copy built into meridian
+  meridian demo -consul              the same with the in-repo Consul API test server (a test stand-in) on
+                                     127.0.0.1:8500, the upstreams registered in it, serving examples/fleet.yaml
   meridian explain HOST [PATH]       ask a running instance how it would route an HTTP request, and why
   meridian explain -dns NAME         ask it how it would answer a DNS query, and why
   meridian diff -config FILE         show what FILE would change versus a running instance
@@ -262,6 +266,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		f.DefValue = "" // the default is the quickstart, described above
 	}
 	control := fs.String("control", "127.0.0.1:9100", "`address` of the demo control API")
+	withConsul := fs.Bool("consul", false, "also start the in-repo Consul API test server (catalog/consultest: a test stand-in, not Consul)\n"+
+		"with the upstreams registered in it (web eu and canary in dc1, web us in dc2), and serve examples/fleet.yaml;\n"+
+		"the control API also takes POST /consul/datacenters/{dc}/stop|start")
+	consulAddr := fs.String("consul-addr", "127.0.0.1:8500", "`address` of the Consul stand-in (with -consul; the config's consul.address must match)")
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -269,7 +277,17 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfgPath, origin := *path, "the -config file"
-	if !flagSet(fs, "config") {
+	if !flagSet(fs, "config") && *withConsul {
+		p, embedded, err := examplePath("fleet.yaml")
+		if err != nil {
+			fmt.Fprintf(stderr, "meridian demo: %v\n", err)
+			return 1
+		}
+		cfgPath, origin = p, "./examples/fleet.yaml"
+		if embedded {
+			origin = "the copy of examples/fleet.yaml built into meridian"
+		}
+	} else if !flagSet(fs, "config") {
 		p, embedded, err := quickstartPath()
 		if err != nil {
 			fmt.Fprintf(stderr, "meridian demo: %v\n", err)
@@ -293,7 +311,25 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = ups.ServeControl(ctx, ln) }()
+	if *withConsul {
+		dc, err := startDemoConsul(*consulAddr, ups)
+		if err != nil {
+			fmt.Fprintf(stderr, "meridian demo: %v\n", err)
+			return 1
+		}
+		defer dc.Close()
+		srv := &http.Server{Handler: dc.control(ups.Handler()), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		fmt.Fprintf(stdout, `meridian demo -consul
+  consul:    %s: the in-repo Consul API test server (catalog/consultest), a TEST STAND-IN, not Consul
+             web eu, canary in dc1 and web us in dc2, with the upstreams' health checks
+             curl -X POST http://%s/consul/datacenters/dc2/stop   (and .../start): a datacenter stops answering
+             curl http://127.0.0.1:9090/api/v1/fleet               the fleet: members, reports, quorum, forwarding
+`, dc.srv.Addr, dialable(ln.Addr()))
+	} else {
+		go func() { _ = ups.ServeControl(ctx, ln) }()
+	}
 	fmt.Fprintf(stdout, `meridian demo
   config:    %s (%s; edit it: the table reloads)
   upstreams: eu %s, us %s, canary %s

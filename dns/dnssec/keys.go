@@ -286,7 +286,7 @@ func Load(dir, zone string, alg uint8, generate bool, now time.Time) (ks *KeySet
 	case errors.Is(err, fs.ErrNotExist):
 		entries = nil
 	case err != nil:
-		return nil, []error{fmt.Errorf("reading %s: %w", dir, pathErr(err))}
+		return nil, []error{fmt.Errorf("cannot read it: %w", pathErr(err))}
 	}
 	type pair struct{ key, private bool }
 	pairs := map[string]*pair{}
@@ -333,7 +333,7 @@ func Load(dir, zone string, alg uint8, generate bool, now time.Time) (ks *KeySet
 	}
 	if len(keys) == 0 && generate {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, []error{fmt.Errorf("creating %s: %w", dir, pathErr(err))}
+			return nil, []error{fmt.Errorf("cannot create it: %w", pathErr(err))}
 		}
 		k, err := Generate(dir, zone, alg, flagZone|flagSEP, now)
 		if err != nil {

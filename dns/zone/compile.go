@@ -80,6 +80,20 @@ func Compile(cfg *config.Config, services Services) (zones []*Zone, problems []c
 	return compileZones(cfg, services, true)
 }
 
+// Options tune CompileWith.
+type Options struct {
+	// NoKeyGeneration compiles a signed zone whose key_dir holds no key
+	// for it without generating one (and unsigned): for callers that
+	// compile a config without serving it (meridian validate, meridian
+	// diff), which should write nothing.
+	NoKeyGeneration bool
+}
+
+// CompileWith is Compile with options.
+func CompileWith(cfg *config.Config, services Services, opts Options) (zones []*Zone, problems []config.Problem) {
+	return compileZones(cfg, services, !opts.NoKeyGeneration)
+}
+
 func compileZones(cfg *config.Config, services Services, generate bool) (zones []*Zone, problems []config.Problem) {
 	c := &compiler{services: services, pools: map[string][]Pool{}, generate: generate, now: time.Now()}
 	out := make([]*Zone, 0, len(cfg.Zones))
@@ -704,6 +718,11 @@ func (b *zoneBuilder) signing() {
 		}
 		if name == z.Name {
 			types = append(types, mdns.TypeSOA)
+		}
+		if n.Cut {
+			// The parent side of a delegation has its NS and DS sets;
+			// anything else there is the child's (occluded).
+			types = slices.DeleteFunc(types, func(t uint16) bool { return t != mdns.TypeNS && t != mdns.TypeDS })
 		}
 		slices.Sort(types)
 		n.Types = slices.Compact(types)

@@ -5,6 +5,14 @@
 // their parent, and delegation points marked. Answering then does map
 // lookups and appends and never parses.
 //
+// A zone with a dnssec: block is compiled with its keys (package
+// dns/dnssec reads them from key_dir, or generates the first one there:
+// the one thing compiling writes), their DNSKEY, CDS and CDNSKEY RRsets at
+// the apex, and what online signing needs prepared: each RRset's content
+// key for the signature cache, each name's types for NSEC bitmaps, and
+// the names in canonical order. Each NS, MX and SRV set also points to the
+// static addresses of its in-zone targets, for the additional section.
+//
 // It is also the only code that reads record text: a zone's problems (a bad
 // value, a CNAME beside other data, two steered records of one type at a
 // name, a service that does not exist) are found by compiling it, each

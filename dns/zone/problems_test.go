@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -64,6 +65,10 @@ func TestCompileProblems(t *testing.T) {
 		{"negative max_answers", `      - {name: w, type: A, service: s, max_answers: -1}`,
 			`zones[0].records[0].max_answers: must be at least 1`},
 		{"empty record", `      - ~`, `zones[0].records[0]: empty record`},
+		{"DS away from a delegation", `      - {name: w, type: DS, values: ["1 13 2 00"]}`,
+			`zones[0].records[0]: a DS record at w.example.com., which is not a delegation (no NS records there)`},
+		{"DS at the apex", `      - {name: "@", type: DS, values: ["1 13 2 00"]}`,
+			`zones[0].records[0]: a DS record at the zone apex belongs in the parent zone`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,4 +160,26 @@ func FuzzCheck(f *testing.F) {
 		})
 		_ = err
 	})
+}
+
+// TestDNSSECProblems: a signed zone's settings and key files are checked
+// by compiling it, each problem at its path.
+func TestDNSSECProblems(t *testing.T) {
+	file := t.TempDir() + "/file"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, dnssec, want string }{
+		{"algorithm", "{key_dir: " + t.TempDir() + ", algorithm: rsasha1}", `zones[0].dnssec.algorithm: unsupported algorithm "rsasha1": want ecdsap256sha256 or ed25519`},
+		{"no key_dir", "{algorithm: ed25519}", `zones[0].dnssec.key_dir: a signed zone needs a key_dir (its keys are read from it, or generated there)`},
+		{"key_dir a file", "{key_dir: " + file + "}", `zones[0].dnssec.key_dir: ` + file + `: cannot read it: not a directory`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			text := strings.Replace(problemsBase, "    records:\n", "    dnssec: "+tt.dnssec+"\n    records:\n", 1)
+			zones, probs := compile(t, text, fakeServices{})
+			if zones != nil || len(probs) != 1 || probs[0].String() != tt.want {
+				t.Errorf("problems %q, want one: %s", probs, tt.want)
+			}
+		})
+	}
 }

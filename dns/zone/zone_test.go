@@ -2,6 +2,7 @@ package zone
 
 import (
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -301,4 +302,129 @@ func TestDump(t *testing.T) {
 			t.Errorf("dump lacks %q:\n%s", want, b.String())
 		}
 	}
+}
+
+// TestCompileSigned: a signed zone publishes its keys at the apex (DNSKEY,
+// CDS, CDNSKEY at the SOA TTL), generating one into an empty key_dir, and
+// is prepared for signing: content keys, types per name (a delegation's
+// NS alone), names in canonical order.
+func TestCompileSigned(t *testing.T) {
+	dir := t.TempDir()
+	text := strings.Replace(zonesYAML, "    transfer: {allow:", "    dnssec: {key_dir: "+dir+"}\n    transfer: {allow:", 1)
+	z := mustCompile(t, text)[0]
+	if z.Keys == nil || len(z.Keys.Keys) != 1 {
+		t.Fatalf("keys %v", z.Keys)
+	}
+	apex := z.Nodes["example.com."]
+	for _, typ := range []uint16{mdns.TypeDNSKEY, mdns.TypeCDS, mdns.TypeCDNSKEY} {
+		set := apex.SetOf(typ)
+		if set == nil || len(set.RRs) != 1 || set.RRs[0].Header().Ttl != 600 || set.Key == nil {
+			t.Errorf("%s at the apex: %v", mdns.TypeToString[typ], set)
+		}
+	}
+	if got := apex.Types; !slicesEqual(got, []uint16{mdns.TypeNS, mdns.TypeSOA, mdns.TypeDNSKEY, mdns.TypeCDS, mdns.TypeCDNSKEY}) {
+		t.Errorf("apex types %v", got)
+	}
+	if got := z.Nodes["sub.example.com."].Types; !slicesEqual(got, []uint16{mdns.TypeNS}) {
+		t.Errorf("delegation types %v", got)
+	}
+	if got := z.Nodes["www.example.com."].Types; !slicesEqual(got, []uint16{mdns.TypeA, mdns.TypeAAAA}) {
+		t.Errorf("steered name types %v", got)
+	}
+	if z.Nodes["down.example.com."].Steered[0].FallbackKey == nil {
+		t.Error("no content key for a fallback")
+	}
+	want := []string{"example.com.", "alias.example.com.", "c.example.com.", "b.c.example.com.", "a.b.c.example.com.", "down.example.com.",
+		"ns1.example.com.", "sub.example.com.", "ns.sub.example.com.", "wild.example.com.", "*.wild.example.com.", "www.example.com."}
+	if !slicesEqual(z.Names, want) {
+		t.Errorf("names\n %v\nwant\n %v", z.Names, want)
+	}
+	var b strings.Builder
+	z.Dump(&b)
+	if !strings.Contains(b.String(), "  dnssec keys ecdsap256sha256 ") {
+		t.Errorf("dump without the keys:\n%s", b.String())
+	}
+	again := mustCompile(t, text)[0]
+	if again.Keys.Keys[0].Tag != z.Keys.Keys[0].Tag || again.StaticDigest != z.StaticDigest {
+		t.Error("a second compile did not use the key the first generated")
+	}
+	unsigned := mustCompile(t, zonesYAML)[0]
+	if unsigned.Keys != nil || unsigned.Names != nil || unsigned.Nodes["www.example.com."].Types != nil || unsigned.StaticDigest == z.StaticDigest {
+		t.Error("an unsigned zone is prepared for signing, or digests like the signed one")
+	}
+}
+
+// TestCheckWritesNothing: meridian validate's check reads a signed zone's
+// key_dir but never generates a key there.
+func TestCheckWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	text := strings.Replace(zonesYAML, "    transfer: {allow:", "    dnssec: {key_dir: "+dir+"}\n    transfer: {allow:", 1)
+	cfg, err := config.Parse("zones.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("Check wrote %d files", len(entries))
+	}
+	zones, probs := CompileWith(cfg, services, Options{NoKeyGeneration: true})
+	if len(probs) > 0 || zones[0].Signed() {
+		t.Errorf("CompileWith without key generation: %v, signed %t", probs, zones[0].Signed())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("CompileWith without key generation wrote %d files", len(entries))
+	}
+}
+
+// TestAdditional: NS (apex), MX and SRV sets point to the static
+// addresses of their in-zone targets that the zone is authoritative for.
+func TestAdditional(t *testing.T) {
+	z := mustCompile(t, `zones:
+  - origin: example.com.
+    soa: {ns: ns1.example.com., mbox: hostmaster.example.com.}
+    ns: [ns1.example.com., ns.sub.example.com., ns.example.net.]
+    records:
+      - {name: ns1, type: A, values: [192.0.2.53]}
+      - {name: ns1, type: AAAA, values: ["2001:db8::53"]}
+      - {name: "@", type: MX, values: ["10 mx.example.com.", "20 MX.example.com.", "30 x.wild.example.com."]}
+      - {name: mx, type: A, values: [192.0.2.25]}
+      - {name: _s._tcp, type: SRV, values: ["1 1 1 ns1.example.com."]}
+      - {name: "*.wild", type: A, values: [192.0.2.9]}
+      - {name: sub, type: NS, values: [ns.sub.example.com.]}
+      - {name: ns.sub, type: A, values: [192.0.2.200]}
+`)[0]
+	names := func(sets []*RRSet) []string {
+		var out []string
+		for _, s := range sets {
+			out = append(out, s.RRs[0].Header().Name+" "+mdns.TypeToString[s.Type])
+		}
+		return out
+	}
+	apex := z.Nodes["example.com."]
+	if got := names(apex.SetOf(mdns.TypeNS).Additional); !slicesEqual(got, []string{"ns1.example.com. A", "ns1.example.com. AAAA"}) {
+		t.Errorf("NS additional %v: want ns1's addresses (not the glue below sub, not out of zone)", got)
+	}
+	if got := names(apex.SetOf(mdns.TypeMX).Additional); !slicesEqual(got, []string{"mx.example.com. A"}) {
+		t.Errorf("MX additional %v: want mx's address once (not a wildcard's)", got)
+	}
+	if got := names(z.Nodes["_s._tcp.example.com."].SetOf(mdns.TypeSRV).Additional); len(got) != 2 {
+		t.Errorf("SRV additional %v", got)
+	}
+	if got := z.Nodes["sub.example.com."].SetOf(mdns.TypeNS).Additional; got != nil {
+		t.Errorf("a delegation's NS set has additional data %v: its glue is separate", names(got))
+	}
+}
+
+func slicesEqual[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -246,7 +246,7 @@ func Check(name string, data []byte) (*config.Config, error) {
 	if _, err := loadTokens(cfg.Admin); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := routing.Compile(cfg, routing.Inputs{}); err != nil {
+	if _, err := routing.Compile(cfg, routing.Inputs{NoKeyGeneration: true}); err != nil {
 		errs = append(errs, err)
 	}
 	if err := cfg.Locate(errors.Join(errs...)); err != nil {
@@ -601,7 +601,7 @@ func (a *App) adminHandler() http.Handler {
 	adm := &admin{
 		live: &a.live, health: a.fl.overrider(a.health), reload: a.rebuild.Status, gatherer: a.reg,
 		logger: a.logger.Named("admin"), draining: &a.draining, token: &a.token, tel: a.tel,
-		explain: explainHandler(&a.live, a.health.Status),
+		explain: explainHandler(&a.live, a.health.Status, a.fl.explainForward),
 		hist:    a.adm.hist, audit: a.adm.audit, rollback: a.rollback,
 		ro: a.ro,
 		extra: func() []string {

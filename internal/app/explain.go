@@ -10,6 +10,7 @@ import (
 
 	"github.com/meridian-lb/meridian/dns"
 	"github.com/meridian-lb/meridian/health"
+	"github.com/meridian-lb/meridian/proxy"
 	"github.com/meridian-lb/meridian/routing"
 )
 
@@ -20,7 +21,11 @@ import (
 // because an operator chasing "why does this user land there" should not
 // have to know which layer to ask first. status gives endpoint health
 // reasons.
-func explainHandler(live *routing.Live, status func(pool, address string) (health.Status, bool)) http.Handler {
+//
+// forward, when not nil, says whether a request of a service with
+// on_all_down: forward would be forwarded to the next region now
+// (fleet.go); the answer then carries it, and its outcome says so.
+func explainHandler(live *routing.Live, status func(pool, address string) (health.Status, bool), forward func(t *routing.Table, service string) *proxy.ForwardExplanation) http.Handler {
 	dnsExplain := dns.ExplainHandler(live)
 	explainHTTPParams := []string{"host", "path", "method", "header", "cookie"}
 	explainDNSParams := []string{"qname", "qtype", "ecs"}
@@ -49,7 +54,21 @@ func explainHandler(live *routing.Live, status func(pool, address string) (healt
 			explainError(w, http.StatusServiceUnavailable, fmt.Errorf("no routing table yet"))
 			return
 		}
-		writeJSON(w, t.ExplainHTTP(req, client, routing.ExplainOptions{Status: status}))
+		ex := t.ExplainHTTP(req, client, routing.ExplainOptions{Status: status})
+		if forward != nil && ex.Service != nil {
+			if fw := forward(t, ex.Service.Name); fw != nil {
+				if fw.Forward && fw.To != "" && req.Header.Get(proxy.HopHeader) == "" {
+					ex.Outcome = "forwarded to an edge of region " + fw.To + " (" + strings.Join(fw.Edges, ", ") + "): no pool of this instance's region " + fw.Region + " is available"
+					ex.Pool, ex.Endpoint = "", ""
+				}
+				writeJSON(w, struct {
+					*routing.HTTPExplanation
+					Forward *proxy.ForwardExplanation `json:"forward"`
+				}{ex, fw})
+				return
+			}
+		}
+		writeJSON(w, ex)
 	})
 }
 

@@ -86,14 +86,17 @@ func (fa *fleetApp) selections(cfg *config.Config, snap *catalog.Snapshot) []con
 	if fa == nil || cfg == nil {
 		return nil
 	}
-	dcs := []string{""}
+	dcs, local := []string{""}, ""
+	if cfg.Consul != nil {
+		local = cfg.Consul.Datacenter
+	}
 	for _, name := range sortedNames(cfg.Pools) {
 		p := cfg.Pools[name]
 		if p == nil || p.Consul == nil {
 			continue
 		}
 		for _, dc := range snap.Datacenters(*p.Consul) {
-			if dc != "" && dc != cfg.Consul.Datacenter && !slices.Contains(dcs, dc) {
+			if dc != "" && dc != local && !slices.Contains(dcs, dc) {
 				dcs = append(dcs, dc)
 			}
 		}
@@ -199,6 +202,15 @@ func (o fleetOverrider) Override(pool, address string, a health.Action) error {
 		o.log.Warn("override applied here but not shared with the fleet", zap.String("pool", pool), zap.String("endpoint", address), zap.Error(err))
 	}
 	return nil
+}
+
+// explainForward is explain's view of a service's forwarding; nil
+// without a fleet or when the service does not forward.
+func (fa *fleetApp) explainForward(t *routing.Table, service string) *proxy.ForwardExplanation {
+	if fa == nil {
+		return nil
+	}
+	return fa.fwd.Explain(t, service)
 }
 
 // fleetJSON is GET /api/v1/fleet.

@@ -78,7 +78,7 @@ consul:
   fleet: {session_ttl: 1s}
 %[3]s
 checks:
-  up: {type: http, path: /healthz, interval: 100ms, timeout: 90ms, rise: 1, fall: 1, headers: {X-From: %[4]s}}
+  up: {type: http, path: /healthz, %[11]s, headers: {X-From: %[4]s}}
 pools:
   web-eu: {region: eu, endpoints: [%[5]s], check: up}
   web-us: {region: us, endpoints: [%[6]s], check: up}
@@ -117,6 +117,8 @@ type fleetEnv struct {
 	backup *fleetBackend
 	inst   map[string]*fleetInstance
 	quorum bool
+	// probe is the check's timing (default: 100ms interval, rise and fall 1).
+	probe string
 }
 
 type fleetInstance struct {
@@ -180,7 +182,11 @@ func (e *fleetEnv) start(name, region string) *fleetInstance {
 		q = "health:\n  quorum: {min_reporters: 2, down_ratio: 0.5}"
 	}
 	dc := "  dcapi: {consul: {service: dcapi, datacenters: [dc2]}}"
-	write(e.t, fi.path, fmt.Sprintf(fleetConfig, region, fi.link.Addr, q, name, e.eu.addr, e.us.addr, e.api.addr, e.usOnly.addr, e.backup.addr, dc))
+	probe := e.probe
+	if probe == "" {
+		probe = "interval: 100ms, timeout: 90ms, rise: 1, fall: 1"
+	}
+	write(e.t, fi.path, fmt.Sprintf(fleetConfig, region, fi.link.Addr, q, name, e.eu.addr, e.us.addr, e.api.addr, e.usOnly.addr, e.backup.addr, dc, probe))
 	fi.harness, fi.stop = startStoppable(e.t, fi.path)
 	e.inst[name] = fi
 	return fi
@@ -381,6 +387,9 @@ func TestFleetForwardsToNextRegion(t *testing.T) {
 	if m := e1.metric(`meridian_fleet_forwards_total{region="us",result="ok",service="web"}`); m == "" || m == "0" {
 		t.Errorf("forward metric on e1: %q", m)
 	}
+	if code, body := e1.get("/api/v1/explain?host=web.example.test&path=/"); code != 200 || !strings.Contains(body, "forwarded to an edge of region us") || !strings.Contains(body, `"forward": {`) {
+		t.Errorf("explain on e1: %d %s", code, body)
+	}
 	var fw fleetJSON = e1.fleetDoc()
 	if len(fw.Forwarding) != 1 || !fw.Forwarding[0].Forward || fw.Forwarding[0].To != "us" || len(fw.Forwarding[0].Edges) != 1 {
 		t.Errorf("e1's forwarding explanation: %+v", fw.Forwarding)
@@ -518,4 +527,54 @@ func TestFleetDatacenterFailover(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestFleetFailoverFigures measures, with probes every 500ms and fall 2,
+// the time from an endpoint failing to every instance's DNS answer
+// changing, without and with the quorum (which adds a report's trip
+// through Consul), and the time until the eu edges serve web from the next
+// region, against the record TTL they no longer wait for.
+func TestFleetFailoverFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures failover times")
+	}
+	for _, quorum := range []bool{false, true} {
+		env := newFleetEnv(t, quorum)
+		env.probe = "interval: 500ms, timeout: 400ms, rise: 1, fall: 2, jitter: 0.1"
+		e1, e2, u1 := env.startFleet()
+		all := []*fleetInstance{e1, e2, u1}
+		fail := time.Now()
+		env.api.down.Store(true)
+		for _, fi := range all {
+			fi.waitFor(fi.name+" withdraws api", func() bool { return len(fi.dnsA("api")) == 0 })
+		}
+		dnsTime := time.Since(fail)
+		fail = time.Now()
+		env.eu.down.Store(true)
+		e1.waitFor("e1 forwards web", func() bool {
+			_, body, h := e1.request("web.example.test")
+			return body == "web-us" && h.Get(proxy.ForwardedToHeader) == "us"
+		})
+		fwdTime := time.Since(fail)
+		t.Logf("quorum %-5v: endpoint failing -> DNS of all 3 instances changed: %v; eu pool failing -> request served from us: %v (record TTL 30s)",
+			quorum, dnsTime.Round(time.Millisecond), fwdTime.Round(time.Millisecond))
+		if !quorum {
+			continue
+		}
+		// The quorum's own cost: u1 still reaches usonly, e1 and e2 no
+		// longer do; u1's DNS changes only through their reports.
+		fail = time.Now()
+		env.usOnly.block("e1", true)
+		env.usOnly.block("e2", true)
+		var localDown time.Duration
+		for _, fi := range []*fleetInstance{e1, e2} {
+			fi.waitFor(fi.name+" sees usonly down", func() bool {
+				return endpointState(fi.table(), "us-only", env.usOnly.addr) == "down"
+			})
+		}
+		localDown = time.Since(fail)
+		u1.waitFor("u1 withdraws usonly by quorum", func() bool { return len(u1.dnsA("usonly")) == 0 })
+		t.Logf("quorum: e1 and e2 both see usonly down after %v; u1's DNS follows %v later (reports through Consul; polled every 20ms)",
+			localDown.Round(time.Millisecond), (time.Since(fail) - localDown).Round(time.Millisecond))
+	}
 }

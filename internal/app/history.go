@@ -289,7 +289,7 @@ func CheckTable(name string, data []byte) (*routing.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := routing.Compile(cfg, routing.Inputs{})
+	t, err := routing.Compile(cfg, routing.Inputs{NoKeyGeneration: true})
 	if err != nil {
 		return nil, cfg.Locate(err)
 	}
@@ -306,7 +306,7 @@ func CompileConfig(name string, data []byte) (*routing.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := routing.Compile(cfg, routing.Inputs{})
+	t, err := routing.Compile(cfg, routing.Inputs{NoKeyGeneration: true})
 	if err != nil {
 		return nil, cfg.Locate(err)
 	}

@@ -100,12 +100,20 @@ func waitVersion(b *testing.B, a *App, before string, t0 time.Time) {
 // process's resident set (VmRSS, Linux only), after collecting and
 // returning freed memory, beyond the same instance serving a 10-route
 // config; once after the first 10,000-route table, and again after 20
-// more reloads (every route changed each time), which must not grow.
-// Run it with -benchtime 1x: each run is one instance. With
-// MERIDIAN_BENCH_HEAP_PROFILE set to a file name, it writes the heap
-// profile of the instance after the reloads there.
+// more reloads (every route changed each time), which must not grow but
+// for the config history, which keeps the accepted configs' bytes by
+// design (up to admin.history of them, at most history.MaxTotalBytes):
+// historyB/route is its share of the second figure. Run it with
+// -benchtime 1x: each run is one instance. MERIDIAN_BENCH_RELOADS sets
+// another number of reloads. With MERIDIAN_BENCH_HEAP_PROFILE set to a
+// file name, it writes the heap profile of the instance after the reloads
+// there, and after the first table to the name with ".first" added.
 func BenchmarkReloadMemory10000Routes(b *testing.B) {
-	const routes, reloads = 10000, 20
+	const routes = 10000
+	reloads := 20
+	if n, err := strconv.Atoi(os.Getenv("MERIDIAN_BENCH_RELOADS")); err == nil && n > 0 {
+		reloads = n
+	}
 	dir := b.TempDir()
 	path := filepath.Join(dir, "meridian.yaml")
 	if err := os.WriteFile(path, []byte(configtest.Big(10, 0, benchHead)), 0o644); err != nil {
@@ -134,36 +142,54 @@ func BenchmarkReloadMemory10000Routes(b *testing.B) {
 		waitVersion(b, a, before, t0)
 	}
 	texts := [2]string{configtest.Big(routes, 1, benchHead), configtest.Big(routes, 2, benchHead)}
+	profile := func(suffix string) {
+		out := os.Getenv("MERIDIAN_BENCH_HEAP_PROFILE")
+		if out == "" {
+			return
+		}
+		// What the instance holds now, for go tool pprof -sample_index=inuse_space.
+		f, err := os.Create(out + suffix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
 	for b.Loop() {
 		heap0, rss0 := settle()
+		hist0 := historyBytes(a)
 		replace(texts[0])
 		heap1, rss1 := settle()
+		profile(".first")
 		for i := range reloads {
 			replace(texts[(i+1)%2])
 		}
 		heap2, rss2 := settle()
-		if out := os.Getenv("MERIDIAN_BENCH_HEAP_PROFILE"); out != "" {
-			// What the instance holds now, for go tool pprof -sample_index=inuse_space.
-			f, err := os.Create(out)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-				b.Fatal(err)
-			}
-			f.Close()
-		}
+		profile("")
 		perRoute := func(after, before uint64) float64 {
 			return (float64(after) - float64(before)) / routes
 		}
 		b.ReportMetric(perRoute(heap1, heap0), "heapB/route")
 		b.ReportMetric(perRoute(heap2, heap0), "heapB/route-after-reloads")
+		b.ReportMetric(perRoute(historyBytes(a), hist0), "historyB/route")
 		if rss0 > 0 {
 			b.ReportMetric(perRoute(rss1, rss0), "rssB/route")
 			b.ReportMetric(perRoute(rss2, rss0), "rssB/route-after-reloads")
 			b.ReportMetric(float64(rss2)/(1<<20), "rss-MB")
 		}
 	}
+}
+
+// historyBytes is what the config history holds: the accepted configs'
+// bytes.
+func historyBytes(a *App) uint64 {
+	var n uint64
+	for _, s := range a.adm.hist.List() {
+		n += uint64(s.Bytes)
+	}
+	return n
 }
 
 // residentBytes is the process's resident set (VmRSS), or 0 where
