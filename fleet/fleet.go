@@ -571,6 +571,18 @@ func (f *Fleet) setView(pairs api.KVPairs) {
 		f.log.Info("fleet watch answering again; the view of the fleet is fresh", zap.Duration("outage", time.Since(f.failing).Round(time.Millisecond)))
 	}
 	f.failing, f.staleSaid = time.Time{}, false
+	if f.viewOK {
+		for id, r := range reports {
+			if f.reports[id] == nil && id != f.id {
+				f.log.Info("fleet reporter joined", zap.String("instance", id), zap.String("region", r.Region))
+			}
+		}
+		for id := range f.reports {
+			if reports[id] == nil && id != f.id {
+				f.log.Warn("fleet reporter left: its session ended (the instance stopped, died, or lost Consul); its reports no longer count", zap.String("instance", id))
+			}
+		}
+	}
 	f.reports, f.overrides, f.viewOK, f.lastSync = reports, overrides, true, time.Now()
 }
 

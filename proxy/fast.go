@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -62,13 +63,15 @@ type fastLane struct {
 	hdrWait time.Duration   // read_header_timeout
 	idle    time.Duration   // idle_timeout
 
+	parker  *parker // nil: idle connections keep their goroutine
+
 	closing atomic.Bool
 	mu      sync.Mutex
 	conns   map[*fastConn]struct{}
 }
 
 func newFastLane(h http.Handler, s config.HTTP, logger *zap.Logger, ll *connCap, std *http.Server, addr net.Addr) *fastLane {
-	return &fastLane{
+	l := &fastLane{
 		h: h, s: s, log: logger.Named("http"), cap: ll,
 		handoff: newHandoffListener(addr),
 		baseCtx: context.WithValue(context.Background(), http.ServerContextKey, std),
@@ -76,7 +79,16 @@ func newFastLane(h http.Handler, s config.HTTP, logger *zap.Logger, ll *connCap,
 		idle:    s.IdleTimeout.D(),
 		conns:   map[*fastConn]struct{}{},
 	}
+	var err error
+	if l.parker, err = newParker(l); err != nil {
+		l.log.Warn("fast lane: no epoll set for idle connections; they keep a goroutine", zap.Error(err))
+	}
+	return l
 }
+
+// errPark ends fill when an idle connection's short wait is over (see
+// parker).
+var errPark = errors.New("proxy: idle connection to be parked")
 
 // acceptLoop accepts connections from the capped listener until it is
 // closed, backing off on errors as net/http does.
@@ -131,10 +143,14 @@ type fastConn struct {
 	hdrTimeSet bool // the current head's read_header_timeout deadline is set
 
 	// fill's raw read: the callback (bound once) and its results.
-	readFn  func(uintptr) bool
-	rn      int
-	rerr    error
-	parked  bool
+	readFn    func(uintptr) bool
+	rn        int
+	rerr      error
+	parked    bool
+	fd        int       // the socket, for the parker's epoll set; 0: none
+	idleUntil time.Time // when an idle wait ends the connection; zero: never
+	noPark    bool      // the parker refused it: wait here
+	epollReg  bool      // registered in the parker's epoll set
 
 	hdr  http.Header // the request header, reused
 	head fastHead
@@ -167,12 +183,12 @@ const watchDelay = 100 * time.Millisecond
 const maxPostHandlerRead = 256 << 10
 
 func (l *fastLane) serveConn(sc *serverConn) {
-	c := &fastConn{lane: l, sc: sc, raw: sc.Conn, hdr: http.Header{}}
-	c.resp.hdr = http.Header{}
+	c := &fastConn{lane: l, sc: sc, raw: sc.Conn}
 	c.resp.c = c
 	if s, ok := sc.Conn.(syscall.Conn); ok {
 		c.rc, _ = s.SyscallConn()
 		c.readFn = c.onReadable
+		_ = c.rc.Control(func(fd uintptr) { c.fd = int(fd) })
 	}
 	c.remote = sc.RemoteAddr().String()
 	c.ctx = context.WithValue(l.baseCtx, http.LocalAddrContextKey, sc.LocalAddr())
@@ -181,46 +197,65 @@ func (l *fastLane) serveConn(sc *serverConn) {
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
 	l.mu.Unlock()
-	handedOff := false
-	defer func() {
-		l.mu.Lock()
-		delete(l.conns, c)
-		l.mu.Unlock()
-		if c.wtimer != nil {
-			c.wtimer.Stop()
-		}
-		c.putBuf()
-		c.resp.putOut()
-		if !handedOff {
-			c.setState(stateGone)
-			_ = sc.Close()
-		}
-	}()
-	if l.hdrWait > 0 {
-		// A new connection must send its first head within
-		// read_header_timeout, as net/http requires.
-		_ = c.raw.SetReadDeadline(time.Now().Add(l.hdrWait))
+	// A new connection must send its first head within
+	// read_header_timeout, as net/http requires.
+	c.idleUntil = deadline(l.hdrWait)
+	l.loop(c)
+}
+
+// loop serves c's requests until the connection closes, goes to net/http,
+// or parks (parker.go): then the goroutine ends and the parker starts a
+// new one when the client sends something.
+func (l *fastLane) loop(c *fastConn) {
+	if c.hdr == nil {
+		c.hdr, c.resp.hdr = http.Header{}, http.Header{}
 	}
 	for {
 		end, st := c.nextHead()
 		switch st {
 		case headClose:
+			l.drop(c, true)
 			return
+		case headPark:
+			if l.parker.park(c) {
+				return
+			}
+			// Not parked (shutting down, or the epoll set refused it):
+			// wait here as before.
+			c.noPark = true
+			continue
 		case headHandoff:
-			handedOff = true
+			l.drop(c, false)
 			c.handOver()
 			return
 		}
 		if !parseFastHead((*c.buf)[c.r:end], &c.head, c.hdr) {
-			handedOff = true
+			l.drop(c, false)
 			c.handOver()
 			return
 		}
 		c.r = end
-		c.hdrTimeSet = false
+		c.hdrTimeSet, c.noPark = false, false
 		if !c.serveRequest() || l.closing.Load() {
+			l.drop(c, true)
 			return
 		}
+	}
+}
+
+// drop forgets a connection that closes (closeIt) or goes to net/http.
+func (l *fastLane) drop(c *fastConn, closeIt bool) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	if c.wtimer != nil {
+		c.wtimer.Stop()
+	}
+	c.putBuf()
+	c.resp.putOut()
+	if closeIt {
+		c.setState(stateGone)
+		_ = c.sc.Close()
 	}
 }
 
@@ -232,6 +267,7 @@ const (
 	headOK      = iota
 	headHandoff // net/http takes the connection
 	headClose   // the connection ends (closed, timed out, or reset)
+	headPark    // idle past parkAfter: the parker takes it
 )
 
 // nextHead makes buf[r:end] a complete request head, reading as needed.
@@ -268,6 +304,9 @@ func (c *fastConn) nextHead() (end int, st int) {
 			}
 		}
 		if err := c.fill(); err != nil {
+			if err == errPark {
+				return 0, headPark
+			}
 			return 0, headClose
 		}
 	}
@@ -303,7 +342,13 @@ func (c *fastConn) fill() error {
 	}
 	c.rn, c.rerr, c.parked = 0, nil, false
 	err := c.rc.Read(c.readFn)
-	if c.parked && c.state.Load() == stateIdle {
+	if err != nil && c.r == c.w && errors.Is(err, os.ErrDeadlineExceeded) &&
+		!c.noPark && (c.idleUntil.IsZero() || time.Now().Before(c.idleUntil)) {
+		// The short wait of an idle connection ended, not its idle
+		// deadline: hand it to the parker.
+		return errPark
+	}
+	if c.state.Load() == stateIdle {
 		c.lane.cap.trackState(c.sc, http.StateActive)
 	}
 	if c.state.Load() != stateGone {
@@ -348,19 +393,33 @@ func (c *fastConn) onReadable(fd uintptr) bool {
 	return false
 }
 
-// park readies an idle connection for the wait: no buffer held, the idle
-// deadline, the cap told.
+// park readies an idle connection for the wait: no buffer held, the cap
+// told, and a deadline: the idle deadline (read_header_timeout for a new
+// connection), or parkAfter if that comes first, after which the parker
+// waits instead of this goroutine.
 func (c *fastConn) park() {
 	c.putBuf()
 	if c.parked {
 		return
 	}
 	c.parked = true
-	if c.state.Load() == stateActive {
+	switch c.state.Load() {
+	case stateActive:
 		c.setState(stateIdle)
-		_ = c.raw.SetReadDeadline(deadline(c.lane.idle))
+		c.idleUntil = deadline(c.lane.idle)
 		c.lane.cap.trackState(c.sc, http.StateIdle)
+	case stateIdle, stateNew:
+		// Back from the parker or refused by it; or new.
+	default:
+		return
 	}
+	d := c.idleUntil
+	if c.lane.parker != nil && !c.noPark && c.fd > 0 {
+		if p := time.Now().Add(parkAfter); d.IsZero() || p.Before(d) {
+			d = p
+		}
+	}
+	_ = c.raw.SetReadDeadline(d)
 }
 
 func (c *fastConn) getBuf() {
@@ -731,6 +790,8 @@ func (b *fastBody) discardEarly() (closeAfter, tooBig bool) {
 // close); then it closes the rest and cancels their requests.
 func (l *fastLane) shutdown(ctx context.Context) error {
 	l.closing.Store(true)
+	defer l.parker.stop()
+	l.parker.closeAll()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {

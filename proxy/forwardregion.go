@@ -223,7 +223,7 @@ func (h *Handler) forwardRegion(x *exchange) bool {
 	}
 	if from := x.req.Header.Get(HopHeader); from != "" {
 		f.forwards.WithLabelValues(svc.Name, "", "loop").Inc()
-		f.log.Debug("forwarded request and this region's pools are down: served here, never forwarded again",
+		f.warnOnce("loop:"+svc.Name, "a forwarded request came in while this region's pools are down too: served here (failing open or 503), never forwarded again",
 			zap.String("service", svc.Name), zap.String("from", from))
 		return false
 	}
@@ -345,13 +345,18 @@ func isDialError(err error) bool {
 
 // warnEdge logs an unreachable edge at most once a minute.
 func (f *RegionForwarder) warnEdge(edge, region string, err error) {
+	f.warnOnce("edge:"+edge, "next region's edge unreachable; trying the next one", zap.String("edge", edge), zap.String("region", region), zap.Error(err))
+}
+
+// warnOnce logs msg at most once a minute per key.
+func (f *RegionForwarder) warnOnce(key, msg string, fields ...zap.Field) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if time.Since(f.warned[edge]) < time.Minute {
+	if time.Since(f.warned[key]) < time.Minute {
 		return
 	}
-	f.warned[edge] = time.Now()
-	f.log.Warn("next region's edge unreachable; trying the next one", zap.String("edge", edge), zap.String("region", region), zap.Error(err))
+	f.warned[key] = time.Now()
+	f.log.Warn(msg, fields...)
 }
 
 // failed answers a forwarded request no edge took: 502.
@@ -359,7 +364,7 @@ func (f *RegionForwarder) failed(w http.ResponseWriter, r *http.Request, err err
 	j := jobOf(r.Context())
 	if j != nil {
 		f.forwards.WithLabelValues(j.service, j.region, "error").Inc()
-		f.log.Warn("forwarding to the next region failed", zap.String("service", j.service), zap.String("region", j.region), zap.Error(err))
+		f.warnOnce("failed:"+j.service, "forwarding to the next region failed: answering 502", zap.String("service", j.service), zap.String("region", j.region), zap.Error(err))
 	}
 	if r.Context().Err() != nil {
 		return

@@ -84,9 +84,11 @@ func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
 // cannot have one, but a Config built by hand can), and so is slow_start
 // on a balancer that cannot ramp (a config.Problem at its own path). prev
 // is the live table's pool of the same name, if any: a maglev lookup table
-// it built over the same endpoints is reused rather than built again.
-func newPicker(p, prev *Pool) (picker, error) {
-	pk, err := newBalancer(p, prev)
+// it built over the same endpoints is reused rather than built again. With
+// later, a maglev table to build is appended there instead, for Compile's
+// caller to have it built before the pool picks (Inputs.Defer).
+func newPicker(p, prev *Pool, later *[]func()) (picker, error) {
+	pk, err := newBalancer(p, prev, later)
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +108,8 @@ func pickerProblem(p *Pool, err error) error {
 	return config.Problem{Path: "pools." + p.Name + ".balance", Msg: err.Error()}
 }
 
-// newBalancer builds the pool's balancer; prev as for newPicker.
-func newBalancer(p, prev *Pool) (picker, error) {
+// newBalancer builds the pool's balancer; prev and later as for newPicker.
+func newBalancer(p, prev *Pool, later *[]func()) (picker, error) {
 	w := weighted{}
 	for _, e := range p.Endpoints {
 		w.total += uint64(max(e.Weight, 1))
@@ -122,6 +124,11 @@ func newBalancer(p, prev *Pool) (picker, error) {
 		return newRing(p, w), nil
 	case config.BalanceMaglev:
 		if m := reuseMaglev(p, prev, w); m != nil {
+			return m, nil
+		}
+		if later != nil {
+			m := &maglev{hashOn: newHashOn(p), w: w}
+			*later = append(*later, func() { m.table = maglevTable(p) })
 			return m, nil
 		}
 		return newMaglev(p, w), nil
@@ -402,10 +409,14 @@ type maglev struct {
 }
 
 func newMaglev(p *Pool, w weighted) *maglev {
-	m := &maglev{hashOn: newHashOn(p), w: w}
+	return &maglev{hashOn: newHashOn(p), w: w, table: maglevTable(p)}
+}
+
+// maglevTable builds a maglev pool's lookup table; nil without endpoints.
+func maglevTable(p *Pool) []uint32 {
 	n := len(p.Endpoints)
 	if n == 0 {
-		return m
+		return nil
 	}
 	size := maglevSize(n)
 	// Endpoint i's preference list is (offset + j·skip) mod size for
@@ -455,8 +466,7 @@ func newMaglev(p *Pool, w weighted) *maglev {
 			}
 		}
 	}
-	m.table = table
-	return m
+	return table
 }
 
 // reuseMaglev returns a maglev balancer for p over prev's lookup table, or

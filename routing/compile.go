@@ -59,13 +59,16 @@ type Inputs struct {
 	// rollout's Manager); a rollout it does not know, or nil, is at its
 	// plan's first step.
 	RolloutWeight func(name string) (int, bool)
-	// DeferVersion hands the table back before its version hash is done:
-	// the config's share of the hash (the costliest input, a JSON encoding
-	// of the whole config) goes on in the background, and Table.Version
-	// stays empty until Table.FinishVersion. The rebuild loop overlaps it
-	// with the proxy's compile and the table's apply, and finishes it
-	// before it compares versions or publishes the table.
-	DeferVersion bool
+	// Defer hands the table back before two of its costliest parts are
+	// done, which only the version and the request path read: the config's
+	// share of the version hash (an encoding of the whole config) and the
+	// maglev lookup tables of pools whose endpoints changed. They go on in
+	// the background, one after the other, beside what the caller does
+	// next; Table.Finish waits for them. Until it returns, Version is
+	// empty and the pools must not pick. The rebuild loop overlaps them
+	// with the proxy's compile and the table's apply, and finishes the
+	// table before it compares versions or publishes it.
+	Defer bool
 	// NoKeyGeneration compiles signed zones without generating a missing
 	// key (unsigned instead): for compiling a config that is not served
 	// (meridian validate, meridian diff), which must write nothing.
@@ -79,18 +82,15 @@ type Inputs struct {
 // is pure and deterministic: the same inputs give the same table and the same
 // Version, and nothing outside the returned table is touched. A reload waits
 // for it, so it spreads its costliest parts over goroutines of its own, all
-// done when it returns (but the version hash with in.DeferVersion).
+// done when it returns (but those in.Defer leaves to Table.Finish).
 func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// The config's share of the version is the costliest input to hash and
 	// needs nothing Compile builds, so it is computed beside the rest, and
-	// with in.DeferVersion beside what the caller does next.
-	pv := &pendingVersion{done: make(chan struct{})}
-	go func() {
-		defer close(pv.done)
-		pv.digest = hashConfig(cfg)
-	}()
+	// with in.Defer beside what the caller does next.
+	hashed := make(chan configDigest, 1)
+	go func() { hashed <- hashConfig(cfg) }()
 
 	t := &Table{
 		Config:   cfg,
@@ -134,11 +134,17 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	}
 	// The balancers' tables (maglev's above all) depend on the pools alone
 	// and are, after the version hash, the costliest part: they are built
-	// beside the services, routes and zones, which never look at them.
+	// beside the services, routes and zones, which never look at them, or
+	// with in.Defer after Compile returns (later).
 	pickerErrs := make([]error, len(pools))
+	var later []func()
 	wg.Go(func() {
+		var lp *[]func()
+		if in.Defer {
+			lp = &later
+		}
 		for i, p := range pools {
-			pk, err := newPicker(p, prevs[i])
+			pk, err := newPicker(p, prevs[i], lp)
 			if err != nil {
 				pickerErrs[i] = pickerProblem(p, err)
 			}
@@ -185,33 +191,45 @@ func Compile(cfg *config.Config, in Inputs) (*Table, error) {
 	wg.Wait()
 	errs = append(errs, pickerErrs...)
 	if err := errors.Join(errs...); err != nil {
-		<-pv.done
+		<-hashed
 		return nil, cfg.Locate(err)
 	}
-	t.version = pv
-	if !in.DeferVersion {
-		t.FinishVersion()
+	pt := &pendingTable{done: make(chan struct{})}
+	t.pending = pt
+	rest := func() {
+		pt.digest = <-hashed
+		for _, build := range later {
+			build()
+		}
+		close(pt.done)
 	}
+	if !in.Defer {
+		rest()
+		t.Finish()
+		return t, nil
+	}
+	go rest()
 	return t, nil
 }
 
-// pendingVersion is a version hash under way: the config's share, written
-// by a goroutine of Compile, which closes done when it is.
-type pendingVersion struct {
+// pendingTable is what Compile left running with Inputs.Defer: the
+// config's share of the version hash, then the lookup tables it deferred;
+// done is closed when both are.
+type pendingTable struct {
 	done   chan struct{}
 	digest configDigest
 }
 
-// FinishVersion waits for the version hash of a table compiled with
-// Inputs.DeferVersion, sets Version and returns it; on any other table it
-// returns Version. The table's owner calls it, before anything reads
-// Version: the rebuild loop, before it compares versions and before it
-// publishes the table.
-func (t *Table) FinishVersion() string {
-	if p := t.version; p != nil {
+// Finish waits for what Compile left running on a table compiled with
+// Inputs.Defer (see there), sets Version and returns it; on any other table
+// it returns Version. The table's owner calls it before anything reads
+// Version or picks: the rebuild loop, before it compares versions and
+// before it publishes the table.
+func (t *Table) Finish() string {
+	if p := t.pending; p != nil {
 		<-p.done
 		t.Version = version(p.digest, t)
-		t.version = nil
+		t.pending = nil
 	}
 	return t.Version
 }

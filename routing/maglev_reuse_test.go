@@ -9,8 +9,8 @@ import (
 	"github.com/meridian-lb/meridian/internal/configtest"
 )
 
-// TestDeferredVersion: a table compiled with DeferVersion gets, from
-// FinishVersion, exactly the version Compile gives without it.
+// TestDeferredVersion: a table compiled with Defer gets, from Finish,
+// exactly the version Compile gives without it, and the same balancers.
 func TestDeferredVersion(t *testing.T) {
 	for name, cfg := range versionInputs(t) {
 		t.Run(name, func(t *testing.T) {
@@ -18,12 +18,17 @@ func TestDeferredVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tbl, err := Compile(cfg, Inputs{DeferVersion: true})
+			tbl, err := Compile(cfg, Inputs{Defer: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v := tbl.FinishVersion(); v != want.Version || tbl.Version != want.Version || tbl.FinishVersion() != want.Version {
+			if v := tbl.Finish(); v != want.Version || tbl.Version != want.Version || tbl.Finish() != want.Version {
 				t.Errorf("deferred version %s, want %s", v, want.Version)
+			}
+			for name, p := range tbl.Pools {
+				if m, ok := p.picker.(*maglev); ok && !slices.Equal(m.table, want.Pools[name].picker.(*maglev).table) {
+					t.Errorf("pool %s: deferred maglev table differs", name)
+				}
 			}
 		})
 	}
@@ -53,10 +58,18 @@ func TestMaglevReuse(t *testing.T) {
 	if y == base {
 		t.Fatal("the config did not change")
 	}
-	next, err := Compile(parse(y), Inputs{Previous: prev})
-	if err != nil {
-		t.Fatal(err)
+	for _, deferred := range []bool{false, true} {
+		next, err := Compile(parse(y), Inputs{Previous: prev, Defer: deferred})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next.Finish()
+		checkReuse(t, prev, next)
 	}
+}
+
+func checkReuse(t *testing.T, prev, next *Table) {
+	t.Helper()
 	for name, p := range next.Pools {
 		m, old := p.picker.(*maglev), prev.Pools[name].picker.(*maglev)
 		fresh := newMaglev(p, m.w)

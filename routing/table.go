@@ -45,9 +45,9 @@ type Table struct {
 	// requires client certificates (nil for the others).
 	ClientCAs []*ClientCA
 
-	// version is the version hash still running when Compile was asked to
-	// defer it (Inputs.DeferVersion); FinishVersion sets Version from it.
-	version *pendingVersion
+	// pending is what Compile left running with Inputs.Defer (the version
+	// hash, lookup tables); Finish waits for it and sets Version.
+	pending *pendingTable
 }
 
 // Pool is a set of endpoints in one place, balanced by one policy.

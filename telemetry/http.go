@@ -76,11 +76,12 @@ func kindIndex(kind string) int {
 // whole latency and the bytes.
 type HTTP struct {
 	// cur is the stripes requests count in now. A cell starts with one
-	// stripe (first) and gets its full set of stripes from the tick that
-	// first sees it count (Telemetry.grow), off the request path: a table
-	// of thousands of routes of which a few get traffic keeps one stripe
-	// per idle cell. Writers that loaded first before the switch may still
-	// count there, so reads add both sets up.
+	// stripe (first) and gets its full set from the tick that first sees
+	// it count, off the request path (in a Telemetry nobody ticks: from
+	// the next activation or read): a table of thousands of routes of
+	// which a few get traffic keeps one stripe per idle cell. Writers that
+	// loaded first before the switch may still count there, so reads add
+	// both sets up.
 	cur   atomic.Pointer[[]httpStripe]
 	first *[]httpStripe
 	// touched is set by the first count, so the tick reads only the cells

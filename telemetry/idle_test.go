@@ -115,6 +115,20 @@ func TestCellGrowsWhileCounting(t *testing.T) {
 	}
 }
 
+// TestUntickedCellsGrow: a Telemetry nobody ticks (a proxy.Handler's own)
+// gives a cell that counted its stripes at the next activation.
+func TestUntickedCellsGrow(t *testing.T) {
+	tel := New(Options{Stripes: 4})
+	set := table(tel, "10.0.0.1:80")
+	tel.ActivateHTTP(set)
+	arm, idle := set.Arms(0)[2], set.Arms(0)[1]
+	arm.Begin(0)
+	tel.ActivateHTTP(table(tel, "10.0.0.1:80"))
+	if n, m := len(*arm.cur.Load()), len(*idle.cur.Load()); n != 4 || m != 1 {
+		t.Errorf("after an activation: %d stripes on the cell that counted, %d on the idle one", n, m)
+	}
+}
+
 // TestActivationFollowsKeys: a table that moves routes and endpoints
 // around keeps their cells by key, not by place; an arm whose service
 // changed gets a new cell and the old one retires; the aggregates of

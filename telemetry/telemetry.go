@@ -429,6 +429,9 @@ func (t *Telemetry) ActivateHTTP(s *HTTPSet) {
 				t.arms[armKey{r.name, e.arm.Entry, e.arm.Service}] = e
 			}
 			e.gen, e.retired = g, 0
+			if e.cell.touched.Load() {
+				e.cell.grow(t.stripes) // a Telemetry nobody ticks (see HTTP)
+			}
 			live(e.parents[0])
 			live(e.parents[1])
 		}
@@ -445,6 +448,9 @@ func (t *Telemetry) ActivateHTTP(s *HTTPSet) {
 			}
 			e.gen, e.retired = g, 0
 			e.load = p.loads[j]
+			if e.cell.touched.Load() {
+				e.cell.grow(t.stripes)
+			}
 			live(e.parents[0])
 		}
 	}

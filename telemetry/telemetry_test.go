@@ -547,6 +547,10 @@ func BenchmarkRequestPath(b *testing.B) {
 	set := table(tel, "10.0.0.1:80", "10.0.0.2:80")
 	tel.ActivateHTTP(set)
 	arm, ep := set.Arms(0)[2], set.Endpoints(0)[0]
+	// Cells that count get their stripes on the next tick (see HTTP).
+	arm.Begin(0)
+	ep.Response(0, 200, time.Millisecond)
+	tel.Tick()
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {

@@ -92,6 +92,16 @@
 // answer 500, as if the holder lost the cluster), LockHolder, Locks and
 // Sessions.
 //
+// Partitions and several instances: NewLink puts a TCP relay between one
+// client and the server; Link.Cut partitions that client alone (its open
+// connections close, new ones are dropped) and Restore heals it, so a
+// fleet of clients can share one server while one of them loses it.
+//
+// The package does not import testing (New takes the TB interface), so
+// `meridian demo -consul` runs a Server as a clearly labelled stand-in:
+// state is in memory, there is no Raft, no gossip, no ACL system beyond one
+// token, and no anti-entropy; only the endpoints above exist.
+//
 // Concurrency: every method is safe from any goroutine; the server may be
 // used by many clients at once. Two servers share nothing.
 package consultest

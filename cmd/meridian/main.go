@@ -129,6 +129,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	consulAddr := fs.String("consul-addr", "", "Consul `address` for a -config consul://KEY (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	settle := fs.Duration("settle", config.DefaultSettle, "how long a config file written in place must stay unchanged before it is applied;\n"+
 		"a file replaced by a rename or a symlink swap is applied at once")
+	region := fs.String("region", "", "`name` of the region this instance runs in, overriding the config's region:\n"+
+		"for a fleet sharing one config (consul://KEY) across regions")
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -146,7 +148,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 1
 		}
 	}
-	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch, ConsulAddr: *consulAddr, Settle: *settle}, stderr)
+	return serve(app.Options{ConfigPath: *path, NoWatch: !*watch, ConsulAddr: *consulAddr, Settle: *settle, Region: *region}, stderr)
 }
 
 func serve(opts app.Options, stderr io.Writer) int {

@@ -52,6 +52,9 @@ type Options struct {
 	// unchanged before it is applied; 0 means config.DefaultSettle. A file
 	// replaced by a rename or a symlink swap is applied at once.
 	Settle time.Duration
+	// Region, when set, overrides the config's region (fleet.go): a fleet
+	// that shares one config across regions names each instance's here.
+	Region string
 }
 
 // fileSettle is how long a config file that stopped parsing must stay
@@ -142,6 +145,9 @@ func New(opts Options) (_ *App, err error) {
 	}
 	cfg, err := Check(src.Name(), data)
 	if err != nil {
+		return nil, err
+	}
+	if err := overrideRegion(cfg, opts.Region); err != nil {
 		return nil, err
 	}
 	a.startCfg = cfg
@@ -259,9 +265,11 @@ func Check(name string, data []byte) (*config.Config, error) {
 // Consul watcher which selections this config needs (new ones start
 // watching and poke the loop when they answer; unused ones stop).
 func (a *App) compile(cfg *config.Config) (*routing.Table, error) {
-	// The version hash runs on beside the proxy's compile and apply; the
-	// rebuild loop finishes it before it compares or publishes (rebuild.go).
-	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load(), KeySets: a.keySets, Fleet: a.fleet, DeferVersion: true}
+	_ = overrideRegion(cfg, a.opts.Region) // fleet.go; the flag was checked at start
+	// The version hash and new maglev tables go on beside the proxy's
+	// compile and apply; the rebuild loop finishes the table before it
+	// compares or publishes it (rebuild.go).
+	in := routing.Inputs{GeoDB: a.geoDB, Previous: a.live.Load(), KeySets: a.keySets, Fleet: a.fleet, Defer: true}
 	in.RolloutWeight = a.ro.weight
 	if a.watcher != nil {
 		// Watch what the live config and this one need; apply trims the

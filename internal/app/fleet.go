@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -65,6 +68,26 @@ func newFleetApp(a *App, cfg *config.Config) (*fleetApp, error) {
 	a.proxy.SetRegionForwarder(fa.fwd)
 	fa.configure(cfg)
 	return fa, nil
+}
+
+// overrideRegion sets the instance's region (Options.Region, the -region
+// flag) on a config just parsed, before anything reads it: a fleet sharing
+// one config names each instance's region on its command line.
+func overrideRegion(cfg *config.Config, region string) error {
+	if region == "" {
+		return nil
+	}
+	if strings.TrimFunc(region, func(r rune) bool {
+		return r == '-' || r == '_' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r)
+	}) != "" {
+		return fmt.Errorf("region %q: letters, digits, '-', '_' and '.' only", region)
+	}
+	if cfg.Region != region {
+		// Only a config not yet published differs: a recompile of the
+		// live one (a catalog change) writes nothing.
+		cfg.Region = region
+	}
+	return nil
 }
 
 // configure takes what a reload may change.

@@ -432,6 +432,13 @@ func TestFleetPartitionFromConsul(t *testing.T) {
 	if m := e1.metric("meridian_fleet_session_up"); m != "0" {
 		t.Errorf("meridian_fleet_session_up on e1 = %q", m)
 	}
+	e1.waitFor("e1's catalog data marked stale", func() bool { return e1.metric("meridian_consul_up") == "0" })
+	if got := e1.endpoints("dcapi"); len(got) != 1 {
+		t.Errorf("e1 lost its last known catalog data: %v", got)
+	}
+	if m := e2.metric("meridian_consul_up"); m != "1" {
+		t.Errorf("e2's Consul is fine, meridian_consul_up = %q", m)
+	}
 	if got := e1.dnsA("api"); len(got) != 1 {
 		t.Errorf("e1 stopped answering api: %v", got)
 	}
@@ -576,5 +583,29 @@ func TestFleetFailoverFigures(t *testing.T) {
 		u1.waitFor("u1 withdraws usonly by quorum", func() bool { return len(u1.dnsA("usonly")) == 0 })
 		t.Logf("quorum: e1 and e2 both see usonly down after %v; u1's DNS follows %v later (reports through Consul; polled every 20ms)",
 			localDown.Round(time.Millisecond), (time.Since(fail) - localDown).Round(time.Millisecond))
+	}
+}
+
+// TestFleetRegionFlag: Options.Region (run -region) overrides the config's
+// region, for fleets that share one config, in the registration and in
+// the table; a bad name is refused at start.
+func TestFleetRegionFlag(t *testing.T) {
+	env := newFleetEnv(t, false)
+	fi := &fleetInstance{name: "r1", link: consultest.NewLink(t, env.srv.Addr), path: filepath.Join(t.TempDir(), "r1.yaml")}
+	write(t, fi.path, fmt.Sprintf(fleetConfig, "eu", fi.link.Addr, "", "r1", env.eu.addr, env.us.addr, env.api.addr, env.usOnly.addr, env.backup.addr, "  dcapi: {endpoints: [127.0.0.1:1]}", "interval: 1s"))
+	h := start(t, fi.path, func(o *Options) { o.Region = "us" })
+	if r := h.app.live.Load().Config.Region; r != "us" {
+		t.Errorf("table region %q", r)
+	}
+	h.waitFor("the registration in region us", func() bool {
+		for _, reg := range env.srv.Registrations() {
+			if reg.Meta["meridian-region"] == "us" {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := New(Options{ConfigPath: fi.path, Region: "eu west", Logger: zap.NewNop()}); err == nil || !strings.Contains(err.Error(), `region "eu west"`) {
+		t.Errorf("bad -region: %v", err)
 	}
 }

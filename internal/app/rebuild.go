@@ -260,7 +260,7 @@ func (r *rebuilder) rebuild() error {
 		r.logger.Error("recompiling the live config failed; the table keeps serving", zap.Error(err))
 		return fresh
 	}
-	if old := r.live.Load(); old == nil || old.Version != t.FinishVersion() {
+	if old := r.live.Load(); old == nil || old.Version != t.Finish() {
 		r.publish(r.cfg, t, false)
 	}
 	return fresh
@@ -350,11 +350,12 @@ func (r *rebuilder) waitSettled(data []byte) (newer []byte, inPlace, changed boo
 // publish applies and stores t. reload says a new config took effect, which
 // counts as a successful reload; otherwise an input such as the catalog
 // changed, and the last reload's status stands. The table's version hash
-// may still be running (routing.Inputs.DeferVersion): it runs beside
-// apply, on another core, and is finished before anything reads it.
+// and new maglev tables may still be under way (routing.Inputs.Defer):
+// they run beside apply, on another core, and are finished before the
+// table is published.
 func (r *rebuilder) publish(cfg *config.Config, t *routing.Table, reload bool) {
 	r.apply(cfg, t)
-	t.FinishVersion()
+	t.Finish()
 	t.Built = time.Now()
 	r.live.Store(t)
 	r.cfg = cfg
