@@ -22,6 +22,21 @@ func TestMetrics(t *testing.T) {
 	big := new(mdns.Msg)
 	big.SetQuestion("big.example.com.", mdns.TypeTXT)
 	h.mustExchange(big, "udp", "")
+	// A query is counted once its answer is written, so the client can
+	// read the answer a moment before the count moves.
+	waitFor(t, "four queries counted", func() bool {
+		mfs, _ := h.reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "meridian_dns_request_duration_seconds" {
+				n := uint64(0)
+				for _, m := range mf.GetMetric() {
+					n += m.GetHistogram().GetSampleCount()
+				}
+				return n >= 4
+			}
+		}
+		return false
+	})
 	for _, tt := range []struct {
 		name   string
 		labels map[string]string
