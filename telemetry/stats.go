@@ -167,9 +167,11 @@ func dnsTotals(v *dnsVals) DNSTotals {
 	return t
 }
 
+// vals returns the cell's counts as of its last flush (noVals before it
+// counted), to read.
 func (e *httpEntry) vals() *httpVals {
 	if e.last == nil {
-		return &httpVals{}
+		return &noVals
 	}
 	return e.last
 }
@@ -287,7 +289,7 @@ func (s *idleStats) aggStats(name string, a *httpAgg) EntityStats {
 		return EntityStats{Name: name, Totals: totals(a.vals(), a.side), Windows: w.windowsJSON(), Series: w.seriesJSON()}
 	}
 	if s.totals[a.side] == nil {
-		t := totals(&httpVals{}, a.side)
+		t := totals(&noVals, a.side)
 		s.totals[a.side] = &t
 	}
 	j, ok := s.wins[w]

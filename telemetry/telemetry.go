@@ -167,10 +167,13 @@ func (a *httpAgg) windows() *windows {
 	return a.idle.win
 }
 
-// vals returns the aggregate's counts; zero ones before it counted.
+// noVals are the counts of what counted nothing; never written.
+var noVals httpVals
+
+// vals returns the aggregate's counts (noVals before it counted), to read.
 func (a *httpAgg) vals() *httpVals {
 	if a.cum == nil {
-		return &httpVals{}
+		return &noVals
 	}
 	return a.cum
 }
