@@ -10,8 +10,12 @@
 # reads its resident memory (VmRSS of the process that holds the
 # connections: nginx's worker), opens N connections with
 # bench/idleconns (one request and response on each, then idle; TLS with
-# ALPN http/1.1), waits 2 s, reads VmRSS again, and reports the
-# difference over N in KiB. Rounds rotate the target order; the summary
+# ALPN http/1.1), waits 3 s (Meridian's fast lane parks a connection after
+# 1 s idle), reads VmRSS again, and reports the difference over N in KiB.
+# For Meridian it also reports the Go heap and stacks in use after a
+# garbage collection (go_memstats from /metrics, the heap profile's ?gc=1):
+# what the runtime holds for the connections, without the free memory the
+# burst of N first requests left and the runtime has not yet returned. Rounds rotate the target order; the summary
 # quotes medians. Raw output: bench/results/idle-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,7 +92,7 @@ EOF
 cat >"$WORK/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 10000
+    maxconn 4000
 defaults
     mode http
     timeout connect 5s
@@ -128,6 +132,12 @@ stop() { # PID of what start ran (the parent for nginx)
 	wait "$1" 2>/dev/null || true
 }
 rss() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+# gomem: Meridian's Go heap in use plus stacks, in bytes, after a GC.
+gomem() {
+	curl -fs -o /dev/null "http://127.0.0.1:$P_ADMIN/debug/pprof/heap?gc=1"
+	curl -fs "http://127.0.0.1:$P_ADMIN/metrics" |
+		awk '/^go_memstats_heap_alloc_bytes /{h=$2} /^go_memstats_stack_inuse_bytes /{s=$2} END{printf "%.0f", h+s}'
+}
 
 measure() { # TARGET PROTO ROUND
 	local t=$1 proto=$2 r=$3 pid top before after flag=""
@@ -137,17 +147,28 @@ measure() { # TARGET PROTO ROUND
 	local port=$P
 	[[ $proto == tls ]] && { port=$P_TLS; flag=-tls; }
 	sleep 1
+	if [[ ! -r /proc/$pid/status ]]; then
+		log "RESULT $proto $t round=$r failed: the server did not start ($(tail -1 "$WORK/s.log"))"
+		stop "$top"
+		return
+	fi
 	before=$(rss "$pid")
+	local gobefore=0
+	[[ $t == meridian || $t == mstd ]] && gobefore=$(gomem)
 	coproc CL { "$WORK/idleconns" -addr 127.0.0.1:$port -n "$N" $flag; }
 	local line
 	read -r line <&"${CL[0]}" || true
 	if [[ $line != ready ]]; then
 		log "RESULT $proto $t round=$r failed"
 	else
-		sleep 2
+		sleep 3
 		after=$(rss "$pid")
-		log "$(printf 'RESULT %-5s %-9s round=%d rss_before_kib=%s rss_after_kib=%s kib_per_conn=%s' "$proto" "$t" "$r" "$before" "$after" \
-			"$(awk -v a="$after" -v b="$before" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/n}')")"
+		local live=-
+		if [[ $t == meridian || $t == mstd ]]; then
+			live=$(awk -v a="$(gomem)" -v b="$gobefore" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/1024/n}')
+		fi
+		log "$(printf 'RESULT %-5s %-9s round=%d rss_before_kib=%s rss_after_kib=%s kib_per_conn=%s go_live_kib_per_conn=%s' "$proto" "$t" "$r" "$before" "$after" \
+			"$(awk -v a="$after" -v b="$before" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/n}')" "$live")"
 	fi
 	eval "exec ${CL[1]}>&-"
 	wait "$CL_PID" 2>/dev/null || true
@@ -167,11 +188,14 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
 log ""
 log "# KiB per idle connection (VmRSS difference over $N connections), medians of $ROUNDS rounds"
-log "$(printf '%-9s %8s %8s' target plain tls)"
+log "# (Go live: heap in use plus stacks after a GC, Meridian only)"
+log "$(printf '%-9s %8s %8s %13s %13s' target plain tls 'plain Go live' 'tls Go live')"
 for t in "${TARGETS[@]}"; do
 	row=()
-	for proto in plain tls; do
-		row+=("$(awk -v p="$proto" -v t="$t" '$1=="RESULT" && $2==p && $3==t {for (i=4; i<=NF; i++) if ($i ~ /^kib_per_conn=/) print substr($i, 14)}' "$OUT" | median)")
+	for key in kib_per_conn go_live_kib_per_conn; do
+		for proto in plain tls; do
+			row+=("$(awk -v p="$proto" -v t="$t" -v k="$key" '$1=="RESULT" && $2==p && $3==t {for (i=4; i<=NF; i++) if (index($i, k"=")==1) print substr($i, length(k)+2)}' "$OUT" | { grep -E '^[0-9.]+$' || true; } | median)")
+		done
 	done
-	log "$(printf '%-9s %8s %8s' "$t" "${row[@]}")"
+	log "$(printf '%-9s %8s %8s %13s %13s' "$t" "${row[@]}")"
 done

@@ -344,7 +344,7 @@ func (o *Outlier) SetDefaults() {
 
 // def sets *s to v when unset; it takes the config's string enums too.
 // DefaultHTTPEngine is the plain listener's HTTP/1.1 server (http.engine).
-const DefaultHTTPEngine = HTTPEngineStd
+const DefaultHTTPEngine = HTTPEngineFast
 
 func def[S ~string](s *S, v S) {
 	if *s == "" {

@@ -1,10 +1,16 @@
 package health_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,39 +58,96 @@ func BenchmarkReportSuccess(b *testing.B) {
 
 // BenchmarkProbe5000TCP probes 5,000 distinct TCP targets (100 loopback
 // listeners on 127.0.0.1-100 × 50 check definitions) every second for a few
-// seconds and reports the process's CPU time per wall second (including the
-// listeners' accepts, which run in this process too), the heap in use, and
-// the probe rate. Run it with -benchtime=1x.
-func BenchmarkProbe5000TCP(b *testing.B) {
-	const (
-		listeners = 100
-		checks    = 50
-		warmup    = 2 * time.Second
-		window    = 5 * time.Second
-	)
-	var eps []string
-	for i := range listeners {
+// seconds and reports this process's CPU time per wall second — the
+// prober's alone: the listeners run in a helper process
+// (TestProbeTargetsHelper), as the servers a proxy checks are not the
+// proxy — the heap in use, and the probe rate. Run it with -benchtime=1x.
+func BenchmarkProbe5000TCP(b *testing.B) { benchProbe5000(b, "tcp") }
+
+// BenchmarkProbe5000HTTP is BenchmarkProbe5000TCP with HTTP checks
+// (GET /healthz, 200 expected) against minimal HTTP servers.
+func BenchmarkProbe5000HTTP(b *testing.B) { benchProbe5000(b, "http") }
+
+// TestProbeTargetsHelper is the listeners' process of the probe
+// benchmarks: with MERIDIAN_PROBE_TARGETS set (tcp or http) it listens on
+// 127.0.0.1 to 127.0.0.100, prints the addresses on one line, answers until
+// its standard input closes, and exits.
+func TestProbeTargetsHelper(t *testing.T) {
+	kind := os.Getenv("MERIDIAN_PROBE_TARGETS")
+	if kind == "" {
+		t.Skip("the probe benchmarks' helper process")
+	}
+	var addrs []string
+	for i := range 100 {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:0", i+1))
 		if err != nil {
-			b.Skipf("cannot listen on 127.0.0.%d: %v", i+1, err)
+			fmt.Println("error", err)
+			return
 		}
-		b.Cleanup(func() { ln.Close() })
+		addrs = append(addrs, ln.Addr().String())
 		go func() {
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				c.Close()
+				if kind == "tcp" {
+					c.Close()
+					continue
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					br := bufio.NewReader(c)
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				}()
 			}
 		}()
-		eps = append(eps, ln.Addr().String())
 	}
+	fmt.Println(strings.Join(addrs, " "))
+	io.Copy(io.Discard, os.Stdin)
+}
+
+func benchProbe5000(b *testing.B, kind string) {
+	const (
+		checks = 50
+		warmup = 2 * time.Second
+		window = 5 * time.Second
+	)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProbeTargetsHelper$")
+	cmd.Env = append(os.Environ(), "MERIDIAN_PROBE_TARGETS="+kind)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.HasPrefix(line, "error") {
+		b.Skipf("helper: %q %v", line, err)
+	}
+	eps := strings.Fields(line)
 	var pools []health.PoolSpec
 	for i := range checks {
-		c := &config.Check{Type: "tcp", Interval: config.Duration(time.Second), Timeout: config.Duration(500 * time.Millisecond),
+		c := &config.Check{Type: config.CheckType(kind), Interval: config.Duration(time.Second), Timeout: config.Duration(500 * time.Millisecond),
 			Jitter: 0.1, Rise: 2, Fall: 2, Initial: "down"}
-		pools = append(pools, health.PoolSpec{Name: fmt.Sprintf("pool-%d", i), CheckName: fmt.Sprintf("tcp-%d", i), Check: c, Endpoints: eps})
+		if kind == "http" {
+			c.Path = "/healthz"
+		}
+		c.SetDefaults()
+		pools = append(pools, health.PoolSpec{Name: fmt.Sprintf("pool-%d", i), CheckName: fmt.Sprintf("%s-%d", kind, i), Check: c, Endpoints: eps})
 	}
 	reg := prometheus.NewRegistry()
 	e := health.New(health.Options{Registerer: reg})

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ func (p *NetProber) Probe(ctx context.Context, t Target) error {
 type probeCache struct {
 	mu     sync.Mutex
 	client *http.Client
+	plain  *plainRequest // the http probe's request, built once
 }
 
 func newTransport(tc *tls.Config) *http.Transport {
@@ -133,6 +135,11 @@ func tlsClient(t Target) (*http.Client, error) {
 
 func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
 	c := t.Check
+	if c.Type == "http" {
+		if ap, err := netip.ParseAddrPort(t.Address); err == nil {
+			return probePlainHTTP(ctx, ap, t)
+		}
+	}
 	cl, err := p.client(t)
 	if err != nil {
 		return err
@@ -199,7 +206,7 @@ func expectString(expect []config.StatusRange) string {
 
 // closeOnCancel makes conn's pending I/O fail once ctx is done (the deadline
 // covers timeouts; this covers cancellation when a target goes away).
-func closeOnCancel(ctx context.Context, conn net.Conn) (stop func() bool) {
+func closeOnCancel(ctx context.Context, conn interface{ SetDeadline(time.Time) error }) (stop func() bool) {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
@@ -207,14 +214,35 @@ func closeOnCancel(ctx context.Context, conn net.Conn) (stop func() bool) {
 }
 
 // probeTCP connects; with Send it writes those bytes, and with Receive it
-// reads until that substring arrives (at most 64 KiB).
+// reads until that substring arrives (at most 64 KiB). An IP:port is
+// dialled by dialProbe (proberdial.go), anything else by net.Dialer.
 func probeTCP(ctx context.Context, addr string, c *config.Check) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
+	var conn interface {
+		io.ReadWriteCloser
+		SetDeadline(time.Time) error
+	}
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		connectOnly := c.Send == "" && c.Receive == ""
+		f, err := dialProbe(ctx, ap, connectOnly)
+		if err != nil || connectOnly {
+			if f != nil {
+				f.Close()
+			}
+			return err
+		}
+		conn = f
+	} else {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		conn = nc
 	}
 	defer conn.Close()
+	if c.Send == "" && c.Receive == "" {
+		return nil
+	}
 	defer closeOnCancel(ctx, conn)()
 	if c.Send != "" {
 		if _, err := io.WriteString(conn, c.Send); err != nil {

@@ -19,6 +19,12 @@
 // answers ACME HTTP-01 validations and adds HTTPS redirects to the plain
 // listener.
 //
+// Plain HTTP/1.1 connections are served by the fast lane (fast.go,
+// http.engine: fast, the default): Meridian's own connection loop in front
+// of the same Handler, handing h2c, upgrades and anything unusual to
+// net/http on the same connection, and parking idle connections off Go's
+// poller (fastpark.go).
+//
 // Concurrency: compile, then swap, then serve. The rebuild loop calls
 // Handler.Compile for a new table (route policy, upstream clients, the
 // routes' TLS policy: everything a request reads) and Handler.Install when

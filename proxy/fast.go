@@ -63,7 +63,7 @@ type fastLane struct {
 	hdrWait time.Duration   // read_header_timeout
 	idle    time.Duration   // idle_timeout
 
-	parker  *parker // nil: idle connections keep their goroutine
+	parker *parker // nil: idle connections keep their goroutine
 
 	closing atomic.Bool
 	mu      sync.Mutex
@@ -208,7 +208,10 @@ func (l *fastLane) serveConn(sc *serverConn) {
 // new one when the client sends something.
 func (l *fastLane) loop(c *fastConn) {
 	if c.hdr == nil {
+		// Back from the parker: per-request state anew, and no deadline
+		// (the short wait's has passed; park sets the next one).
 		c.hdr, c.resp.hdr = http.Header{}, http.Header{}
+		_ = c.raw.SetReadDeadline(time.Time{})
 	}
 	for {
 		end, st := c.nextHead()

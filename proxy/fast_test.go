@@ -332,3 +332,111 @@ func TestFastResponseMatchesStd(t *testing.T) {
 		})
 	}
 }
+
+// TestClientGoneCancelsRequest: a client that closes its connection while
+// its request waits on the upstream cancels the request (499, the
+// upstream's context done), on either engine: the fast lane's watch starts
+// after watchDelay, net/http's background read at once.
+func TestClientGoneCancelsRequest(t *testing.T) {
+	canceled := make(chan struct{})
+	up := newBackend(t, "up", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			close(canceled)
+		case <-time.After(10 * time.Second):
+		}
+	})
+	e := newEnv(t, `
+pools: {p: {endpoints: [{{UP}}]}}
+services: {s: {pools: [p]}}
+routes: [{name: r, service: s, timeout: 30s}]
+`, map[string]string{"UP": up.addr})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the request upstream", func() bool { return up.hits.Load() == 1 })
+	time.Sleep(2 * watchDelay)
+	c.Close()
+	select {
+	case <-canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request was not canceled after the client left")
+	}
+	waitFor(t, "499 counted", func() bool {
+		return e.metric("meridian_http_requests_total", map[string]string{"code": "499"}) == 1
+	})
+}
+
+// TestParkedConnections: a keep-alive connection idle past parkAfter
+// leaves its goroutine for the parker and still serves its next request;
+// one idle past idle_timeout is closed; shutdown closes parked ones at
+// once.
+func TestParkedConnections(t *testing.T) {
+	b := newBackend(t, "a", nil)
+	e := newEnv(t, `
+pools: {p: {endpoints: [{{A}}]}}
+services: {s: {pools: [p]}}
+routes: [{name: r, service: s}]
+`, map[string]string{"A": b.addr}, withHTTP(func(h *config.HTTP) {
+		h.Engine = config.HTTPEngineFast
+		h.IdleTimeout = config.Duration(2500 * time.Millisecond)
+	}))
+	conn := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	get := func(c net.Conn, br *bufio.Reader) error {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return err
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("status %d", res.StatusCode)
+		}
+		return nil
+	}
+	c1, br1 := conn()
+	c2, br2 := conn()
+	for _, c := range []struct {
+		c  net.Conn
+		br *bufio.Reader
+	}{{c1, br1}, {c2, br2}} {
+		if err := get(c.c, c.br); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(parkAfter + 300*time.Millisecond)
+	if n := parkedConns.Load(); n != 2 {
+		t.Fatalf("%d connections parked after %v idle, want 2", n, parkAfter)
+	}
+	if err := get(c1, br1); err != nil {
+		t.Fatalf("request on a parked connection: %v", err)
+	}
+	// c2 stays idle: closed at idle_timeout.
+	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br2.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection past idle_timeout: %v, want EOF", err)
+	}
+	time.Sleep(parkAfter + 300*time.Millisecond)
+	start := time.Now()
+	e.shutdown()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("shutdown with a parked connection took %v", d)
+	}
+	c1.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := br1.ReadByte(); err != io.EOF {
+		t.Fatalf("parked connection after shutdown: %v, want EOF", err)
+	}
+}

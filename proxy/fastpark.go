@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,9 @@ type parker struct {
 	closed bool
 	done   chan struct{}
 }
+
+// parkedConns counts the connections parked, in every lane (tests read it).
+var parkedConns atomic.Int64
 
 // parkAfter is how long a connection idles in Go's poller, with its
 // goroutine, before it is parked.
@@ -110,6 +114,7 @@ func (p *parker) park(c *fastConn) bool {
 	}
 	c.epollReg = true
 	p.conns[fd] = c
+	parkedConns.Add(1)
 	return true
 }
 
@@ -147,6 +152,7 @@ func (p *parker) run() {
 			delete(p.conns, fd)
 			p.mu.Unlock()
 			if c != nil {
+				parkedConns.Add(-1)
 				go p.lane.loop(c)
 			}
 		}
@@ -172,6 +178,7 @@ func (p *parker) expire(now time.Time) {
 // forget closes a parked connection and drops it from the lane. Caller
 // holds p.mu.
 func (p *parker) forget(c *fastConn) {
+	parkedConns.Add(-1)
 	p.lane.drop(c, true)
 }
 

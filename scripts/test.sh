@@ -52,3 +52,8 @@ fi
 
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 600s "$@" ./...
+
+# The proxy suite once more on the other HTTP engine (http.engine; the
+# test helpers read MERIDIAN_HTTP_ENGINE), so both stay correct.
+echo "== go test -race ./proxy with http.engine std"
+MERIDIAN_HTTP_ENGINE=std go test -race -count=1 -timeout 600s "$@" ./proxy
