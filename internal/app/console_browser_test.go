@@ -189,40 +189,7 @@ zones:
 		}
 	})
 
-	dir, err := os.MkdirTemp("", "meridian-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Chromium's children can write into the profile for a moment
-		// after the browser stopped.
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chrome),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1440, 1000),
-	)
-	t.Cleanup(cancelAlloc)
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	bctx, cancelTimeout := context.WithTimeout(bctx, budget)
-	t.Cleanup(cancelTimeout)
+	bctx := headlessBrowser(t, chrome, budget)
 	if err := chromedp.Do(bctx, chromedp.Navigate(h.admin+"/")); err != nil {
 		t.Skipf("headless Chromium (%s) did not start or load the console: %v; install it with apt-get install chromium", chrome, err)
 	}
@@ -423,6 +390,48 @@ zones:
 
 // pageText is the rendered text of the first element sel matches, "" when
 // none does.
+// headlessBrowser starts Chromium at chrome, headless, with a throwaway
+// profile, and returns its context, bounded to budget; the browser and the
+// profile go with the test.
+func headlessBrowser(t *testing.T, chrome string, budget time.Duration) context.Context {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "meridian-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Chromium's children can write into the profile for a moment
+		// after the browser stopped.
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chrome),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.UserDataDir(dir),
+		chromedp.WindowSize(1440, 1000),
+	)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	bctx, cancelTimeout := context.WithTimeout(bctx, budget)
+	t.Cleanup(cancelTimeout)
+	return bctx
+}
+
 func pageText(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`)?.innerText??''`))

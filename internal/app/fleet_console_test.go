@@ -1,8 +1,6 @@
 package app
 
 import (
-	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,28 +26,7 @@ func TestFleetConsoleInBrowser(t *testing.T) {
 		return views[e1.fleetDoc().Self] == "down"
 	})
 
-	dir, err := os.MkdirTemp("", "meridian-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(dir),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-extensions", true),
-		chromedp.WindowSize(1440, 1000))
-	t.Cleanup(cancelAlloc)
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	bctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
-	t.Cleanup(cancelTimeout)
+	bctx := headlessBrowser(t, chrome, 90*time.Second)
 	if err := chromedp.Do(bctx, chromedp.Navigate(e1.admin+"/#fleet")); err != nil {
 		t.Skipf("headless Chromium (%s) did not start or load the console: %v", chrome, err)
 	}
