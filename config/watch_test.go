@@ -22,17 +22,9 @@ func TestWatcherIgnoresNeighbours(t *testing.T) {
 	if err := os.WriteFile(path, []byte("a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pokes := make(chan struct{}, 100)
 	w := &Watcher{Paths: []string{path}, Logger: zaptest.NewLogger(t)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	pokes, stop := startWatcher(w)
+	defer stop(t)
 	<-pokes // the poke made once the watch is in place
 
 	// A burst of writes to neighbours: no poke, however long one waits
@@ -66,6 +58,22 @@ func TestWatcherIgnoresNeighbours(t *testing.T) {
 	waitPoke(t, pokes, "a rename over the config")
 }
 
+// startWatcher runs w until stop, sending each poke to pokes (buffered for
+// 100); stop reports Run's error.
+func startWatcher(w *Watcher) (pokes chan struct{}, stop func(t *testing.T)) {
+	pokes = make(chan struct{}, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
+	return pokes, func(t *testing.T) {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func waitPoke(t *testing.T, pokes chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -84,19 +92,11 @@ func TestWatcherReportsWritesInPlace(t *testing.T) {
 	if err := os.WriteFile(path, []byte("a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pokes := make(chan struct{}, 100)
 	var written, replaced atomic.Int64
 	w := &Watcher{Paths: []string{path}, Logger: zaptest.NewLogger(t),
 		Written: func() { written.Add(1) }, Replaced: func() { replaced.Add(1) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	pokes, stop := startWatcher(w)
+	defer stop(t)
 	<-pokes
 
 	// Replacements: the poke comes, and no write was reported.
@@ -260,18 +260,11 @@ func TestWatcherFollowsReplacements(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "v2", "cert.pem"), "2")
 	mustSymlink(t, filepath.Join(dir, "v1", "cert.pem"), path)
 
-	pokes, polls := make(chan struct{}, 100), make(chan struct{}, 100)
+	polls := make(chan struct{}, 100)
 	w := &Watcher{Paths: []string{path}, Logger: zaptest.NewLogger(t), Poll: time.Hour,
 		Polled: func() { polls <- struct{}{} }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	pokes, stop := startWatcher(w)
+	defer stop(t)
 	waitPoke(t, polls, "the watch was placed")
 	quiet := func(what string) {
 		t.Helper()
@@ -329,7 +322,7 @@ func TestWatcherPollRewatches(t *testing.T) {
 	path := filepath.Join(dir, "admin_state")
 	writeFile(t, path, "a")
 
-	pokes, polls := make(chan struct{}, 100), make(chan struct{}, 1)
+	polls := make(chan struct{}, 1)
 	w := &Watcher{Paths: []string{path}, Logger: zaptest.NewLogger(t), Poll: 20 * time.Millisecond,
 		Polled: func() {
 			select {
@@ -337,15 +330,8 @@ func TestWatcherPollRewatches(t *testing.T) {
 			default:
 			}
 		}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	pokes, stop := startWatcher(w)
+	defer stop(t)
 	waitPoke(t, polls, "the watch was placed")
 
 	if err := os.RemoveAll(dir); err != nil {
@@ -467,18 +453,10 @@ func TestWatcherPokesAtOnceOnRename(t *testing.T) {
 	if err := os.WriteFile(path, []byte("a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pokes := make(chan struct{}, 100)
 	replaced := make(chan struct{}, 100)
 	w := &Watcher{Paths: []string{path}, Logger: zaptest.NewLogger(t), Replaced: func() { replaced <- struct{}{} }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, func() { pokes <- struct{}{} }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	pokes, stop := startWatcher(w)
+	defer stop(t)
 	<-pokes // the poke made once the watch is in place
 
 	// A file created in place waits for the debounce.

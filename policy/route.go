@@ -110,14 +110,10 @@ type Route struct {
 	// keepAuthorization passes the client's Authorization header upstream
 	// on a route with an auth policy (forward_authorization).
 	keepAuthorization bool
-	// authHeaders are the request headers the auth steps set for the
-	// upstream (claims_to_headers, forward_auth.copy_headers): a client's
-	// own values for them are removed first, so they cannot be forged.
-	authHeaders []string
-	cors        *cors.Policy
-	redirect    *template.Redirect
-	pathRe      *regexp.Regexp // match.path_regex, for the redirect's captures
-	rewrite     *template.Rewrite
+	cors              *cors.Policy
+	redirect          *template.Redirect
+	pathRe            *regexp.Regexp // match.path_regex, for the redirect's captures
+	rewrite           *template.Rewrite
 	// jwtUnfetched marks a jwt policy compiled without key sets (for
 	// validation only): its tokens cannot be checked, so none passes.
 	jwtUnfetched bool
@@ -201,7 +197,6 @@ func Compile(path string, r *config.Route, env Env) (*Route, error) {
 		} else {
 			p.fwd = fa
 		}
-		p.authHeaders = append(p.authHeaders, canonical(f.CopyHeaders)...)
 		p.describe(StepForwardAuth, fmt.Sprintf("%s (timeout %s)", f.URL, f.Timeout.D()))
 	}
 	if rd := r.Redirect; rd != nil {
@@ -308,9 +303,6 @@ func (p *Route) compileJWT(j *config.JWT, env Env, bad func(string, error), h io
 		spec.Leeway = j.Leeway.D()
 	}
 	p.describe(StepJWT, "keys "+j.JWKS)
-	for _, hd := range j.ClaimsToHeaders {
-		p.authHeaders = append(p.authHeaders, http.CanonicalHeaderKey(hd))
-	}
 	if j.JWKS == "" {
 		bad("jwt.jwks", errors.New("missing JWKS file or URL"))
 		return
@@ -388,14 +380,6 @@ func (p *Route) compileRedirect(r *config.Route, rd *config.Redirect, env Env, b
 	p.describe(StepRedirect, fmt.Sprintf("%d to %s", rd.Code, rd.To))
 }
 
-func canonical(names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = http.CanonicalHeaderKey(n)
-	}
-	return out
-}
-
 // Steps lists the route's policies in the order they run, for explain.
 func (p *Route) Steps() []Described {
 	if p == nil {
@@ -447,9 +431,6 @@ func (p *Route) Before(x *Exchange) Outcome {
 	if p.cors != nil && p.cors.Preflight(x.W, r) {
 		return Outcome{Step: StepCORS, Code: http.StatusNoContent, Reason: "preflight"}
 	}
-	for _, hd := range p.authHeaders {
-		delete(r.Header, hd)
-	}
 	if p.basic != nil {
 		if _, ok := p.basic.Check(r); !ok {
 			p.basic.Challenge(x.W.Header())
@@ -466,6 +447,9 @@ func (p *Route) Before(x *Exchange) Outcome {
 			auth.JWTChallenge(x.W.Header(), reason)
 			return p.refuse(x, StepJWT, http.StatusUnauthorized, "bad_token", "meridian: "+reason+"\n")
 		}
+		// set names every claims_to_headers header, empty for a claim the
+		// token lacks: the client's own values are replaced or removed,
+		// so they cannot be forged (forward auth's Copy likewise).
 		auth.ApplyHeaders(r.Header, set)
 	}
 	if p.fwd != nil {

@@ -417,9 +417,16 @@ routes: [{name: r, service: s}]
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(parkAfter + 300*time.Millisecond)
-	if n := parkedConns.Load(); n != 2 {
-		t.Fatalf("%d connections parked after %v idle, want 2", n, parkAfter)
+	// Both park within parkAfter (plus slack) of their last request.
+	parked := func(want int64) bool {
+		deadline := time.Now().Add(parkAfter + 300*time.Millisecond)
+		for parkedConns.Load() != want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return parkedConns.Load() == want
+	}
+	if !parked(2) {
+		t.Fatalf("%d connections parked after %v idle, want 2", parkedConns.Load(), parkAfter)
 	}
 	if err := get(c1, br1); err != nil {
 		t.Fatalf("request on a parked connection: %v", err)
@@ -429,7 +436,8 @@ routes: [{name: r, service: s}]
 	if _, err := br2.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection past idle_timeout: %v, want EOF", err)
 	}
-	time.Sleep(parkAfter + 300*time.Millisecond)
+	// c1 parked again, c2 closed: shutdown has one parked connection.
+	parked(1)
 	start := time.Now()
 	e.shutdown()
 	if d := time.Since(start); d > 2*time.Second {

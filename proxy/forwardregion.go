@@ -70,8 +70,14 @@ type RegionForwarder struct {
 	forwards *prometheus.CounterVec
 	mu       sync.Mutex
 	active   map[string]string    // service → region it is being forwarded to (for the log)
-	warned   map[string]time.Time // edge → last warning
+	nactive  atomic.Int32         // len(active), so settle skips mu when nothing forwards
+	warned   map[string]time.Time // warning key → last warning, at most maxWarned
 }
+
+// maxWarned bounds RegionForwarder.warned (its keys include edge
+// addresses, which churn with the fleet): at the bound, keys past their
+// minute are dropped, and if none is, the whole map.
+const maxWarned = 1024
 
 // forwardPlans are one table's forwarding decisions, by service.
 type forwardPlans struct {
@@ -253,17 +259,22 @@ func (f *RegionForwarder) note(service, region, msg string) {
 		return
 	}
 	f.active[service] = region
+	f.nactive.Store(int32(len(f.active)))
 	f.log.Warn(msg, zap.String("service", service), zap.String("region", region))
 }
 
 // settle logs that a service serves from its own region again.
 func (f *RegionForwarder) settle(service string) {
+	if f.nactive.Load() == 0 {
+		return // the request path's common case: no lock
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.active[service]; !ok {
 		return
 	}
 	delete(f.active, service)
+	f.nactive.Store(int32(len(f.active)))
 	f.log.Info("a pool of this region is available again: serving here, no longer forwarding", zap.String("service", service))
 }
 
@@ -352,22 +363,34 @@ func (f *RegionForwarder) warnEdge(edge, region string, err error) {
 func (f *RegionForwarder) warnOnce(key, msg string, fields ...zap.Field) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if time.Since(f.warned[key]) < time.Minute {
+	now := time.Now()
+	if now.Sub(f.warned[key]) < time.Minute {
 		return
 	}
-	f.warned[key] = time.Now()
+	if len(f.warned) >= maxWarned {
+		for k, t := range f.warned {
+			if now.Sub(t) >= time.Minute {
+				delete(f.warned, k)
+			}
+		}
+		if len(f.warned) >= maxWarned {
+			clear(f.warned)
+		}
+	}
+	f.warned[key] = now
 	f.log.Warn(msg, fields...)
 }
 
 // failed answers a forwarded request no edge took: 502.
 func (f *RegionForwarder) failed(w http.ResponseWriter, r *http.Request, err error) {
-	j := jobOf(r.Context())
-	if j != nil {
+	if r.Context().Err() != nil {
+		// The client went away: nothing to answer, and not the next
+		// region's failure.
+		return
+	}
+	if j := jobOf(r.Context()); j != nil {
 		f.forwards.WithLabelValues(j.service, j.region, "error").Inc()
 		f.warnOnce("failed:"+j.service, "forwarding to the next region failed: answering 502", zap.String("service", j.service), zap.String("region", j.region), zap.Error(err))
-	}
-	if r.Context().Err() != nil {
-		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusBadGateway)

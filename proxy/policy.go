@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/meridian-lb/meridian/policy"
 )
@@ -22,7 +21,7 @@ func (h *Handler) runPolicy(x *exchange, pol *policy.Route) bool {
 	if o.Code == 499 {
 		x.errKind = kindCanceled
 	}
-	h.met.policyAnswers.WithLabelValues(x.route.Name, o.Step.String(), strconv.Itoa(o.Code)).Inc()
+	x.rs.policyCounter(h.met, o.Step, o.Code).Inc()
 	return false
 }
 

@@ -44,8 +44,8 @@ type routeState struct {
 	route                       *routing.Route
 	name                        string
 	duration                    prometheus.Observer
-	codes                       atomic.Pointer[[]codeCounter] // copy on write; see counter
-	codesMu                     sync.Mutex                    // serialises additions to codes
+	codes                       counterSet[codeKey]   // requests_total children; see counter
+	policyCodes                 counterSet[policyKey] // policy_answers_total children; see policyCounter
 	retriesSent, retriesRefused prometheus.Counter
 	shared                      *routeShared
 	tel                         []*telemetry.HTTP // telemetry cells by split entry; one without a split
@@ -79,10 +79,10 @@ type codeKey struct {
 	code int
 }
 
-// codeCounter is a resolved requests_total child and its key.
-type codeCounter struct {
-	key codeKey
-	c   prometheus.Counter
+// policyKey names a policy_answers_total child within a route.
+type policyKey struct {
+	step policy.Step
+	code int
 }
 
 // routeShared is the state of a route that outlives a table: its retry
@@ -189,48 +189,43 @@ func (p *retryPolicy) onKind(kind string) bool {
 }
 
 // counter returns the requests_total child for one outcome, resolving it
-// once per table. The children a route has used sit in a short slice that
-// is scanned without a lock (a route sees few services, pools and codes,
-// and comparing three words costs less than hashing them); a new outcome
-// copies the slice.
+// once per table (counterSet).
 func (rs *routeState) counter(m *metrics, svc *routing.Service, pool *routing.Pool, code int) prometheus.Counter {
 	k := codeKey{svc, pool, code}
-	if l := rs.codes.Load(); l != nil {
-		for i := range *l {
-			if (*l)[i].key == k {
-				return (*l)[i].c
+	if c, ok := rs.codes.lookup(k); ok {
+		return c
+	}
+	return rs.codes.add(k, func() prometheus.Counter {
+		sn, pn := "", ""
+		if svc != nil {
+			sn = svc.Name
+		}
+		if pool != nil {
+			pn = pool.Name
+		}
+		c := m.requests.WithLabelValues(rs.name, sn, pn, strconv.Itoa(code))
+		if sh := rs.shared; sh != nil {
+			sh.seriesMu.Lock()
+			if !slices.Contains(sh.series, requestLabels{sn, pn, code}) {
+				sh.series = append(sh.series, requestLabels{sn, pn, code})
 			}
+			sh.seriesMu.Unlock()
 		}
+		return c
+	})
+}
+
+// policyCounter returns the policy_answers_total child for an answer of
+// one of the route's policies, resolving it once per table: a flood the
+// rate limit refuses costs a slice scan per request, not a label lookup.
+func (rs *routeState) policyCounter(m *metrics, step policy.Step, code int) prometheus.Counter {
+	k := policyKey{step, code}
+	if c, ok := rs.policyCodes.lookup(k); ok {
+		return c
 	}
-	rs.codesMu.Lock()
-	defer rs.codesMu.Unlock()
-	var cur []codeCounter
-	if l := rs.codes.Load(); l != nil {
-		cur = *l
-		for i := range cur {
-			if cur[i].key == k {
-				return cur[i].c
-			}
-		}
-	}
-	sn, pn := "", ""
-	if svc != nil {
-		sn = svc.Name
-	}
-	if pool != nil {
-		pn = pool.Name
-	}
-	c := m.requests.WithLabelValues(rs.name, sn, pn, strconv.Itoa(code))
-	if sh := rs.shared; sh != nil {
-		sh.seriesMu.Lock()
-		if !slices.Contains(sh.series, requestLabels{sn, pn, code}) {
-			sh.series = append(sh.series, requestLabels{sn, pn, code})
-		}
-		sh.seriesMu.Unlock()
-	}
-	next := append(cur[:len(cur):len(cur)], codeCounter{k, c})
-	rs.codes.Store(&next)
-	return c
+	return rs.policyCodes.add(k, func() prometheus.Counter {
+		return m.policyAnswers.WithLabelValues(rs.name, step.String(), strconv.Itoa(code))
+	})
 }
 
 // upstream is how requests reach one pool's endpoints.
@@ -374,6 +369,7 @@ func (h *Handler) Install(c *Compiled) {
 		}
 		sh.series = nil
 		sh.seriesMu.Unlock()
+		h.met.policyAnswers.DeletePartialMatch(prometheus.Labels{"route": name})
 		h.met.retries.DeleteLabelValues(name, "sent")
 		h.met.retries.DeleteLabelValues(name, "budget_exhausted")
 		h.met.duration.DeleteLabelValues(name)

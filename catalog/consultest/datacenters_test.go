@@ -27,6 +27,7 @@ func TestDatacentersHaveTheirOwnCatalog(t *testing.T) {
 		t.Fatalf("dc2: %v %v", e2, err)
 	}
 	done := make(chan uint64, 1)
+	base := s.InFlight()
 	go func() {
 		_, m, err := c.Health().Service("web", "", false, &api.QueryOptions{WaitIndex: m1.LastIndex, WaitTime: 2 * time.Second, Datacenter: "dc1"})
 		if err != nil {
@@ -35,7 +36,7 @@ func TestDatacentersHaveTheirOwnCatalog(t *testing.T) {
 		}
 		done <- m.LastIndex
 	}()
-	time.Sleep(50 * time.Millisecond) // let the query block
+	waitFor(t, func() bool { return s.InFlight() == base+1 }) // the query is blocked
 	s.AddInstance(Instance{ID: "c", Service: "web", Port: 3, Datacenter: "dc2"})
 	select {
 	case idx := <-done:
@@ -65,11 +66,12 @@ func TestStopDatacenter(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocked := make(chan error, 1)
+	base := s.InFlight()
 	go func() {
 		_, _, err := c.Health().Service("web", "", false, &api.QueryOptions{Datacenter: "dc2", WaitIndex: m.LastIndex, WaitTime: 5 * time.Second})
 		blocked <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return s.InFlight() == base+1 })
 	s.StopDatacenter("dc2")
 	select {
 	case err := <-blocked:
@@ -152,6 +154,7 @@ func TestKVRecurseAndKeys(t *testing.T) {
 		t.Fatalf("empty folder %v %v", none, err)
 	}
 	done := make(chan int, 1)
+	base := s.InFlight()
 	go func() {
 		p, _, err := kv.List("f/", &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 3 * time.Second})
 		if err != nil {
@@ -160,7 +163,7 @@ func TestKVRecurseAndKeys(t *testing.T) {
 		}
 		done <- len(p)
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return s.InFlight() == base+1 })
 	s.DeleteKV("f/b")
 	if n := <-done; n != 2 {
 		t.Fatalf("blocked listing woke with %d entries, want 2", n)

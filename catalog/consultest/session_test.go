@@ -575,6 +575,7 @@ func TestAPILock(t *testing.T) {
 		}
 		got2 <- ch
 	}()
+	// A sleep, not a poll: it gives l2 time to (wrongly) take the held lock.
 	time.Sleep(50 * time.Millisecond)
 	select {
 	case <-got2:

@@ -65,17 +65,7 @@ func start(t *testing.T, path string, opts ...func(*Options)) *harness {
 
 func (h *harness) get(path string, header ...string) (int, string) {
 	h.t.Helper()
-	req, _ := http.NewRequest("GET", h.admin+path, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return h.do("GET", path, "", header...)
 }
 
 func (h *harness) table() tableJSON {

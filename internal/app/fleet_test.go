@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/meridian-lb/meridian/catalog/consultest"
 	"github.com/meridian-lb/meridian/proxy"
@@ -136,29 +134,7 @@ func (fi *fleetInstance) stopNow() { fi.stop() }
 // startStoppable is start, with a stop the test may call early.
 func startStoppable(t *testing.T, path string) (*harness, func()) {
 	t.Helper()
-	a, err := New(Options{ConfigPath: path, Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned early: %v", err)
-	}
-	return &harness{t: t, app: a, admin: "http://" + a.Addrs().Admin}, stop
+	return runAppAt(t, path, zap.ErrorLevel, nil)
 }
 
 func newFleetEnv(t *testing.T, quorum bool) *fleetEnv {

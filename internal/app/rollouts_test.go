@@ -21,6 +21,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/meridian-lb/meridian/catalog/consultest"
@@ -476,7 +477,13 @@ func TestRolloutIdleCanaryStaysInconclusive(t *testing.T) {
 // Run and waits for it (the test's end stops it too).
 func runApp(t *testing.T, path string, before func(*App)) (*harness, func()) {
 	t.Helper()
-	a, err := New(Options{ConfigPath: path, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	return runAppAt(t, path, zap.WarnLevel, before)
+}
+
+// runAppAt is runApp, logging at level and above.
+func runAppAt(t *testing.T, path string, level zapcore.Level, before func(*App)) (*harness, func()) {
+	t.Helper()
+	a, err := New(Options{ConfigPath: path, Logger: zaptest.NewLogger(t, zaptest.Level(level))})
 	if err != nil {
 		t.Fatal(err)
 	}

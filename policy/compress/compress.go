@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -51,10 +52,8 @@ func New(s Spec) (*Policy, error) {
 		if !ok {
 			return nil, fmt.Errorf("compress: unknown encoding %q (zstd, br or gzip)", e)
 		}
-		for _, c := range p.offered {
-			if c == id {
-				return nil, fmt.Errorf("compress: encoding %q listed twice", e)
-			}
+		if slices.Contains(p.offered, id) {
+			return nil, fmt.Errorf("compress: encoding %q listed twice", e)
 		}
 		p.offered = append(p.offered, id)
 		p.codings = append(p.codings, newCoding(id))

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // maxRequestHeaders bounds the names one Access-Control-Request-Headers
@@ -98,7 +101,7 @@ func New(s Spec) (*Policy, error) {
 			continue
 		}
 		m = normalizeMethod(m)
-		if !contains(p.methods, m) {
+		if !slices.Contains(p.methods, m) {
 			p.methods = append(p.methods, m)
 		}
 	}
@@ -109,7 +112,7 @@ func New(s Spec) (*Policy, error) {
 		}
 		if h == "*" {
 			p.anyHeader = true
-		} else if !contains(p.headers, h) {
+		} else if !slices.Contains(p.headers, h) {
 			p.headers = append(p.headers, h)
 		}
 	}
@@ -251,7 +254,7 @@ func (p *Policy) originAllowed(origin string) bool {
 // the six standard methods in upper case and any other as the script
 // spelled it.
 func (p *Policy) methodAllowed(m string) bool {
-	return isToken(m) && (p.anyMethod || contains(p.methods, m))
+	return isToken(m) && (p.anyMethod || slices.Contains(p.methods, m))
 }
 
 // headersAllowed reports whether every name in the Access-Control-Request-
@@ -336,15 +339,6 @@ func addVary(h http.Header, token string) {
 	h["Vary"] = append(h["Vary"], token)
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func containsFold(list []string, s string) bool {
 	for _, x := range list {
 		if strings.EqualFold(x, s) {
@@ -371,8 +365,7 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+		if !httpguts.IsTokenRune(rune(s[i])) {
 			return false
 		}
 	}
