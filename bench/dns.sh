@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# bench/dns.sh: Meridian's DNS server against CoreDNS (file plugin), Knot and
-# a bare miekg/dns responder, all serving the same small zone on loopback,
-# measured with dnsperf -c 8 in one run.
+# bench/dns.sh: Meridian's DNS server against NSD, gdnsd, Knot, a bare
+# miekg/dns responder and (COREDNS=1) CoreDNS's file plugin, all serving the
+# same small zone on loopback, measured with dnsperf -c 8 in one run.
 #
-#   bench/dns.sh                      # 3 rounds of 10 s per server and name
-#   ROUNDS=1 DURATION=5 bench/dns.sh  # quick look
+#   bench/dns.sh                         # 3 rounds of 10 s per server and name
+#   ROUNDS=1 DURATION=5 bench/dns.sh     # quick look
+#   COREDNS=1 bench/dns.sh               # CoreDNS too (a go install: minutes)
+#   SERVERS="meridian nsd" bench/dns.sh  # only some of them
+#   BASE=/tmp/old/meridian bench/dns.sh  # and another Meridian build as "base"
 #
 # Per server and query it reports queries/s, average and p99 latency (p99
 # computed from dnsperf -v's per-query latencies), lost queries, and the
-# server's CPU µs per query (utime+stime from /proc/<pid>/stat over the run).
+# server's CPU µs per query (utime+stime from /proc/<pid>/stat over the run,
+# summed over the server's processes: NSD answers from a forked child).
 # Two queries: "static" (www.example.test A, no EDNS) and "steered"
 # (geo.example.test A with ECS 198.51.100.0/24; a geo-steered record under
 # Meridian, a static one elsewhere, so the others get their best case).
 # dnsperf runs on CPU $CLIENT_CPU, every server on CPU $SERVER_CPU. Rounds
 # rotate the server order; the summary quotes medians. Meridian is the real
 # binary (cmd/meridian run: health engine, metrics and admin API included),
-# profiled through its admin API's /debug/pprof during a last steered run. Before each run the script waits (up to 2 minutes) for the
-# machine to be idle and records how busy it was (busy_before). Raw output
-# goes to bench/results/dns-<date>.txt.
+# profiled through its admin API's /debug/pprof during a last steered run.
+# NSD runs with its per-source rate limit off (Debian's build turns it on),
+# gdnsd in the foreground (gdnsd -c DIR start), both on 127.0.0.1 only.
+# Before each run the script waits (up to QUIET_WAIT seconds, 120 by
+# default) for the machine to be idle and records how busy it was
+# (busy_before). Raw output goes to bench/results/dns-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,13 +33,16 @@ ROUNDS=${ROUNDS:-3}
 CLIENT_CPU=${CLIENT_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.12.1}
+QUIET_WAIT=${QUIET_WAIT:-120}
 OUT=${OUT:-bench/results/dns-$(date +%Y-%m-%d).txt}
-P_MERIDIAN=5301 P_COREDNS=5302 P_KNOT=5303 P_BARE=5304 P_ADMIN=5305
+P_MERIDIAN=5301 P_COREDNS=5302 P_KNOT=5303 P_BARE=5304 P_ADMIN=5305 P_GDNSD=5306 P_NSD=5307 P_BASE=5308 P_BASE_ADMIN=5309
+WANT=${SERVERS:-meridian nsd gdnsd knot bare coredns}
+wanted() { [[ " $WANT " == *" $1 "* ]]; }
 
 log() { echo "$@" | tee -a "$OUT"; }
 
 missing=()
-for t in dnsperf:dnsperf knotd:knot kdig:knot-dnsutils dig:dnsutils taskset:util-linux; do
+for t in dnsperf:dnsperf knotd:knot kdig:knot-dnsutils dig:dnsutils taskset:util-linux nsd:nsd gdnsd:gdnsd; do
 	command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t##*:}")
 done
 if ((${#missing[@]})); then
@@ -56,9 +66,11 @@ log "# dnsperf -c 8 -l $DURATION on CPU $CLIENT_CPU, servers on CPU $SERVER_CPU,
 
 go build -o "$WORK/meridian" ./cmd/meridian
 go build -o "$WORK/dnsbare" ./bench/dnsbare
-COREDNS=""
-if GOBIN="$WORK/gobin" go install "github.com/coredns/coredns@$COREDNS_VERSION" >"$WORK/coredns-install.log" 2>&1; then
-	COREDNS="$WORK/gobin/coredns"
+COREDNS_BIN=""
+if [[ ${COREDNS:-0} != 1 ]] || ! wanted coredns; then
+	log "# CoreDNS skipped (COREDNS=1 to include it)"
+elif GOBIN="$WORK/gobin" go install "github.com/coredns/coredns@$COREDNS_VERSION" >"$WORK/coredns-install.log" 2>&1; then
+	COREDNS_BIN="$WORK/gobin/coredns"
 else
 	log "# CoreDNS $COREDNS_VERSION could not be installed; skipping it:"
 	tail -3 "$WORK/coredns-install.log" | sed 's/^/#   /' | tee -a "$OUT"
@@ -121,6 +133,46 @@ zone:
     file: "example.test.zone"
 EOF
 
+# gdnsd: a config directory with the zone under zones/, its run and state
+# directories in $WORK, one UDP and one TCP thread.
+mkdir -p "$WORK/gdnsd/zones"
+cp "$WORK/example.test.zone" "$WORK/gdnsd/zones/example.test"
+cat >"$WORK/gdnsd/config" <<EOF
+options => {
+  listen => [ 127.0.0.1:$P_GDNSD ]
+  udp_threads => 1
+  tcp_threads => 1
+  run_dir => $WORK/gdnsd/run
+  state_dir => $WORK/gdnsd/state
+}
+EOF
+
+# NSD: one server process, no chroot, no privilege drop, no control
+# socket, files in $WORK, and rrl-ratelimit: 0 (Debian's build limits each
+# source to 200 qps by default, which would measure the limiter).
+mkdir -p "$WORK/nsd"
+cat >"$WORK/nsd/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$P_NSD
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$WORK"
+    database: ""
+    pidfile: "$WORK/nsd/nsd.pid"
+    xfrdfile: "$WORK/nsd/xfrd.state"
+    zonelistfile: "$WORK/nsd/zone.list"
+    xfrdir: "$WORK/nsd"
+    logfile: "$WORK/nsd/nsd.log"
+    rrl-ratelimit: 0
+    verbosity: 1
+remote-control:
+    control-enable: no
+zone:
+    name: example.test
+    zonefile: "$WORK/example.test.zone"
+EOF
+
 echo "www.example.test A" >"$WORK/static.txt"
 echo "geo.example.test A" >"$WORK/steered.txt"
 ECS_OPT="8:00011800c63364" # family 1, source /24, scope 0, 198.51.100
@@ -145,15 +197,30 @@ start() { # name port cmd...
 }
 
 SERVERS=()
-start meridian $P_MERIDIAN "$WORK/meridian" run -config "$WORK/meridian.yaml" -watch=false && SERVERS+=(meridian)
-if [[ -n $COREDNS ]]; then
-	start coredns $P_COREDNS "$COREDNS" -conf "$WORK/Corefile" -quiet && SERVERS+=(coredns)
+wanted meridian && start meridian $P_MERIDIAN "$WORK/meridian" run -config "$WORK/meridian.yaml" -watch=false && SERVERS+=(meridian)
+if [[ -n ${BASE:-} ]]; then
+	# The same config on the base build's own ports: a before figure from
+	# the same run.
+	sed "s/127.0.0.1:$P_MERIDIAN/127.0.0.1:$P_BASE/; s/127.0.0.1:$P_ADMIN/127.0.0.1:$P_BASE_ADMIN/" "$WORK/meridian.yaml" >"$WORK/base.yaml"
+	start base $P_BASE "$BASE" run -config "$WORK/base.yaml" -watch=false && SERVERS+=(base)
 fi
-start knot $P_KNOT knotd -c "$WORK/knot.conf" && SERVERS+=(knot)
-start bare $P_BARE "$WORK/dnsbare" -addr "127.0.0.1:$P_BARE" && SERVERS+=(bare)
+wanted nsd && start nsd $P_NSD nsd -d -c "$WORK/nsd/nsd.conf" && SERVERS+=(nsd)
+wanted gdnsd && start gdnsd $P_GDNSD gdnsd -c "$WORK/gdnsd" start && SERVERS+=(gdnsd)
+if [[ -n $COREDNS_BIN ]]; then
+	start coredns $P_COREDNS "$COREDNS_BIN" -conf "$WORK/Corefile" -quiet && SERVERS+=(coredns)
+fi
+wanted knot && start knot $P_KNOT knotd -c "$WORK/knot.conf" && SERVERS+=(knot)
+wanted bare && start bare $P_BARE "$WORK/dnsbare" -addr "127.0.0.1:$P_BARE" && SERVERS+=(bare)
 
-ticks() { # utime and stime of a pid, in clock ticks
-	sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12, $13}'
+ticks() { # utime and stime of a pid and its descendants, in clock ticks
+	local i p kids all=("$1")
+	for ((i = 0; i < ${#all[@]}; i++)); do
+		kids=$(cat "/proc/${all[i]}/task/"*/children 2>/dev/null || true)
+		for p in $kids; do all+=("$p"); done
+	done
+	for p in "${all[@]}"; do
+		sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null || true
+	done | awk '{u += $12; s += $13} END {print u + 0, s + 0}'
 }
 HZ=$(getconf CLK_TCK)
 
@@ -171,7 +238,7 @@ busy() { # share of all CPUs' time spent busy over one second, in percent
 # work does not steal the cores under test; it prints the busy % it saw.
 wait_quiet() {
 	local b
-	for _ in $(seq 120); do
+	for _ in $(seq "$QUIET_WAIT"); do
 		b=$(busy)
 		((b < 10)) && break
 	done
@@ -217,25 +284,41 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
 log ""
 log "Summary (medians over $ROUNDS rounds)"
 printf '%-9s %-8s %9s %7s %7s %6s %9s %7s %7s\n' server query qps avg_us p99_us lost cpu_us/q user sys | tee -a "$OUT"
-declare -A QPS
+declare -A QPS CPU
 for s in "${SERVERS[@]}"; do
 	for q in static steered; do
 		row=()
 		for f in qps avg_us p99_us lost cpu_us_per_query user_us sys_us; do
 			row+=("$(grep "^RESULT $s " "$OUT" | grep " $q " | grep -o "$f=[0-9.]*" | cut -d= -f2 | median)")
 		done
-		QPS[$s.$q]=${row[0]}
+		QPS[$s.$q]=${row[0]} CPU[$s.$q]=${row[4]}
 		printf '%-9s %-8s %9s %7s %7s %6s %9s %7s %7s\n' "$s" "$q" "${row[@]}" | tee -a "$OUT"
 	done
 done
+if [[ -z ${QPS[meridian.static]:-} ]]; then
+	log ""
+	log "raw output: $OUT"
+	exit 0
+fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
 log ""
 for q in static steered; do
 	line="meridian/$q:"
 	[[ -n ${QPS[coredns.$q]:-} ]] && line+=" $(ratio "${QPS[meridian.$q]}" "${QPS[coredns.$q]}")x CoreDNS (floor 1.5),"
 	[[ -n ${QPS[bare.$q]:-} ]] && line+=" $(ratio "${QPS[meridian.$q]}" "${QPS[bare.$q]}")x bare (floor 0.8),"
-	[[ -n ${QPS[knot.$q]:-} ]] && line+=" $(ratio "${QPS[meridian.$q]}" "${QPS[knot.$q]}")x Knot"
-	log "$line"
+	[[ -n ${QPS[knot.$q]:-} ]] && line+=" $(ratio "${QPS[meridian.$q]}" "${QPS[knot.$q]}")x Knot,"
+	[[ -n ${QPS[nsd.$q]:-} ]] && line+=" $(ratio "${QPS[meridian.$q]}" "${QPS[nsd.$q]}")x NSD,"
+	[[ -n ${QPS[gdnsd.$q]:-} ]] && line+=" $(ratio "${QPS[meridian.$q]}" "${QPS[gdnsd.$q]}")x gdnsd"
+	log "${line%,}"
+done
+log ""
+log "CPU µs per query, Meridian / peer (below 1: Meridian spends less):"
+for q in static steered; do
+	line="meridian/$q:"
+	for p in base nsd gdnsd knot bare coredns; do
+		[[ -n ${CPU[$p.$q]:-} ]] && line+=" $(ratio "${CPU[meridian.$q]}" "${CPU[$p.$q]}") $p,"
+	done
+	log "${line%,}"
 done
 
 # Profile Meridian's answer path on the steered query.
@@ -249,7 +332,7 @@ go tool pprof -top -nodecount=30 "$WORK/meridian" "$WORK/cpu.prof" 2>/dev/null |
 log ""
 log "cumulative, by area:"
 go tool pprof -top -cum -nodecount=40 "$WORK/meridian" "$WORK/cpu.prof" 2>/dev/null |
-	grep -E 'dns\.\(\*Server\)\.(serve|datagram|udpBatchWorker)$|dns\.answer$|ReadBatch|WriteBatch|Msg\)\.(Unpack|PackBuffer)$|mallocgc$|gcBgMarkWorker|findRunnable|prometheus' |
+	grep -E 'dns\.\(\*Server\)\.(serve|datagram|slowDatagram|fastPath|udpBatchWorker|udpMmsgWorker)$|dns\.answer$|ReadBatch|WriteBatch|FD\)\.Raw(Read|Write)$|Msg\)\.(Unpack|PackBuffer)$|mallocgc$|gcBgMarkWorker|findRunnable|netpoll$|prometheus' |
 	sed 's/^/  /' | tee -a "$OUT"
 log ""
 log "raw output: $OUT"

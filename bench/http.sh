@@ -8,16 +8,18 @@
 #   ROUNDS=1 DURATION=5 bench/http.sh  # quick look
 #   TARGETS="meridian mstd" PROTOS=h1 ROUNDS=3 DURATION=5 bench/http.sh
 #                                      # a subset: targets among direct meridian
-#                                      # mstd goproxy nginx haproxy; protos h1 h2c h2tls
+#                                      # mstd goproxy nginx haproxy; protos h1 h1tls
+#                                      # h2c h2tls
 #
 # meridian is http.engine fast (the default) and mstd the same binary and
 # config with http.engine std (net/http's server), to compare the engines.
 #
 # HTTP/1.1: wrk -t1 -c64 -d${DURATION}s --latency. h2c: h2load -t1 -c8 -m8
 # (64 streams) for ${DURATION}s, with a per-request log from which p50 and
-# p99 are computed. h2tls: the same h2load run over TLS (certificates from
-# scripts/gencert) to each proxy's TLS listener; the backend has none, so
-# direct is not run and the ratio column is empty. Per target and run it reports requests/s, p50 and p99
+# p99 are computed. h1tls and h2tls: the same wrk and h2load runs over TLS
+# (certificates from scripts/gencert; wrk offers no ALPN, so HTTP/1.1) to
+# each proxy's TLS listener; the backend has none, so direct is not run and
+# the ratio column is empty. Per target and run it reports requests/s, p50 and p99
 # latency, the CPU µs per request of the process under test (utime+stime
 # from /proc/<pid>/stat, children included, over the run; for "direct" that
 # is the backend), and requests/s as a ratio to direct (medians of the same
@@ -256,8 +258,10 @@ measure() {
 		read -r bu0 bs0 < <(ticks "$bpid")
 		read -r _ m0 tot0 < <(machine)
 		local t0=$SECONDS
-		if [[ $proto == h1 ]]; then
-			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT_H1[$t]}/" >"$out" 2>&1; } 2>&1)
+		if [[ $proto == h1 || $proto == h1tls ]]; then
+			local url="http://127.0.0.1:${PORT_H1[$t]}/"
+			[[ $proto == h1tls ]] && url="https://127.0.0.1:${PORT_TLS[$t]}/"
+			cl=$( { TIMEFORMAT='%U %S'; time taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$out" 2>&1; } 2>&1)
 		else
 			local url="http://127.0.0.1:${PORT_H2[$t]}/"
 			[[ $proto == h2tls ]] && url="https://127.0.0.1:${PORT_TLS[$t]}/"
@@ -279,7 +283,7 @@ measure() {
 		echo "## $proto $t round $round"
 		cat "$out"
 	} >>"$RAW"
-	if [[ $proto == h1 ]]; then
+	if [[ $proto == h1 || $proto == h1tls ]]; then
 		rps=$(awk '/^Requests\/sec/{printf "%.0f", $2}' "$out")
 		reqs=$(awk '/requests in/{print $1}' "$out")
 		p50=$(to_us "$(awk '$1=="50%"{print $2}' "$out")")
@@ -307,12 +311,12 @@ measure() {
 
 # TARGETS and PROTOS narrow a run (TARGETS="meridian mstd" PROTOS=h1).
 read -r -a TARGETS <<<"${TARGETS:-direct meridian mstd goproxy nginx haproxy}"
-read -r -a PROTOS <<<"${PROTOS:-h1 h2c h2tls}"
+read -r -a PROTOS <<<"${PROTOS:-h1 h1tls h2c h2tls}"
 for ((r = 1; r <= ROUNDS; r++)); do
 	k=$(((r - 1) % ${#TARGETS[@]}))
 	order=("${TARGETS[@]:k}" "${TARGETS[@]:0:k}")
 	for proto in "${PROTOS[@]}"; do
-		for t in "${order[@]}"; do [[ $proto == h2tls && $t == direct ]] || measure "$proto" "$t" "$r"; done
+		for t in "${order[@]}"; do [[ $proto == *tls && $t == direct ]] || measure "$proto" "$t" "$r"; done
 	done
 done
 
@@ -327,7 +331,7 @@ log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' proto target req/s p50_µs
 for proto in "${PROTOS[@]}"; do
 	direct=$(field $proto direct rps)
 	for t in "${TARGETS[@]}"; do
-		[[ $proto == h2tls && $t == direct ]] && continue
+		[[ $proto == *tls && $t == direct ]] && continue
 		rps=$(field $proto "$t" rps)
 		log "$(printf '%-5s %-9s %8s %8s %8s %8s %7s %7s %6s' $proto "$t" "$rps" "$(field $proto "$t" p50_us)" "$(field $proto "$t" p99_us)" \
 			"$(field $proto "$t" cpu_us)" "$(field $proto "$t" user_us)" "$(field $proto "$t" sys_us)" "$(ratio "$rps" "$direct")")"

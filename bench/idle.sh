@@ -5,6 +5,10 @@
 #
 #   bench/idle.sh                  # N=2000 connections, 3 rounds
 #   N=500 ROUNDS=1 bench/idle.sh   # quick look
+#   PROTOS=tls TARGETS="meridian nginx" bench/idle.sh   # narrow a run
+#   BASELINE=/tmp/meridian-old bench/idle.sh   # adds target mbase: that
+#                                  # binary, engine fast, for before/after
+#   SETTLE=20 bench/idle.sh        # also VmRSS 20 s after Go's collection
 #
 # Each measurement starts the server afresh, sends it a warm-up request,
 # reads its resident memory (VmRSS of the process that holds the
@@ -15,13 +19,24 @@
 # For Meridian it also reports the Go heap and stacks in use after a
 # garbage collection (go_memstats from /metrics, the heap profile's ?gc=1):
 # what the runtime holds for the connections, without the free memory the
-# burst of N first requests left and the runtime has not yet returned. Rounds rotate the target order; the summary
+# burst of N first requests left and the runtime has not yet returned.
+# With SETTLE=s it reads VmRSS once more s seconds after that collection
+# (the same wait for nginx and HAProxy): what the Go runtime's background
+# scavenger returns once a collection has lowered its heap goal, as the
+# periodic one (at most 2 minutes apart) does in service. Rounds rotate the target order; the summary
 # quotes medians. Raw output: bench/results/idle-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-2000}
 ROUNDS=${ROUNDS:-3}
+read -r -a TARGETS <<<"${TARGETS:-meridian mstd goproxy nginx haproxy}"
+read -r -a PROTOS <<<"${PROTOS:-plain tls}"
+BASELINE=${BASELINE:-}
+SETTLE=${SETTLE:-0}
+if [[ -n $BASELINE && " ${TARGETS[*]} " != *" mbase "* ]]; then
+	TARGETS=(mbase "${TARGETS[@]}")
+fi
 OUT=${OUT:-bench/results/idle-$(date +%Y-%m-%d).txt}
 P_BACKEND=9530 P=9531 P_TLS=9532 P_ADMIN=9533
 command -v nginx >/dev/null || PATH=$PATH:/usr/sbin
@@ -49,6 +64,7 @@ go run ./scripts/gencert -dir "$WORK/certs" -names localhost,127.0.0.1 >/dev/nul
 cat "$WORK/certs/server.pem" "$WORK/certs/server.key" >"$WORK/certs/haproxy.pem"
 log "# bench/idle.sh $(date -u +%FT%TZ): $N idle connections per measurement, $ROUNDS rounds; $(go version)"
 log "# meridian built from ./cmd/meridian ($(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes'))"
+[[ -n $BASELINE ]] && log "# mbase: $BASELINE (engine fast)"
 
 "$WORK/backend" -addr 127.0.0.1:$P_BACKEND >/dev/null 2>&1 &
 PIDS+=($!)
@@ -112,6 +128,7 @@ start() {
 	case $1 in
 	meridian) "$WORK/meridian" run -config "$WORK/meridian-fast.yaml" >"$WORK/s.log" 2>&1 & ;;
 	mstd) "$WORK/meridian" run -config "$WORK/meridian-std.yaml" >"$WORK/s.log" 2>&1 & ;;
+	mbase) "$BASELINE" run -config "$WORK/meridian-fast.yaml" >"$WORK/s.log" 2>&1 & ;;
 	goproxy) "$WORK/goproxy" -addr 127.0.0.1:$P -upstream http://127.0.0.1:$P_BACKEND \
 		-tls-addr 127.0.0.1:$P_TLS -cert "$WORK/certs/server.pem" -key "$WORK/certs/server.key" >"$WORK/s.log" 2>&1 & ;;
 	nginx) nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" >"$WORK/s.log" 2>&1 & ;;
@@ -154,7 +171,7 @@ measure() { # TARGET PROTO ROUND
 	fi
 	before=$(rss "$pid")
 	local gobefore=0
-	[[ $t == meridian || $t == mstd ]] && gobefore=$(gomem)
+	[[ $t == meridian || $t == mstd || $t == mbase ]] && gobefore=$(gomem)
 	coproc CL { "$WORK/idleconns" -addr 127.0.0.1:$port -n "$N" $flag; }
 	local line
 	read -r line <&"${CL[0]}" || true
@@ -164,11 +181,16 @@ measure() { # TARGET PROTO ROUND
 		sleep 3
 		after=$(rss "$pid")
 		local live=-
-		if [[ $t == meridian || $t == mstd ]]; then
+		if [[ $t == meridian || $t == mstd || $t == mbase ]]; then
 			live=$(awk -v a="$(gomem)" -v b="$gobefore" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/1024/n}')
 		fi
-		log "$(printf 'RESULT %-5s %-9s round=%d rss_before_kib=%s rss_after_kib=%s kib_per_conn=%s go_live_kib_per_conn=%s' "$proto" "$t" "$r" "$before" "$after" \
-			"$(awk -v a="$after" -v b="$before" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/n}')" "$live")"
+		local settled=-
+		if ((SETTLE > 0)); then
+			sleep "$SETTLE"
+			settled=$(awk -v a="$(rss "$pid")" -v b="$before" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/n}')
+		fi
+		log "$(printf 'RESULT %-5s %-9s round=%d rss_before_kib=%s rss_after_kib=%s kib_per_conn=%s go_live_kib_per_conn=%s settled_kib_per_conn=%s' "$proto" "$t" "$r" "$before" "$after" \
+			"$(awk -v a="$after" -v b="$before" -v n="$N" 'BEGIN{printf "%.2f", (a-b)/n}')" "$live" "$settled")"
 	fi
 	eval "exec ${CL[1]}>&-"
 	wait "$CL_PID" 2>/dev/null || true
@@ -176,11 +198,10 @@ measure() { # TARGET PROTO ROUND
 	sleep 0.5
 }
 
-TARGETS=(meridian mstd goproxy nginx haproxy)
 for ((r = 1; r <= ROUNDS; r++)); do
 	k=$(((r - 1) % ${#TARGETS[@]}))
 	order=("${TARGETS[@]:k}" "${TARGETS[@]:0:k}")
-	for proto in plain tls; do
+	for proto in "${PROTOS[@]}"; do
 		for t in "${order[@]}"; do measure "$t" "$proto" "$r"; done
 	done
 done
@@ -188,14 +209,14 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
 log ""
 log "# KiB per idle connection (VmRSS difference over $N connections), medians of $ROUNDS rounds"
-log "# (Go live: heap in use plus stacks after a GC, Meridian only)"
-log "$(printf '%-9s %8s %8s %13s %13s' target plain tls 'plain Go live' 'tls Go live')"
+log "# (Go live: heap in use plus stacks after a GC, Meridian only; settled: VmRSS ${SETTLE} s after that GC, with SETTLE)"
+log "$(printf '%-9s %8s %8s %13s %13s %13s %13s' target plain tls 'plain Go live' 'tls Go live' 'plain settled' 'tls settled')"
 for t in "${TARGETS[@]}"; do
 	row=()
-	for key in kib_per_conn go_live_kib_per_conn; do
+	for key in kib_per_conn go_live_kib_per_conn settled_kib_per_conn; do
 		for proto in plain tls; do
 			row+=("$(awk -v p="$proto" -v t="$t" -v k="$key" '$1=="RESULT" && $2==p && $3==t {for (i=4; i<=NF; i++) if (index($i, k"=")==1) print substr($i, length(k)+2)}' "$OUT" | { grep -E '^[0-9.]+$' || true; } | median)")
 		done
 	done
-	log "$(printf '%-9s %8s %8s %13s %13s' "$t" "${row[@]}")"
+	log "$(printf '%-9s %8s %8s %13s %13s %13s %13s' "$t" "${row[@]}")"
 done

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # bench/probes.sh: CPU cost of 5,000 health checks a second, Meridian's
-# prober (health.BenchmarkProbe5000TCP/HTTP: the engine and NetProber in
-# the benchmark process, the checked listeners in a helper process) and
-# HAProxy 2.6 (nbthread 1, `check inter 1s` on 5,000 servers: the same
-# 100 listeners × 50), side by side: CPU ms per wall second of the checking
-# process, ROUNDS rounds alternating, medians. Raw output:
-# bench/results/probes-<date>.txt.
+# prober (health.BenchmarkProbe5000TCP/HTTP/HTTPFresh: the engine and
+# NetProber in the benchmark process, the checked listeners in a helper
+# process) and HAProxy 2.6 (nbthread 1, `check inter 1s` on 5,000 servers:
+# the same 100 listeners × 50), side by side: CPU ms per wall second of the
+# checking process, ROUNDS rounds alternating, medians. Three kinds: tcp
+# (connect checks), http (Meridian keeps each target's connection between
+# probes, its default; HAProxy's checks open one per check, HTTP/1.0) and
+# http-fresh (Meridian with NetProber.FreshConnections: a connection per
+# probe, like HAProxy; HAProxy's side is the same http run again). Raw
+# output: bench/results/probes-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -71,17 +75,21 @@ haproxy_run() {
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
-	for kind in tcp http; do
-		K=$([[ $kind == tcp ]] && echo TCP || echo HTTP)
+	for kind in tcp http http-fresh; do
+		case $kind in
+		tcp) K=TCP ;;
+		http) K=HTTP ;;
+		http-fresh) K=HTTPFresh ;;
+		esac
 		m=$(cd health && "$WORK/health.test" -test.run xxx -test.bench "Probe5000$K\$" -test.benchtime 1x | awk '/^Benchmark/{for (i=1;i<=NF;i++) if ($(i+1)=="cpu-ms/s") print $i}')
-		h=$(haproxy_run "$kind")
+		h=$(haproxy_run "${kind%-fresh}")
 		log "RESULT $kind round=$r meridian_cpu_ms_s=$m haproxy_cpu_ms_s=$h"
 	done
 done
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
 log ""
 log "# CPU ms per second (a core is 1000), medians of $ROUNDS rounds"
-for kind in tcp http; do
+for kind in tcp http http-fresh; do
 	m=$(awk -v k=$kind '$2==k {split($4,a,"="); print a[2]}' "$OUT" | median)
 	h=$(awk -v k=$kind '$2==k {split($5,a,"="); print a[2]}' "$OUT" | median)
 	log "$kind: meridian $m, haproxy $h"

@@ -95,6 +95,9 @@ func TestParseProblems(t *testing.T) {
 			[]string{`bad.yaml:10: pools.web-eu.balance: unknown balancer "fastest": want round_robin, least_request, random, ring_hash or maglev`}},
 		{"unknown policy", func(s string) string { return strings.Replace(s, "policy: geo", "policy: nearest", 1) },
 			[]string{`bad.yaml:12: services.web.policy: unknown policy "nearest": want failover, weighted or geo`}},
+		{"reuse_connection on a tcp check", func(s string) string {
+			return strings.Replace(s, "type: http,", "type: tcp, reuse_connection: false,", 1)
+		}, []string{`checks.ready.reuse_connection: applies to http checks only`}},
 		{"unknown check type", func(s string) string { return strings.Replace(s, "type: http,", "type: icmp,", 1) },
 			[]string{`bad.yaml:4: checks.ready.type: unknown check type "icmp": want http, https, tcp or dns`}},
 		{"listener collision", func(s string) string { return strings.Replace(s, "dns: 127.0.0.1:5353", "dns: 127.0.0.1:8080", 1) },

@@ -136,15 +136,16 @@ func (f *AccessLogFormat) UnmarshalYAML(n *yaml.Node) error {
 	return decodeEnum(n, f, "access log format")
 }
 
-// HTTPEngine is the server that serves HTTP/1.1 on the plain listener
-// (http.engine).
+// HTTPEngine is the server that serves HTTP/1.1 on the plain and TLS
+// listeners (http.engine).
 type HTTPEngine string
 
 // The HTTP engines.
 const (
 	// HTTPEngineFast is Meridian's own HTTP/1.1 connection loop
-	// (proxy/fast.go); it hands h2c, upgrades and anything unusual to
-	// net/http on the same connection.
+	// (proxy/fast.go; over TLS it does the handshake too, fasttls.go); it
+	// hands h2c, h2, upgrades and anything unusual to net/http on the same
+	// connection, HTTP/2 behind a write-batching wrapper (h2batch.go).
 	HTTPEngineFast HTTPEngine = "fast"
 	// HTTPEngineStd is net/http's server for every connection.
 	HTTPEngineStd HTTPEngine = "std"

@@ -401,6 +401,9 @@ type Check struct {
 	ServerName string            `yaml:"server_name,omitempty"`
 	SkipVerify bool              `yaml:"insecure_skip_verify,omitempty"`
 	Headers    map[string]string `yaml:"headers,omitempty"`
+	// ReuseConnection keeps an http check's connection to an IP:port
+	// between probes, as Envoy's reuse_connection; nil means true.
+	ReuseConnection *bool `yaml:"reuse_connection,omitempty"`
 
 	// tcp
 	Send    string `yaml:"send,omitempty"`

@@ -415,6 +415,11 @@ func (v *validator) check(p string, c *Check) {
 		if !tokenRE.MatchString(c.Method) {
 			v.add(p+".method", "invalid method %q", c.Method)
 		}
+	}
+	if c.ReuseConnection != nil && c.Type != CheckHTTP {
+		v.add(p+".reuse_connection", "applies to http checks only (https checks and tcp connect per probe)")
+	}
+	switch c.Type {
 	case CheckDNS:
 		// qtype and rcode are DNS names, which package health (the DNS
 		// probe) parses and routing.Compile checks.

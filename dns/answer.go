@@ -30,6 +30,12 @@ type client struct {
 	// signer signs the answers of signed zones: the server's, through its
 	// signature cache. Nil signs without a cache (explain, tests).
 	signer *dnssec.Signer
+	// plan is what the answer cache decided for the steered record the
+	// query meets (nil: nothing decided yet); steer uses it rather than
+	// deciding again, so the rotation moves once per query.
+	plan *steerPlan
+	// miss is set for a UDP query the answer cache missed (fast.go).
+	miss *cacheMiss
 }
 
 // result is one computed response and what metrics, logs and the
@@ -60,6 +66,14 @@ type result struct {
 	// err is why the response is SERVFAIL: signing failed. The server
 	// logs it.
 	err error
+	// cacheable is set when the response is a function of the table, the
+	// zone's serial, the query's cache key (cache.go) and, when steered is
+	// set, the one steering decision variant names: what the answer cache
+	// may keep and serve again.
+	cacheable bool
+	serial    uint32 // the zone's, read before answering
+	steered   *zone.Steered
+	variant   variantKey
 }
 
 // answer computes the response to req from table t as seen by client c. It
@@ -193,7 +207,7 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 		}
 		return res
 	}
-	res.zone = z
+	res.zone, res.serial = z, z.Serial()
 	if tr := c.tr; tr != nil {
 		tr.note("zone %s (serial %d)", z.Name, z.Serial())
 	}
@@ -263,6 +277,13 @@ func answer(t *routing.Table, req *mdns.Msg, c client) (res result) {
 		res.scope = r.scope
 	} else {
 		res.scope = 0
+	}
+	if res.err == nil && !r.sign && c.tr == nil && !c.tcp && r.steers <= 1 {
+		res.cacheable = true
+		if r.steers == 1 {
+			res.steered = r.plan.s
+			res.variant, res.cacheable = r.plan.variant()
+		}
 	}
 	return res
 }
@@ -342,8 +363,13 @@ type resolver struct {
 	loc     geo.Result // where the client is
 	scope   int        // ECS scope of the location used
 	pools   [8]*routing.Pool
-	node    string // the owner name matched on the first hop (telemetry)
-	pool    string // the pool the last steered answer came from (telemetry)
+	// plan is the last steering decision, steers how many steered
+	// records were answered, planUsed whether c.plan was.
+	plan     steerPlan
+	steers   int
+	planUsed bool
+	node     string // the owner name matched on the first hop (telemetry)
+	pool     string // the pool the last steered answer came from (telemetry)
 	// seen are the names answered so far, so a CNAME loop gives each
 	// record once (RFC 1034 §3.6.2, RFC 2181 §10.1).
 	seen  [maxChain + 1]string
@@ -764,19 +790,32 @@ func (r *resolver) locate() {
 		return
 	}
 	r.located = true
-	addr, from := r.c.addr, "client"
-	if r.ecs.present && r.ecs.bits > 0 {
-		addr, from = r.ecs.addr, "ecs"
-	}
-	if r.t.Geo != nil {
-		r.loc = r.t.Geo.Lookup(addr)
-	}
-	if from == "ecs" {
-		r.scope = r.loc.PrefixFor(addr)
-	}
+	var addr netip.Addr
+	r.loc, r.scope, addr = locateClient(r.t, r.c.addr, &r.ecs)
 	if tr := r.c.tr; tr != nil {
+		from := "client"
+		if r.ecs.present && r.ecs.bits > 0 {
+			from = "ecs"
+		}
 		tr.located, tr.loc, tr.from, tr.addr = true, r.loc, from, addr
 	}
+}
+
+// locateClient places a client at addr, or the ECS network when the
+// query has one with a source prefix: its location, the ECS scope (0
+// when placed by addr) and the address looked up.
+func locateClient(t *routing.Table, addr netip.Addr, ecs *ecsInfo) (loc geo.Result, scope int, used netip.Addr) {
+	fromECS := ecs.present && ecs.bits > 0
+	if fromECS {
+		addr = ecs.addr
+	}
+	if t.Geo != nil {
+		loc = t.Geo.Lookup(addr)
+	}
+	if fromECS {
+		scope = loc.PrefixFor(addr)
+	}
+	return loc, scope, addr
 }
 
 func opcodeString(op int) string {

@@ -129,3 +129,63 @@ func BenchmarkServeDNSSteeredECS(b *testing.B) {
 		s.ServeDNS(w, q)
 	}
 }
+
+// benchDatagram measures a UDP query from its bytes to its response's,
+// as a worker handles it (answer cache, metrics, telemetry), minus the
+// socket.
+func benchDatagram(b *testing.B, q *mdns.Msg) {
+	live := &routing.Live{}
+	live.Store(compile(b, loadConfig(b, "zone.yaml")))
+	s := NewServer(Options{Tables: live, Logger: zap.NewNop(), Registerer: prometheus.NewRegistry()})
+	wire, err := q.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := netip.MustParseAddr("127.0.0.1")
+	sc := new(scratch)
+	var w batchSlot
+	b.ReportAllocs()
+	for b.Loop() {
+		w.data = w.data[:0]
+		s.datagram(wire, addr, &w, sc)
+	}
+	if len(w.data) == 0 {
+		b.Fatal("no response")
+	}
+}
+
+func BenchmarkDatagramStatic(b *testing.B) {
+	q := new(mdns.Msg)
+	q.SetQuestion("ns1.example.com.", mdns.TypeA)
+	benchDatagram(b, q)
+}
+
+func BenchmarkDatagramSteeredECS(b *testing.B) {
+	benchDatagram(b, steeredECSQuery(b, false))
+}
+
+// BenchmarkParseQuery is the wire reader of the answer cache against
+// miekg's decoder, on the steered query with ECS.
+func BenchmarkParseQuery(b *testing.B) {
+	wire, err := steeredECSQuery(b, false).Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("parseQuery", func(b *testing.B) {
+		var q wireQuery
+		b.ReportAllocs()
+		for b.Loop() {
+			if !parseQuery(wire, &q) {
+				b.Fatal("not parsed")
+			}
+		}
+	})
+	b.Run("miekg", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := new(mdns.Msg).Unpack(wire); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,6 +1,9 @@
 // Package dns is Meridian's authoritative DNS server: UDP on several
 // SO_REUSEPORT sockets, each read by a few long-lived workers that batch
-// datagrams (recvmmsg/sendmmsg) and decode and encode them with miekg/dns;
+// datagrams (recvmmsg/sendmmsg, as raw system calls on Linux:
+// udp_mmsg_linux.go) and answer most queries from a cache of packed
+// answers, reading the query on the wire (wire.go, cache.go, fast.go), the
+// rest decoded and encoded with miekg/dns;
 // TCP on miekg/dns's server; a thin ServeDNS adapter; and a pure answer
 // function that computes every response from the live *routing.Table and
 // the zones it holds (compiled by the child package zone, the only other
@@ -36,10 +39,17 @@
 // (RFC 1034 §4.3.2 step 3b), as Knot and NSD answer. TestDifferentialKnot
 // holds the answers to Knot's, query by query.
 //
+// The answer cache belongs to one table (a reload starts a new one) and
+// keeps, per query key, the zone serial it was built under and one packed
+// answer per steering decision: a query still decides from live health
+// and advances the rotation itself, so a health change shows in the next
+// answer (cache.go says what else a kept answer depends on).
+//
 // Concurrency: a Server is safe for concurrent use. Each query loads the
 // table once and never locks on the answer path; the only shared
-// mutable state it touches is atomics (rotation counters, serials), the
-// rate limiter's and the signature cache's sharded maps (a shard's mutex
-// held for one map operation) and the metrics. Several Servers can run in
+// mutable state it touches is atomics (rotation counters, serials, the
+// answer cache's slots), the rate limiter's, the signature cache's and the
+// answer cache's sharded maps (a shard's mutex held for one map
+// operation; the answer cache's read-locked on a hit) and the metrics. Several Servers can run in
 // one process; each registers its metrics on the Registerer it is given.
 package dns

@@ -101,14 +101,19 @@ func newMetrics(reg prometheus.Registerer, log *zap.Logger) *metrics {
 
 // query counts one answered query.
 func (m *metrics) query(zone string, qtype uint16, rcode int) {
+	m.counter(zone, qtype, rcode).Inc()
+}
+
+// counter is the queries child for one zone, type and rcode; the answer
+// cache keeps it with each answer.
+func (m *metrics) counter(zone string, qtype uint16, rcode int) prometheus.Counter {
 	k := queryKey{zone, qtype, rcode}
 	if c, ok := m.counters.Load(k); ok {
-		c.(prometheus.Counter).Inc()
-		return
+		return c.(prometheus.Counter)
 	}
 	c := m.queries.WithLabelValues(zoneLabel(zone), qtypeLabel(qtype), rcodeLabel(rcode))
 	m.counters.Store(k, c)
-	c.Inc()
+	return c
 }
 
 func zoneLabel(z string) string {

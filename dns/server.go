@@ -90,6 +90,9 @@ type Server struct {
 	// signer signs the answers of signed zones; its cache outlives
 	// tables, so a reload that keeps a zone's keys keeps its signatures.
 	signer *dnssec.Signer
+
+	// cache is the live table's answer cache (cache.go), for UDP.
+	cache atomic.Pointer[answerCache]
 }
 
 var _ mdns.Handler = (*Server)(nil)
@@ -304,6 +307,8 @@ type msgWriter interface {
 // serve answers one decoded query: it loads the table, applies rate
 // limiting, asks answer, and writes the response (truncated to the client's
 // buffer over UDP, streamed for zone transfers), then counts and logs it.
+// c.miss, for a UDP query the answer cache missed, says what the fast
+// path did already and where to keep the answer.
 func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 	defer func() {
 		// A bug must cost one query, not the server: count it, log it,
@@ -319,7 +324,11 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 	if t != nil && len(t.Zones) > 0 && t.Zones[0].Serial() == 0 {
 		s.TableChanged(t) // a table nobody announced: give it serials now
 	}
-	if s.rrl != nil && !c.tcp && !r.Response {
+	miss := c.miss
+	if miss != nil {
+		c.plan = miss.plan
+	}
+	if s.rrl != nil && !c.tcp && !r.Response && (miss == nil || !miss.rrlDone) {
 		switch s.rrl.account(c.addr, start) {
 		case rrlDrop:
 			s.met.rrl.WithLabelValues("drop").Inc()
@@ -349,7 +358,7 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 	if mw, ok := w.(msgWriter); ok && res.xfr {
 		s.transfer(mw, t, res, c)
 	} else {
-		s.write(w, res, c.tcp)
+		s.write(w, res, c.tcp, miss)
 	}
 	s.met.query(zone, qtype, m.Rcode)
 	s.telQuery(res, m)
@@ -365,13 +374,17 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 }
 
 // write packs and sends a response, truncating it to the client's buffer
-// over UDP (TC=1: the client retries over TCP and gets it whole).
-func (s *Server) write(w io.Writer, res result, tcp bool) {
+// over UDP (TC=1: the client retries over TCP and gets it whole). A whole
+// response to a query the answer cache missed is kept there.
+func (s *Server) write(w io.Writer, res result, tcp bool, miss *cacheMiss) {
 	m := res.msg
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	m.Compress = true
 	b, err := m.PackBuffer(*bp)
+	if err == nil && miss != nil && !tcp && len(b) <= res.udpSize {
+		s.keep(miss, res, b)
+	}
 	if err == nil && !tcp && len(b) > res.udpSize && res.optional > 0 {
 		// Additional data first: it may go without TC (RFC 2181 §9).
 		dropOptional(m, res.optional)
@@ -426,24 +439,41 @@ func (s *Server) writeSlip(w io.Writer, r *mdns.Msg) {
 }
 
 func (s *Server) logQuery(m *mdns.Msg, c client, res result, d time.Duration) {
+	var (
+		qname string
+		qtype uint16
+		zone  string
+	)
+	if len(m.Question) == 1 {
+		qname, qtype = m.Question[0].Name, m.Question[0].Qtype
+	}
+	if res.zone != nil {
+		zone = res.zone.Name
+	}
+	s.logLine(c, m.Rcode, len(m.Answer), qname, qtype, len(m.Question) == 1, zone, res.region, res.scope, d)
+}
+
+// logLine writes one line of the sampled query log; the answer cache's
+// hits log through it too.
+func (s *Server) logLine(c client, rcode, answers int, qname string, qtype uint16, hasQ bool, zone, region string, scope int, d time.Duration) {
 	fields := []zap.Field{
 		zap.Stringer("client", c.addr),
 		zap.Bool("tcp", c.tcp),
-		zap.String("rcode", rcodeLabel(m.Rcode)),
-		zap.Int("answers", len(m.Answer)),
+		zap.String("rcode", rcodeLabel(rcode)),
+		zap.Int("answers", answers),
 		zap.Duration("duration", d),
 	}
-	if len(m.Question) == 1 {
-		fields = append(fields, zap.String("qname", m.Question[0].Name), zap.String("qtype", typeString(m.Question[0].Qtype)))
+	if hasQ {
+		fields = append(fields, zap.String("qname", qname), zap.String("qtype", typeString(qtype)))
 	}
-	if res.zone != nil {
-		fields = append(fields, zap.String("zone", res.zone.Name))
+	if zone != "" {
+		fields = append(fields, zap.String("zone", zone))
 	}
-	if res.region != "" {
-		fields = append(fields, zap.String("region", res.region))
+	if region != "" {
+		fields = append(fields, zap.String("region", region))
 	}
-	if res.scope >= 0 {
-		fields = append(fields, zap.Int("ecs_scope", res.scope))
+	if scope >= 0 {
+		fields = append(fields, zap.Int("ecs_scope", scope))
 	}
 	s.log.Info("dns query", fields...)
 }

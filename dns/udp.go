@@ -19,8 +19,10 @@ const udpWorkers = 4
 // serveUDP answers queries arriving on conn until it is closed. Instead of
 // miekg's Server, which starts a goroutine per packet (and, on this answer
 // path, grows its stack on every query), a few long-lived workers each read
-// a batch, answer it and write the responses in a loop; miekg still decodes
-// and encodes every message.
+// a batch, answer it and write the responses in a loop (udpMmsgWorker on
+// 64-bit Linux, udpBatchWorker elsewhere, udpWorker on a socket bound to
+// every address); each datagram goes through datagram: the answer cache,
+// else miekg's decoding, answer and miekg's encoding.
 func (s *Server) serveUDP(conn *net.UDPConn) error {
 	wildcard := false
 	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil && ap.Addr().IsUnspecified() {
@@ -44,9 +46,12 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 	errs := make(chan error, udpWorkers)
 	for range udpWorkers {
 		go func() {
-			if batch != nil {
+			switch {
+			case batch != nil && mmsgSupported:
+				errs <- s.udpMmsgWorker(conn)
+			case batch != nil:
 				errs <- s.udpBatchWorker(batch)
-			} else {
+			default:
 				errs <- s.udpWorker(conn, true)
 			}
 		}()
@@ -106,6 +111,7 @@ func (s *Server) udpBatchWorker(conn batchConn) error {
 		slots[i].data = make([]byte, 0, 512)
 	}
 	outBufs := make([][1][]byte, udpBatch)
+	sc := new(scratch)
 	for {
 		n, err := conn.ReadBatch(in, 0)
 		if err != nil {
@@ -122,7 +128,7 @@ func (s *Server) udpBatchWorker(conn batchConn) error {
 			}
 			slot := &slots[i]
 			slot.data = slot.data[:0]
-			s.datagram(in[i].Buffers[0][:in[i].N], ua.AddrPort().Addr().Unmap(), slot)
+			s.datagram(in[i].Buffers[0][:in[i].N], ua.AddrPort().Addr().Unmap(), slot, sc)
 			if len(slot.data) == 0 {
 				continue
 			}
@@ -150,6 +156,7 @@ func (s *Server) udpBatchWorker(conn batchConn) error {
 func (s *Server) udpWorker(conn *net.UDPConn, wildcard bool) error {
 	buf := make([]byte, udpReadSize)
 	reply := &udpReply{conn: conn}
+	sc := new(scratch)
 	for {
 		var (
 			n   int
@@ -173,14 +180,22 @@ func (s *Server) udpWorker(conn *net.UDPConn, wildcard bool) error {
 			}
 			continue // e.g. ICMP-induced errors: keep serving
 		}
-		s.datagram(buf[:n], reply.to.Addr().Unmap(), reply)
+		s.datagram(buf[:n], reply.to.Addr().Unmap(), reply, sc)
 	}
 }
 
-// datagram decodes one UDP query from addr and answers it through w.
-// Responses (QR=1) and packets shorter than a header get nothing;
-// undecodable ones get FORMERR.
-func (s *Server) datagram(b []byte, addr netip.Addr, w io.Writer) {
+// scratch is one UDP worker's reusable state for the fast path.
+type scratch struct {
+	q    wireQuery
+	miss cacheMiss
+	key  [256 + 5]byte
+}
+
+// datagram answers one UDP query from addr through w: from the answer
+// cache when it can (fastPath), else decoded by miekg and answered by
+// serve. Responses (QR=1) and packets shorter than a header get nothing;
+// undecodable ones get FORMERR. sc is the worker's scratch; nil makes one.
+func (s *Server) datagram(b []byte, addr netip.Addr, w io.Writer, sc *scratch) {
 	if len(b) < 12 {
 		s.met.malformed.Inc()
 		return
@@ -188,13 +203,26 @@ func (s *Server) datagram(b []byte, addr netip.Addr, w io.Writer) {
 	if b[2]&0x80 != 0 {
 		return // a response: never answer (no ping-pong)
 	}
+	if sc == nil {
+		sc = new(scratch)
+	}
+	done, miss := s.fastPath(b, addr, w, &sc.q, &sc.miss, sc.key[:0])
+	if done {
+		return
+	}
+	s.slowDatagram(b, addr, w, miss)
+}
+
+// slowDatagram decodes a query with miekg and answers it through serve,
+// keeping the answer in the cache when miss says where.
+func (s *Server) slowDatagram(b []byte, addr netip.Addr, w io.Writer, miss *cacheMiss) {
 	req := new(mdns.Msg)
 	if err := req.Unpack(b); err != nil {
 		s.met.malformed.Inc()
 		formerr(b, w)
 		return
 	}
-	s.serve(w, req, client{addr: addr, badECSLength: !ecsWireOK(b)})
+	s.serve(w, req, client{addr: addr, badECSLength: !ecsWireOK(b), miss: miss})
 }
 
 // formerr answers a datagram that does not decode: its ID, FORMERR, no

@@ -62,16 +62,25 @@ func BenchmarkReportSuccess(b *testing.B) {
 // prober's alone: the listeners run in a helper process
 // (TestProbeTargetsHelper), as the servers a proxy checks are not the
 // proxy — the heap in use, and the probe rate. Run it with -benchtime=1x.
-func BenchmarkProbe5000TCP(b *testing.B) { benchProbe5000(b, "tcp") }
+func BenchmarkProbe5000TCP(b *testing.B) { benchProbe5000(b, "tcp", false) }
 
 // BenchmarkProbe5000HTTP is BenchmarkProbe5000TCP with HTTP checks
-// (GET /healthz, 200 expected) against minimal HTTP servers.
-func BenchmarkProbe5000HTTP(b *testing.B) { benchProbe5000(b, "http") }
+// (GET /healthz, 200 expected) against minimal HTTP/1.1 servers that keep
+// connections open, as most do: each target's connection is kept between
+// probes, the prober's default.
+func BenchmarkProbe5000HTTP(b *testing.B) { benchProbe5000(b, "http", false) }
+
+// BenchmarkProbe5000HTTPFresh is BenchmarkProbe5000HTTP with
+// NetProber.FreshConnections: a connection per probe, closed after, as
+// HAProxy's checks do.
+func BenchmarkProbe5000HTTPFresh(b *testing.B) { benchProbe5000(b, "http", true) }
 
 // TestProbeTargetsHelper is the listeners' process of the probe
 // benchmarks: with MERIDIAN_PROBE_TARGETS set (tcp or http) it listens on
 // 127.0.0.1 to 127.0.0.100, prints the addresses on one line, answers until
-// its standard input closes, and exits.
+// its standard input closes, and exits. The http servers answer 200 "ok"
+// and keep the connection unless the request asks to close it (HTTP/1.0,
+// as HAProxy's checks send, or Connection: close).
 func TestProbeTargetsHelper(t *testing.T) {
 	kind := os.Getenv("MERIDIAN_PROBE_TARGETS")
 	if kind == "" {
@@ -97,12 +106,19 @@ func TestProbeTargetsHelper(t *testing.T) {
 				}
 				go func() {
 					defer c.Close()
-					c.SetDeadline(time.Now().Add(5 * time.Second))
 					br := bufio.NewReader(c)
-					if _, err := http.ReadRequest(br); err != nil {
-						return
+					for {
+						c.SetDeadline(time.Now().Add(5 * time.Second))
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							return
+						}
+						if req.Close {
+							io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+							return
+						}
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 				}()
 			}
 		}()
@@ -111,7 +127,7 @@ func TestProbeTargetsHelper(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin)
 }
 
-func benchProbe5000(b *testing.B, kind string) {
+func benchProbe5000(b *testing.B, kind string, fresh bool) {
 	const (
 		checks = 50
 		warmup = 2 * time.Second
@@ -150,7 +166,7 @@ func benchProbe5000(b *testing.B, kind string) {
 		pools = append(pools, health.PoolSpec{Name: fmt.Sprintf("pool-%d", i), CheckName: fmt.Sprintf("%s-%d", kind, i), Check: c, Endpoints: eps})
 	}
 	reg := prometheus.NewRegistry()
-	e := health.New(health.Options{Registerer: reg})
+	e := health.New(health.Options{Registerer: reg, Prober: &health.NetProber{FreshConnections: fresh}})
 	e.Sync(pools)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -22,7 +22,8 @@
 // The rebuild loop calls Sync with every pool of each new table. Sync starts
 // new targets (their first probe runs at once), keeps existing targets with
 // their state and probe schedule, and stops targets and members no pool uses
-// any more (cancelling probes in flight and deleting their metric series).
+// any more (cancelling probes in flight, closing kept connections and
+// deleting their metric series).
 // Members keep their overrides and ejections across Syncs while they exist.
 // When a check changes under an endpoint, the new target starts unknown but
 // keeps the old target's availability until its first probe completes, so a
@@ -37,9 +38,32 @@
 // successes bring it up and Fall consecutive failures take it down, so
 // interleaved results never flip it. The next probe is due one interval
 // (jittered by ±Jitter/2 of it) after the previous one started, and never
-// before it finished, so probes of one target never overlap; MaxInFlight
-// bounds probes engine-wide. All targets share one timer (a heap of due
-// times). HTTP probes never reuse connections and read at most 64 KiB of a
+// before it finished, so probes of one target never overlap.
+//
+// All targets share one timer (a heap of due times, queue.go) and a pool
+// of probe workers (workers.go), not a goroutine per probe: the Run
+// goroutine wakes about a hundred times a second, hands the probes due
+// (or due within 10 ms, at most a tenth of the interval) to the workers,
+// and wakes or starts a worker only when none is free to take them soon: a
+// probe that waits for the network lets another worker take the next one,
+// and a worker held 10 ms by one probe (a slow target) no longer counts.
+// MaxInFlight bounds the workers, so the probes in flight; idle workers
+// exit after 10 s. The NetProber runs without a context per probe: its
+// deadline is the socket's, and cancelling sets a past one (probeRun).
+//
+// TCP checks connect with quick ACKs off (as HAProxy does), so a
+// connect-only check resets the connection before the server's kernel
+// completes the handshake (the server never accepts it) and a check that
+// sends rides the handshake's last ACK on its first bytes. A worker keeps
+// the socket of a connect-only check for its next one: connect(AF_UNSPEC)
+// resets the connection and frees the port (spareSocket). An http check
+// to an IP:port keeps its connection for the next probe of its target (as
+// Envoy does by default; NetProber.FreshConnections turns that off): only
+// a clean success keeps it, a peek drops it if the server closed it or
+// sent anything unasked, and a kept connection that fails before a
+// response is retried once at once on a fresh one, so a stale connection
+// never reports a target down (keptConn). https checks and http checks to
+// a host name dial afresh each time. HTTP probes read at most 64 KiB of a
 // body; redirects are not followed (Expect decides). A dns check with no
 // qname queries ".". An https target reloads its CA and client certificate
 // files at most once a minute.
@@ -92,7 +116,12 @@
 // member's availability changed. Member.Report takes no lock on success and
 // only the pool's lock when a failure reaches the ejection threshold. All
 // Engine methods are safe for concurrent use. Locks are ordered
-// Engine.mu → pool.mu → Member.mu, and no lock is held while a probe runs.
+// Engine.mu → pool.mu → Member.mu, and no lock is held while a probe runs;
+// a target's probeRun.mu and probeCache.mu are leaves (Sync and Run take
+// them under Engine.mu to abort a probe or close a kept connection). The
+// scheduler's state (the heap, the ready targets, the workers) is guarded
+// by Engine.mu; a target is in exactly one of the heap, the ready list or
+// a worker's hands, which is why its probes never overlap.
 // Member pointers stay valid while the member is synced; a stale pointer
 // (from a table being replaced) keeps answering its last state and ignores
 // reports.

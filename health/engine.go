@@ -46,13 +46,16 @@ type memberKey struct{ pool, address string }
 // member's Available() current. See the package doc for the concurrency
 // contract.
 type Engine struct {
-	log       *zap.Logger
-	met       *metrics
-	prober    Prober
-	onChange  func()
-	sem       chan struct{}
-	stateFile string
-	wake      chan struct{} // pokes the scheduler; 1-buffered, non-blocking send
+	log      *zap.Logger
+	met      *metrics
+	prober   Prober
+	direct   *NetProber // prober, when it is one: probed without contexts (probeRun)
+	onChange func()
+	// maxWorkers bounds the probe workers, so the probes in flight
+	// (MaxInFlight).
+	maxWorkers int
+	stateFile  string
+	wake       chan struct{} // pokes the scheduler; 1-buffered, non-blocking send
 
 	// syncMu serialises Sync calls and state-file applications with each
 	// other, outside mu, so the slow parts (logging) never stall probes.
@@ -62,10 +65,10 @@ type Engine struct {
 	pools   map[string]*pool
 	targets map[string]*target
 	queue   queue
-	runCtx  context.Context // non-nil while Run runs
-	probes  sync.WaitGroup  // probe goroutines of the current Run
-	file    stateOverrides  // the state file as last read
-	fileRaw []byte          // its bytes, to skip no-op re-reads
+	run     *runState      // non-nil while Run runs
+	probes  sync.WaitGroup // probe workers of the current Run
+	file    stateOverrides // the state file as last read
+	fileRaw []byte         // its bytes, to skip no-op re-reads
 }
 
 // New builds an engine. It reads the state file, if one is configured, so its
@@ -89,11 +92,11 @@ func New(opts Options) *Engine {
 	if e.prober == nil {
 		e.prober = &NetProber{}
 	}
-	n := opts.MaxInFlight
-	if n <= 0 {
-		n = config.DefaultHealthInFlight
+	e.direct, _ = e.prober.(*NetProber)
+	e.maxWorkers = opts.MaxInFlight
+	if e.maxWorkers <= 0 {
+		e.maxWorkers = config.DefaultHealthInFlight
 	}
-	e.sem = make(chan struct{}, n)
 	if e.stateFile != "" {
 		e.reloadStateFile()
 	}
@@ -106,11 +109,13 @@ func New(opts Options) *Engine {
 // but not twice at once.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
-	if e.runCtx != nil {
+	if e.run != nil {
 		e.mu.Unlock()
 		return errors.New("health: engine is already running")
 	}
-	e.runCtx = ctx
+	rs := &runState{ctx: ctx, trimAt: time.Now().Add(trimPeriod)}
+	rs.onWait = func() { e.waiting(rs) }
+	e.run = rs
 	e.mu.Unlock()
 
 	var aux sync.WaitGroup
@@ -121,7 +126,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		var tick <-chan time.Time
-		if wait, ok := e.dispatch(); ok {
+		if wait, ok := e.dispatch(rs); ok {
 			timer.Reset(wait)
 			tick = timer.C
 		} else {
@@ -130,10 +135,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			e.mu.Lock()
-			e.runCtx = nil
+			e.run = nil
+			e.stopLocked(rs, time.Now())
 			e.mu.Unlock()
 			e.probes.Wait()
 			aux.Wait()
+			e.dropConns()
 			return nil
 		case <-tick:
 		case <-e.wake:
@@ -141,23 +148,36 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// dispatch starts the probes that are due and ends the ejections whose time
-// is up, and returns how long until the next event (ok false: none queued).
-func (e *Engine) dispatch() (wait time.Duration, ok bool) {
+// dispatch hands the probes that are due (or nearly: dispatchSlack) to
+// the workers and ends the ejections whose time is up, and returns how long
+// until the next event (ok false: none queued).
+func (e *Engine) dispatch(rs *runState) (wait time.Duration, ok bool) {
 	now := time.Now()
+	horizon := now.Add(dispatchSlack)
 	var expired []*Member
 	e.mu.Lock()
-	for len(e.queue) > 0 && !e.queue[0].at.After(now) {
+	for len(e.queue) > 0 && !e.queue[0].at.After(horizon) {
 		it := e.queue[0]
+		if it.at.After(now) && (it.t == nil || it.at.Sub(now) > it.t.slack) {
+			break // an ejection ends on time, not early; see dispatchSlack
+		}
 		e.queue.remove(it)
 		if it.t != nil {
-			e.launchLocked(it.t)
+			rs.readyLocked(it.t, now)
 		} else {
 			expired = append(expired, it.m)
 		}
 	}
+	e.feedLocked(rs, now)
+	rs.trimLocked(now)
 	if len(e.queue) > 0 {
 		wait, ok = e.queue[0].at.Sub(now), true
+	}
+	if w, stall := e.stallWait(rs, now); stall && (!ok || w < wait) {
+		wait, ok = w, true
+	}
+	if w := rs.trimAt.Sub(now); len(rs.idle) > 0 && (!ok || w < wait) {
+		wait, ok = w, true
 	}
 	e.mu.Unlock()
 
@@ -171,38 +191,20 @@ func (e *Engine) dispatch() (wait time.Duration, ok bool) {
 	return wait, ok
 }
 
-// launchLocked starts t's probe in its own goroutine. Caller holds e.mu and
-// e.runCtx is set.
-func (e *Engine) launchLocked(t *target) {
-	ctx, cancel := context.WithCancel(e.runCtx)
-	t.running, t.cancel = true, cancel
-	e.probes.Add(1)
-	go e.probe(ctx, cancel, t)
-}
-
-// probe runs one probe of t once a slot under MaxInFlight is free, then
-// applies its result and schedules the next one. A target's next probe is
-// queued only here, after the current one finished, so probes of one target
-// never overlap.
-func (e *Engine) probe(ctx context.Context, cancel context.CancelFunc, t *target) {
-	defer e.probes.Done()
-	defer cancel()
-	select {
-	case e.sem <- struct{}{}:
-	case <-ctx.Done():
-		e.finish(t, nil, time.Time{}, 0, true)
-		return
+// dropConns closes the connections targets keep between probes, when Run
+// ends.
+func (e *Engine) dropConns() {
+	e.mu.Lock()
+	var caches []*probeCache
+	for _, t := range e.targets {
+		if t.spec.cache != nil {
+			caches = append(caches, t.spec.cache)
+		}
 	}
-	start := time.Now()
-	pctx, pcancel := context.WithTimeout(ctx, t.timeout)
-	err := e.prober.Probe(pctx, t.spec)
-	if err != nil && errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		err = fmt.Errorf("timed out after %s: %w", t.timeout, err)
+	e.mu.Unlock()
+	for _, c := range caches {
+		c.dropConn(false)
 	}
-	pcancel()
-	latency := time.Since(start)
-	<-e.sem
-	e.finish(t, err, start, latency, ctx.Err() != nil)
 }
 
 // finish applies a probe's result. aborted means the engine cancelled the
@@ -415,8 +417,11 @@ func (e *Engine) Sync(pools []PoolSpec) {
 		}
 		t.removed = true
 		t.members = nil
-		if t.cancel != nil {
-			t.cancel()
+		if t.running {
+			t.abortLocked()
+		}
+		if t.spec.cache != nil {
+			t.spec.cache.dropConn(true)
 		}
 		e.queue.remove(t.item)
 		if !checksInUse[t.spec.CheckName] {

@@ -32,37 +32,59 @@ const (
 // optional send/expect exchange, and DNS queries over UDP. The zero value is
 // ready to use and safe for concurrent use.
 //
-// HTTP probes never reuse connections (DisableKeepAlives), so every probe
-// dials the server afresh and a dead server cannot hide behind a pooled
-// connection; each reads at most 64 KiB of the body.
+// An http probe to an IP:port of a target the engine owns keeps its
+// connection for the next probe of that target (see keptConn); https
+// probes and http probes to a host name dial afresh each time. Each reads
+// at most 64 KiB of the body.
 type NetProber struct {
+	// FreshConnections makes every http probe open its own connection and
+	// ask the server to close it, as HAProxy's checks do, instead of
+	// keeping one per target between probes.
+	FreshConnections bool
+
 	plainOnce sync.Once
 	plain     *http.Client
 }
 
 // Probe runs t's check once; ctx carries the timeout.
 func (p *NetProber) Probe(ctx context.Context, t Target) error {
+	r := &probeRun{ctx: ctx}
+	if dl, ok := ctx.Deadline(); ok {
+		r.deadline = dl
+	}
+	stop := context.AfterFunc(ctx, r.abort)
+	defer stop()
+	return p.probe(r, t)
+}
+
+// probe runs t's check once, bounded by r: the engine calls it directly,
+// without a context (see probeRun).
+func (p *NetProber) probe(r *probeRun, t Target) error {
 	if t.Check == nil {
 		return errors.New("no check")
 	}
 	switch t.Check.Type {
 	case "http", "https":
-		return p.probeHTTP(ctx, t)
+		return p.probeHTTP(r, t)
 	case "tcp":
-		return probeTCP(ctx, t.Address, t.Check)
+		return probeTCP(r, t.Address, t.Check)
 	case "dns":
-		return probeDNS(ctx, t.Address, t.Check)
+		return probeDNS(r, t.Address, t.Check)
 	}
 	return fmt.Errorf("unknown check type %q", t.Check.Type)
 }
 
 // probeCache is per-target state the NetProber reuses between probes: the
-// https client. A target's TLS never changes (a rotated file makes a new
-// target), so the client is built once.
+// https client, the http request and the kept http connection. A target's
+// TLS never changes (a rotated file makes a new target), so the client is
+// built once.
 type probeCache struct {
-	mu     sync.Mutex
-	client *http.Client
-	plain  *plainRequest // the http probe's request, built once
+	mu        sync.Mutex
+	client    *http.Client
+	plain     *plainRequest // the http probe's request, built once
+	plainKeep bool          // plain leaves out "Connection: close"
+	idle      *keptConn     // the http connection kept for the next probe
+	closed    bool          // the target is gone: keep no connection
 }
 
 func newTransport(tc *tls.Config) *http.Transport {
@@ -133,17 +155,19 @@ func tlsClient(t Target) (*http.Client, error) {
 	return newClient(newTransport(tc)), nil
 }
 
-func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
+func (p *NetProber) probeHTTP(r *probeRun, t Target) error {
 	c := t.Check
 	if c.Type == "http" {
 		if ap, err := netip.ParseAddrPort(t.Address); err == nil {
-			return probePlainHTTP(ctx, ap, t)
+			return p.probePlainHTTP(r, ap, t)
 		}
 	}
 	cl, err := p.client(t)
 	if err != nil {
 		return err
 	}
+	ctx, release := r.context()
+	defer release()
 	path := c.Path
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
@@ -204,46 +228,42 @@ func expectString(expect []config.StatusRange) string {
 	return strings.Join(parts, ",")
 }
 
-// closeOnCancel makes conn's pending I/O fail once ctx is done (the deadline
-// covers timeouts; this covers cancellation when a target goes away).
-func closeOnCancel(ctx context.Context, conn interface{ SetDeadline(time.Time) error }) (stop func() bool) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-}
-
 // probeTCP connects; with Send it writes those bytes, and with Receive it
 // reads until that substring arrives (at most 64 KiB). An IP:port is
 // dialled by dialProbe (proberdial.go), anything else by net.Dialer.
-func probeTCP(ctx context.Context, addr string, c *config.Check) error {
+func probeTCP(r *probeRun, addr string, c *config.Check) error {
 	var conn interface {
 		io.ReadWriteCloser
 		SetDeadline(time.Time) error
 	}
+	connectOnly := c.Send == "" && c.Receive == ""
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		connectOnly := c.Send == "" && c.Receive == ""
-		f, err := dialProbe(ctx, ap, connectOnly)
+		// A check that waits for a banner needs the handshake completed.
+		f, err := dialProbe(r, ap, connectOnly, connectOnly || c.Send != "")
 		if err != nil || connectOnly {
-			if f != nil {
-				f.Close()
-			}
 			return err
 		}
 		conn = f
 	} else {
+		ctx, release := r.context()
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, "tcp", addr)
+		release()
 		if err != nil {
 			return err
+		}
+		if connectOnly {
+			nc.Close()
+			return nil
+		}
+		if err := r.watch(nc); err != nil {
+			nc.Close()
+			return fmt.Errorf("tcp %s: %w", addr, err)
 		}
 		conn = nc
 	}
 	defer conn.Close()
-	if c.Send == "" && c.Receive == "" {
-		return nil
-	}
-	defer closeOnCancel(ctx, conn)()
+	defer r.unwatch()
 	if c.Send != "" {
 		if _, err := io.WriteString(conn, c.Send); err != nil {
 			return fmt.Errorf("tcp %s: send: %w", addr, err)
@@ -332,7 +352,7 @@ func dnsRcode(c *config.Check) (int, error) {
 }
 
 // probeDNS sends one non-recursive query over UDP and compares the rcode.
-func probeDNS(ctx context.Context, addr string, c *config.Check) error {
+func probeDNS(r *probeRun, addr string, c *config.Check) error {
 	// config.SetDefaults fills qtype and rcode; validation requires qname.
 	qt, err := dnsQType(c)
 	if err != nil {
@@ -348,6 +368,8 @@ func probeDNS(ctx context.Context, addr string, c *config.Check) error {
 	m.SetQuestion(qname, qt)
 	m.RecursionDesired = false
 
+	ctx, release := r.context()
+	defer release()
 	cl := &mdns.Client{Net: "udp"}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 0 {
 		cl.Timeout = time.Until(dl)
@@ -357,13 +379,16 @@ func probeDNS(ctx context.Context, addr string, c *config.Check) error {
 		return fmt.Errorf("dns %s: %w", addr, err)
 	}
 	defer conn.Close()
-	defer closeOnCancel(ctx, conn)()
-	r, _, err := cl.ExchangeWithConnContext(ctx, m, conn)
+	if err := r.watch(conn); err != nil {
+		return fmt.Errorf("dns %s: %w", addr, err)
+	}
+	defer r.unwatch()
+	resp, _, err := cl.ExchangeWithConnContext(ctx, m, conn)
 	if err != nil {
 		return fmt.Errorf("dns %s %s %s: %w", addr, qname, qtype, err)
 	}
-	if r.Rcode != rc {
-		return fmt.Errorf("dns %s %s %s: rcode %s, want %s", addr, qname, qtype, mdns.RcodeToString[r.Rcode], rname)
+	if resp.Rcode != rc {
+		return fmt.Errorf("dns %s %s %s: rcode %s, want %s", addr, qname, qtype, mdns.RcodeToString[resp.Rcode], rname)
 	}
 	return nil
 }

@@ -1,13 +1,12 @@
 package health
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"syscall"
-	"time"
+	"unsafe"
 )
 
 // dialProbe opens a probe's TCP connection to an IP:port. It is what
@@ -22,16 +21,27 @@ import (
 // end through TIME_WAIT. Here: a non-blocking socket with SO_LINGER 0 (the
 // connection is reset when closed, as HAProxy's checks do: no FIN
 // exchange, no TIME_WAIT, nothing the checked server has to drain),
-// connect, and Go's poller to wait for it, bounded by the context's
-// deadline; cancellation sets a past deadline. The connection is an
-// *os.File, with deadlines. Errors read as net.Dialer's ("dial tcp ADDR:
-// connect: connection refused").
+// connect, and Go's poller to wait for it, bounded by r's deadline; an
+// abort sets a past deadline. The connection is an *os.File that r
+// watches (the caller unwatches before closing it). Errors read as
+// net.Dialer's ("dial tcp ADDR: connect: connection refused").
+//
+// delayAck turns off quick ACKs before connecting (TCP_QUICKACK 0, as
+// HAProxy's checks do): the last ACK of the handshake is held back and
+// rides on the first bytes the probe sends, or, for a connect-only check,
+// is never sent, since the reset ends the connection first. The server
+// kernel then never completes the handshake for a connect-only check (no
+// accepted socket, no wake-up of the server's accept loop), and on
+// loopback that work was a sixth of the prober's CPU: it runs in the
+// connecting process's context. Callers set it only when they send at once
+// or not at all: a check that waits for a banner needs the handshake done.
 //
 // With connectOnly, the connection is closed as soon as it is made and the
 // result is nil, nil.
-func dialProbe(ctx context.Context, ap netip.AddrPort, connectOnly bool) (*os.File, error) {
-	addr := net.TCPAddrFromAddrPort(ap)
-	fail := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: addr, Err: err} }
+func dialProbe(r *probeRun, ap netip.AddrPort, connectOnly, delayAck bool) (*os.File, error) {
+	fail := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
 	if ip := ap.Addr().Unmap(); ip.Is4() {
@@ -40,21 +50,33 @@ func dialProbe(ctx context.Context, ap netip.AddrPort, connectOnly bool) (*os.Fi
 		family = syscall.AF_INET6
 		sa = &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := r.done(); err != nil {
 		return nil, fail(err)
 	}
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fail(os.NewSyscallError("socket", err))
+	spare := r.spare
+	if !connectOnly {
+		spare = nil // the connection outlives this call
 	}
-	if err := syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0}); err != nil {
-		syscall.Close(fd)
-		return nil, fail(os.NewSyscallError("setsockopt", err))
+	fd, ok := spare.take(family)
+	if !ok {
+		var err error
+		fd, err = syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fail(os.NewSyscallError("socket", err))
+		}
+		if err := syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0}); err != nil {
+			syscall.Close(fd)
+			return nil, fail(os.NewSyscallError("setsockopt", err))
+		}
+	}
+	if delayAck {
+		// Best effort: without it the probe is the same, only dearer.
+		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
 	}
 	switch err := syscall.Connect(fd, sa); err {
 	case nil:
 		if connectOnly {
-			syscall.Close(fd)
+			spare.put(fd, family)
 			return nil, nil
 		}
 	case syscall.EINPROGRESS, syscall.EALREADY, syscall.EINTR:
@@ -62,7 +84,7 @@ func dialProbe(ctx context.Context, ap netip.AddrPort, connectOnly bool) (*os.Fi
 			// On loopback and fast links the handshake is often over by
 			// now: then the socket never needs the poller.
 			if _, err := syscall.Getpeername(fd); err == nil {
-				syscall.Close(fd)
+				spare.put(fd, family)
 				return nil, nil
 			}
 		}
@@ -71,17 +93,18 @@ func dialProbe(ctx context.Context, ap netip.AddrPort, connectOnly bool) (*os.Fi
 		return nil, fail(os.NewSyscallError("connect", err))
 	}
 	f := os.NewFile(uintptr(fd), "tcp "+ap.String())
-	if dl, ok := ctx.Deadline(); ok {
-		f.SetDeadline(dl)
+	if err := r.watch(f); err != nil {
+		f.Close()
+		return nil, fail(err)
 	}
-	stop := context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
 	rc, err := f.SyscallConn()
 	if err != nil {
-		stop()
+		r.unwatch()
 		f.Close()
 		return nil, fail(err)
 	}
 	var cerr error
+	r.waiting()
 	werr := rc.Write(func(fd uintptr) bool {
 		// Connected, failed, or (ENOTCONN) still connecting: then the
 		// poller waits for the socket to become writable.
@@ -99,18 +122,76 @@ func dialProbe(ctx context.Context, ap netip.AddrPort, connectOnly bool) (*os.Fi
 		}
 		return true
 	})
-	stop()
 	if werr == nil {
 		werr = cerr
 	}
-	if werr != nil {
+	if werr != nil || connectOnly {
+		r.unwatch()
 		f.Close()
-		if ctx.Err() != nil {
-			werr = ctx.Err()
+		if werr == nil {
+			return nil, nil
+		}
+		if err := r.done(); err != nil {
+			werr = err
 		} else if errors.Is(werr, os.ErrDeadlineExceeded) {
 			werr = os.ErrDeadlineExceeded
 		}
 		return nil, fail(werr)
 	}
 	return f, nil
+}
+
+// spareSocket is a probe worker's TCP socket kept for its next
+// connect-only check.
+//
+// Why: after the kernel's own work on the handshake and the reset, making
+// and freeing a socket per probe (socket, SO_LINGER, close with its file
+// and fd-table work) was the biggest cost left in a TCP check. A connected
+// TCP socket can be disconnected with connect(AF_UNSPEC), which resets the
+// connection as the SO_LINGER 0 close did (no FIN, no TIME_WAIT) and
+// releases its local port, and then connects again. Only a socket whose
+// connect succeeded without the poller is kept (it never became an
+// *os.File); any other is closed. The worker closes its spare when it
+// exits; a nil *spareSocket keeps nothing.
+type spareSocket struct {
+	fd     int
+	family int
+	ok     bool
+}
+
+// take returns the spare socket if there is one of family.
+func (s *spareSocket) take(family int) (int, bool) {
+	if s == nil || !s.ok || s.family != family {
+		return -1, false
+	}
+	s.ok = false
+	return s.fd, true
+}
+
+// put disconnects fd (a reset) and keeps it, or closes it.
+func (s *spareSocket) put(fd, family int) {
+	if s == nil || s.ok || disconnect(fd) != nil {
+		syscall.Close(fd)
+		return
+	}
+	s.fd, s.family, s.ok = fd, family, true
+}
+
+// close closes the spare socket, if any.
+func (s *spareSocket) close() {
+	if s != nil && s.ok {
+		syscall.Close(s.fd)
+		s.ok = false
+	}
+}
+
+// disconnect ends fd's connection with a reset and leaves the socket
+// ready to connect again: connect(2) with an AF_UNSPEC address.
+func disconnect(fd int) error {
+	sa := syscall.RawSockaddr{Family: syscall.AF_UNSPEC}
+	_, _, errno := syscall.Syscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package health
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,37 +28,139 @@ import (
 // by channels, the request built and validated anew — which came to three
 // quarters of a core at 5,000 probes a second (BenchmarkProbe5000HTTP).
 // The rules stay the client's: the same request (method, path, Host,
-// headers, User-Agent; no Accept-Encoding, as DisableCompression; the
-// connection closed after), 1xx responses skipped, redirects not followed,
-// a 64 KiB cap on the response head and on the body read, and errors worded
-// as the client's (`Get "http://ADDR/PATH": ...`, the context's error on a
-// timeout).
-func probePlainHTTP(ctx context.Context, ap netip.AddrPort, t Target) error {
-	pr, err := plainRequestFor(t)
+// headers, User-Agent; no Accept-Encoding, as DisableCompression), 1xx
+// responses skipped, redirects not followed, a 64 KiB cap on the response
+// head and on the body read, and errors worded as the client's (`Get
+// "http://ADDR/PATH": ...`, the context's error on a timeout).
+//
+// A target the engine owns keeps its connection between probes (see
+// keptConn) unless the check says reuse_connection: false or the prober's
+// FreshConnections is set; a target built by hand (no cache) sends
+// "Connection: close" and dials every time.
+func (p *NetProber) probePlainHTTP(r *probeRun, ap netip.AddrPort, t Target) error {
+	keep := t.cache != nil && !p.FreshConnections && (t.Check.ReuseConnection == nil || *t.Check.ReuseConnection)
+	pr, err := plainRequestFor(t, keep)
 	if err != nil {
 		return err
 	}
 	c := t.Check
-	fail := func(err error) error {
-		err = ctxErr(ctx, err)
-		return &url.Error{Op: pr.op, URL: pr.url, Err: err}
+	fail := func(err error) error { return &url.Error{Op: pr.op, URL: pr.url, Err: r.cause(err)} }
+	var kc *keptConn
+	if keep {
+		kc = t.cache.takeConn()
 	}
-	conn, err := dialProbe(ctx, ap, false)
-	if err != nil {
-		return fail(err)
+	for {
+		if kc != nil {
+			// The deadline first: the peek fails on the last probe's.
+			if err := r.watch(kc.f); err != nil {
+				kc.close()
+				return fail(err)
+			}
+			if !kc.live() {
+				r.unwatch()
+				kc.close()
+				kc = nil
+			}
+		}
+		reused := kc != nil
+		if !reused {
+			f, err := dialProbe(r, ap, false, true)
+			if err != nil {
+				return fail(err)
+			}
+			kc = newKeptConn(f)
+		}
+		ex := exchange(r, kc.f, pr, c)
+		r.unwatch()
+		if reused && (ex.status == 0 || ex.status == http.StatusRequestTimeout) &&
+			r.done() == nil && !errors.Is(ex.err, os.ErrDeadlineExceeded) {
+			// The kept connection failed before a response to this
+			// request: the server closed it as the request went out
+			// (idle timeout, restart), or what came was left over from
+			// before (bytes sent unasked, an idle connection's 408).
+			// That says nothing of its health: the probe goes again, at
+			// once and within its deadline, on a fresh connection.
+			kc.close()
+			kc = nil
+			continue
+		}
+		var err error
+		switch {
+		case ex.status == 0:
+			err = fail(ex.err)
+		case !ex.statusOK:
+			err = fmt.Errorf("%s %s: status %d, want %s", c.Method, pr.url, ex.status, expectString(c.Expect))
+		case ex.err != nil:
+			err = fmt.Errorf("%s %s: reading body: %w", c.Method, pr.url, r.cause(ex.err))
+		case ex.bodyMissing:
+			err = fmt.Errorf("%s %s: body does not contain %q", c.Method, pr.url, c.Body)
+		}
+		// Only a clean success keeps the connection, so a failure is
+		// always confirmed on a fresh one.
+		if keep && err == nil && ex.reusable {
+			t.cache.putConn(kc)
+		} else {
+			kc.close()
+		}
+		return err
 	}
-	defer conn.Close()
-	defer closeOnCancel(ctx, conn)()
+}
+
+// exchanged is what one request on a connection came to.
+type exchanged struct {
+	status      int   // 0: no final response head was read
+	statusOK    bool  // status is one the check expects
+	bodyMissing bool  // the body lacks the check's Body substring
+	err         error // writing, reading the head, or reading the body
+	reusable    bool  // the connection may carry the next probe
+}
+
+// exchange writes pr on conn and reads the response: 1xx skipped, the head
+// capped at 64 KiB, then at most 64 KiB of the body. The connection is
+// reusable only if the response was read completely and nothing more came
+// with it, and the server did not ask to close (Connection: close, an
+// HTTP/1.0 answer, a body delimited by the close).
+func exchange(r *probeRun, conn io.ReadWriter, pr *plainRequest, c *config.Check) (ex exchanged) {
 	if _, err := conn.Write(pr.raw); err != nil {
-		return fail(err)
+		ex.err = err
+		return ex
 	}
-	lr := &io.LimitedReader{R: conn, N: maxProbeBody + 4096}
+	r.waiting() // the answer takes the server a moment
+	const headCap = maxProbeBody + 4096
+	lr := &io.LimitedReader{R: conn, N: headCap}
 	br := bufPool.Get().(*bufio.Reader)
 	br.Reset(lr)
 	defer func() {
 		br.Reset(nil)
 		bufPool.Put(br)
 	}()
+	sh, simple, err := readSimpleHead(br, pr.req.Method == http.MethodHead)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // as http.ReadResponse words it
+		}
+		ex.err = err
+		return ex
+	}
+	if simple {
+		ex.status, ex.statusOK = sh.status, statusOK(sh.status, c.Expect)
+		lr.N += maxProbeBody + 1 + int64(br.Buffered())
+		n := min(sh.length, maxProbeBody)
+		var got int
+		if c.Body != "" && ex.statusOK {
+			b := make([]byte, n)
+			got, err = io.ReadFull(br, b)
+			ex.bodyMissing = !bytes.Contains(b[:got], []byte(c.Body))
+		} else {
+			got, err = br.Discard(int(n))
+		}
+		if err == io.EOF || (err == nil && int64(got) < n) {
+			err = io.ErrUnexpectedEOF
+		}
+		ex.err = err
+		ex.reusable = err == nil && sh.length <= maxProbeBody && !sh.close && br.Buffered() == 0
+		return ex
+	}
 	var resp *http.Response
 	for range config.MaxInformationalResponses + 1 {
 		resp, err = http.ReadResponse(br, pr.req)
@@ -67,7 +168,8 @@ func probePlainHTTP(ctx context.Context, ap netip.AddrPort, t Target) error {
 			if lr.N <= 0 {
 				err = fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", maxProbeBody)
 			}
-			return fail(err)
+			ex.err = err
+			return ex
 		}
 		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
@@ -75,34 +177,25 @@ func probePlainHTTP(ctx context.Context, ap netip.AddrPort, t Target) error {
 		resp = nil
 	}
 	if resp == nil {
-		return fail(errors.New("net/http: too many 1xx informational responses"))
+		ex.err = errors.New("net/http: too many 1xx informational responses")
+		return ex
 	}
-	lr.N += maxProbeBody + int64(br.Buffered())
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
-	if !statusOK(resp.StatusCode, c.Expect) {
-		return fmt.Errorf("%s %s: status %d, want %s", c.Method, pr.url, resp.StatusCode, expectString(c.Expect))
+	ex.status, ex.statusOK = resp.StatusCode, statusOK(resp.StatusCode, c.Expect)
+	// One byte past the cap tells a body that ends there from a longer one.
+	lr.N += maxProbeBody + 1 + int64(br.Buffered())
+	body := io.LimitReader(resp.Body, maxProbeBody+1)
+	var n int64
+	if c.Body != "" && ex.statusOK {
+		b, rerr := io.ReadAll(body)
+		n, err = int64(len(b)), rerr
+		ex.bodyMissing = !bytes.Contains(b[:min(len(b), maxProbeBody)], []byte(c.Body))
+	} else {
+		n, err = io.Copy(io.Discard, body)
 	}
-	if err != nil {
-		return fmt.Errorf("%s %s: reading body: %w", c.Method, pr.url, ctxErr(ctx, err))
-	}
-	if c.Body != "" && !bytes.Contains(body, []byte(c.Body)) {
-		return fmt.Errorf("%s %s: body does not contain %q", c.Method, pr.url, c.Body)
-	}
-	return nil
-}
-
-// ctxErr is the context's error for an I/O error the context caused: the
-// connection's deadline is the context's, and its timer may not have
-// fired yet when the read times out.
-func ctxErr(ctx context.Context, err error) error {
-	if e := ctx.Err(); e != nil {
-		return e
-	}
-	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
-		return context.DeadlineExceeded
-	}
-	return err
+	ex.err = err
+	ex.reusable = err == nil && n <= maxProbeBody && !resp.Close &&
+		resp.StatusCode != http.StatusSwitchingProtocols && br.Buffered() == 0
+	return ex
 }
 
 var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
@@ -117,25 +210,27 @@ type plainRequest struct {
 }
 
 // plainRequestFor returns t's request, built once per target (t.cache).
-func plainRequestFor(t Target) (*plainRequest, error) {
+// keep leaves out "Connection: close".
+func plainRequestFor(t Target, keep bool) (*plainRequest, error) {
 	if t.cache == nil {
-		return buildPlainRequest(t)
+		return buildPlainRequest(t, keep)
 	}
 	t.cache.mu.Lock()
 	defer t.cache.mu.Unlock()
-	if t.cache.plain == nil {
-		pr, err := buildPlainRequest(t)
+	if t.cache.plain == nil || t.cache.plainKeep != keep {
+		pr, err := buildPlainRequest(t, keep)
 		if err != nil {
 			return nil, err
 		}
-		t.cache.plain = pr
+		t.cache.plain, t.cache.plainKeep = pr, keep
 	}
 	return t.cache.plain, nil
 }
 
 // buildPlainRequest builds the request http.Client would send for the
 // probe: http.NewRequest's URL and header rules, Request.Write's form.
-func buildPlainRequest(t Target) (*plainRequest, error) {
+// Without keep it asks the server to close the connection after.
+func buildPlainRequest(t Target, keep bool) (*plainRequest, error) {
 	c := t.Check
 	path := c.Path
 	if !strings.HasPrefix(path, "/") {
@@ -183,7 +278,10 @@ func buildPlainRequest(t Target) (*plainRequest, error) {
 			fmt.Fprintf(&b, "%s: %s\r\n", k, strings.TrimSpace(v))
 		}
 	}
-	b.WriteString("Connection: close\r\n\r\n")
+	if !keep {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("\r\n")
 	return &plainRequest{raw: b.Bytes(), req: &http.Request{Method: req.Method}, url: u, op: opName(c.Method)}, nil
 }
 

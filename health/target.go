@@ -32,17 +32,25 @@ type target struct {
 
 	// timing, normalised from the check at creation.
 	interval, timeout time.Duration
+	slack             time.Duration // how early a probe may run (dispatchSlack)
 	jitter            float64
 	rise, fall        int
 	initialUp         bool
 
 	view atomic.Pointer[targetView]
 
+	// run bounds the NetProber's probe in flight; the engine resets it
+	// under Engine.mu before each probe and aborts it under Engine.mu.
+	run probeRun
+
 	// Guarded by Engine.mu.
 	members     []*Member
 	item        *item // queue entry while waiting for the next probe
+	ready       bool  // due and waiting for a worker (runState.ready)
+	readyAt     time.Time
 	running     bool
-	cancel      context.CancelFunc // cancels the probe in flight
+	start       time.Time          // of the probe in flight
+	cancel      context.CancelFunc // cancels the probe in flight (a Prober other than NetProber)
 	removed     bool
 	successes   int // consecutive
 	failures    int // consecutive
@@ -81,6 +89,7 @@ func newTarget(key string, spec Target, now time.Time) *target {
 	// config.SetDefaults (with validation) makes interval and timeout
 	// positive and rise and fall at least 1.
 	t.interval, t.timeout = c.Interval.D(), c.Timeout.D()
+	t.slack = min(dispatchSlack, t.interval/10)
 	t.jitter = min(max(c.Jitter, 0), 1)
 	t.rise, t.fall = c.Rise, c.Fall
 	t.initialUp = c.Initial == "up"

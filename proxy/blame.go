@@ -258,7 +258,8 @@ var (
 // may fire after the exchange went back to the pool.
 type upstreamGuard struct {
 	timer  *time.Timer
-	cancel context.CancelCauseFunc
+	cancel context.CancelCauseFunc // nil when lc is set
+	lc     *laneCtx                // the fast lane's request context, cancelled in place
 	idle   time.Duration
 	head   atomic.Bool  // the response head arrived
 	done   atomic.Bool  // a tunnel, or the exchange ended
@@ -267,10 +268,14 @@ type upstreamGuard struct {
 }
 
 // newGuard wraps ctx in a context the guard cancels, arming the head
-// deadline when head > 0.
+// deadline when head > 0. A fast lane request's own context is cancelled
+// in place instead (see laneCtx): the guard's cause is the first, and
+// blame reads it the same way.
 func newGuard(ctx context.Context, head, idle time.Duration) (*upstreamGuard, context.Context) {
 	g := &upstreamGuard{idle: idle}
-	ctx, g.cancel = context.WithCancelCause(ctx)
+	if g.lc = laneCtxOf(ctx); g.lc == nil {
+		ctx, g.cancel = context.WithCancelCause(ctx)
+	}
 	// Made unarmed, so fire never runs before g.timer is set.
 	g.timer = time.AfterFunc(math.MaxInt64, g.fire)
 	if head > 0 {
@@ -286,14 +291,14 @@ func (g *upstreamGuard) fire() {
 		return
 	}
 	if !g.head.Load() {
-		g.cancel(errHeadTimeout)
+		g.end(errHeadTimeout)
 		return
 	}
 	wait := g.idle
 	if g.inRead.Load() {
 		waited := time.Duration(time.Now().UnixNano() - g.since.Load())
 		if waited >= g.idle {
-			g.cancel(errUpstreamIdle)
+			g.end(errUpstreamIdle)
 			return
 		}
 		wait = g.idle - waited
@@ -334,5 +339,16 @@ func (g *upstreamGuard) stop() {
 	}
 	g.done.Store(true)
 	g.timer.Stop()
-	g.cancel(nil)
+	if g.cancel != nil {
+		g.cancel(nil)
+	}
+}
+
+// end cancels the exchange with cause.
+func (g *upstreamGuard) end(cause error) {
+	if g.lc != nil {
+		g.lc.cancel(cause)
+		return
+	}
+	g.cancel(cause)
 }

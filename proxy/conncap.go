@@ -146,9 +146,14 @@ func (l *connCap) trackState(c net.Conn, st http.ConnState) {
 	}
 }
 
-// slotOf finds a connection's slot through the TLS wrapper, if any.
+// slotOf finds a connection's slot through the wrappers, if any: TLS,
+// the lane's TLS handover, batched writes (batchConn), at most three deep.
 func slotOf(c net.Conn) *capSlot {
-	if t, ok := c.(interface{ NetConn() net.Conn }); ok {
+	for range 3 {
+		t, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
 		c = t.NetConn()
 	}
 	switch c := c.(type) {

@@ -12,18 +12,24 @@
 // telemetry (telemetry.go: cells found by Compile, reached by slice index,
 // counted with atomic adds). Plain HTTP/1.1 pools are reached through h1Client,
 // which sends requests without a body on the handler's goroutine over
-// kept-alive connections, and http.Transport for the rest. TLSServer
+// kept-alive connections (the common head written and read by h1wire.go,
+// the rest by net/http), and http.Transport for the rest. TLSServer
 // terminates TLS (certificates by SNI, reloaded from disk or obtained by
 // the acme package's Manager, HTTP/2 limits) and enforces the routes' TLS
 // policy (client certificates, 421 on SNI/Host mismatch, HSTS); PlainEdge
 // answers ACME HTTP-01 validations and adds HTTPS redirects to the plain
 // listener.
 //
-// Plain HTTP/1.1 connections are served by the fast lane (fast.go,
-// http.engine: fast, the default): Meridian's own connection loop in front
-// of the same Handler, handing h2c, upgrades and anything unusual to
-// net/http on the same connection, and parking idle connections off Go's
-// poller (fastpark.go).
+// HTTP/1.1 connections, plain and over TLS, are served by the fast lane
+// (fast.go, http.engine: fast, the default): Meridian's own connection loop
+// in front of the same Handler, handing h2c, h2 (by ALPN, after the lane's
+// own handshake: fasttls.go), upgrades and anything unusual to net/http on
+// the same connection, and parking idle connections off Go's poller
+// (fastpark.go). A lane request's context (laneCtx, fastctx.go) is also
+// what the upstream guard cancels and what the upstream client hooks its
+// connection to, so a request derives no context of its own; HTTP/2
+// connections the lane hands over write through batchConn (h2batch.go),
+// which sends the frames of many streams in one write.
 //
 // Concurrency: compile, then swap, then serve. The rebuild loop calls
 // Handler.Compile for a new table (route policy, upstream clients, the

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -19,8 +22,8 @@ import (
 	"github.com/meridian-lb/meridian/config"
 )
 
-// fastLane is the plain listener's HTTP/1.1 server when http.engine is
-// fast: a connection loop of Meridian's own in front of the same Handler,
+// fastLane is the HTTP/1.1 server of the plain listener, and of the TLS
+// listener (fasttls.go), when http.engine is fast: a connection loop of Meridian's own in front of the same Handler,
 // which gets an ordinary *http.Request and an http.ResponseWriter
 // (fastResponse) with the interfaces it uses (Flusher, FlushError, read and
 // write deadlines for http.ResponseController).
@@ -65,6 +68,16 @@ type fastLane struct {
 
 	parker *parker // nil: idle connections keep their goroutine
 
+	// Over TLS (fasttls.go): the handshake's config (nil: a plain
+	// listener), its timeout, net/http's error log for handshake failures,
+	// and the server's ConnContext.
+	tlsConf *tls.Config
+	tlsWait time.Duration
+	errLog  *log.Logger
+	connCtx func(context.Context, net.Conn) context.Context
+
+	h2bufs sync.Pool // batchConn buffers of the h2c connections handed over
+
 	closing atomic.Bool
 	mu      sync.Mutex
 	conns   map[*fastConn]struct{}
@@ -79,6 +92,7 @@ func newFastLane(h http.Handler, s config.HTTP, logger *zap.Logger, ll *connCap,
 		idle:    s.IdleTimeout.D(),
 		conns:   map[*fastConn]struct{}{},
 	}
+	l.h2bufs.New = func() any { b := make([]byte, 0, 16<<10); return &b }
 	var err error
 	if l.parker, err = newParker(l); err != nil {
 		l.log.Warn("fast lane: no epoll set for idle connections; they keep a goroutine", zap.Error(err))
@@ -106,6 +120,10 @@ func (l *fastLane) acceptLoop() error {
 			continue
 		}
 		delay = 0
+		if l.tlsConf != nil {
+			go l.serveTLS(c)
+			continue
+		}
 		sc, ok := c.(*serverConn)
 		if !ok {
 			// Not the wrapper this file expects: net/http serves it.
@@ -129,8 +147,11 @@ const (
 // guarded by its own mutex while a request runs, and state.
 type fastConn struct {
 	lane   *fastLane
-	sc     *serverConn
-	raw    net.Conn
+	sc     *serverConn // the plain listener's connection; nil over TLS
+	conn   net.Conn    // what the cap tracks and Close ends: sc, or the *tls.Conn
+	raw    net.Conn    // what requests are read from: sc.Conn, or the *tls.Conn
+	tc     *tls.Conn   // over TLS (fasttls.go); nil: plain
+	tlsSt  *tls.ConnectionState
 	rc     syscall.RawConn // nil when the connection has none: reads block with the buffer held
 	remote string
 	ctx    context.Context // the connection's: the server's values
@@ -160,7 +181,7 @@ type fastConn struct {
 	wmu      sync.Mutex
 	wstate   int
 	wtimer   *time.Timer
-	wcancel  context.CancelCauseFunc // the current request's: the watch and a forced close cancel it
+	wcancel  *laneCtx // the current request's: the watch and a forced close cancel it
 	wdone    chan struct{}
 	wabort   bool
 	wbyte    [1]byte
@@ -183,7 +204,7 @@ const watchDelay = 100 * time.Millisecond
 const maxPostHandlerRead = 256 << 10
 
 func (l *fastLane) serveConn(sc *serverConn) {
-	c := &fastConn{lane: l, sc: sc, raw: sc.Conn}
+	c := &fastConn{lane: l, sc: sc, conn: sc, raw: sc.Conn}
 	c.resp.c = c
 	if s, ok := sc.Conn.(syscall.Conn); ok {
 		c.rc, _ = s.SyscallConn()
@@ -258,7 +279,7 @@ func (l *fastLane) drop(c *fastConn, closeIt bool) {
 	c.resp.putOut()
 	if closeIt {
 		c.setState(stateGone)
-		_ = c.sc.Close()
+		_ = c.conn.Close()
 	}
 }
 
@@ -331,6 +352,9 @@ func (c *fastConn) fill() error {
 		c.w++
 		return nil
 	}
+	if c.tc != nil {
+		return c.fillTLS()
+	}
 	if c.rc == nil {
 		c.getBuf()
 		n, err := c.raw.Read((*c.buf)[c.w:])
@@ -351,12 +375,7 @@ func (c *fastConn) fill() error {
 		// deadline: hand it to the parker.
 		return errPark
 	}
-	if c.state.Load() == stateIdle {
-		c.lane.cap.trackState(c.sc, http.StateActive)
-	}
-	if c.state.Load() != stateGone {
-		c.setState(stateActive)
-	}
+	c.markActive()
 	n, rerr := c.rn, c.rerr
 	c.rerr = nil
 	switch {
@@ -397,32 +416,55 @@ func (c *fastConn) onReadable(fd uintptr) bool {
 }
 
 // park readies an idle connection for the wait: no buffer held, the cap
-// told, and a deadline: the idle deadline (read_header_timeout for a new
-// connection), or parkAfter if that comes first, after which the parker
-// waits instead of this goroutine.
+// told, and a deadline (waitUntil).
 func (c *fastConn) park() {
 	c.putBuf()
 	if c.parked {
 		return
 	}
 	c.parked = true
+	if c.markIdle() {
+		_ = c.raw.SetReadDeadline(c.waitUntil())
+	}
+}
+
+// markIdle records that the connection waits for a request, and reports
+// false when it is gone.
+func (c *fastConn) markIdle() bool {
 	switch c.state.Load() {
 	case stateActive:
 		c.setState(stateIdle)
 		c.idleUntil = deadline(c.lane.idle)
-		c.lane.cap.trackState(c.sc, http.StateIdle)
+		c.lane.cap.trackState(c.conn, http.StateIdle)
 	case stateIdle, stateNew:
 		// Back from the parker or refused by it; or new.
 	default:
-		return
+		return false
 	}
+	return true
+}
+
+// markActive records that the client sent something.
+func (c *fastConn) markActive() {
+	if c.state.Load() == stateIdle {
+		c.lane.cap.trackState(c.conn, http.StateActive)
+	}
+	if c.state.Load() != stateGone {
+		c.setState(stateActive)
+	}
+}
+
+// waitUntil is the deadline of an idle wait: the idle deadline
+// (read_header_timeout for a new connection), or parkAfter if that comes
+// first, after which the parker waits instead of this goroutine.
+func (c *fastConn) waitUntil() time.Time {
 	d := c.idleUntil
 	if c.lane.parker != nil && !c.noPark && c.fd > 0 {
 		if p := time.Now().Add(parkAfter); d.IsZero() || p.Before(d) {
 			d = p
 		}
 	}
-	_ = c.raw.SetReadDeadline(d)
+	return d
 }
 
 func (c *fastConn) getBuf() {
@@ -453,15 +495,28 @@ func (c *fastConn) handOver() {
 	}
 	c.setState(stateGone)
 	_ = c.raw.SetDeadline(time.Time{})
+	if c.tc != nil {
+		c.lane.handoff.push(&tlsHandoffConn{Conn: c.tc, replay: rest})
+		return
+	}
 	c.sc.handOver(rest)
+	if bytes.HasPrefix(rest, h2Preface) {
+		// HTTP/2 with prior knowledge: its writes are batched (batchConn).
+		c.lane.handoff.push(newBatchConn(c.sc, &c.lane.h2bufs))
+		return
+	}
 	c.lane.handoff.push(c.sc)
 }
+
+// h2Preface opens every HTTP/2 connection (RFC 9113 3.4); the lane's
+// parser stops after its first part.
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\n")
 
 // serveRequest runs the handler for the parsed head and finishes the
 // response; it reports whether the connection may carry another request.
 func (c *fastConn) serveRequest() bool {
 	h := &c.head
-	ctx, cancel := context.WithCancelCause(c.ctx)
+	lc := newLaneCtx(c.ctx)
 	r := (&http.Request{
 		Method:        h.method,
 		URL:           h.url,
@@ -475,23 +530,24 @@ func (c *fastConn) serveRequest() bool {
 		RemoteAddr:    c.remote,
 		RequestURI:    h.target,
 		Close:         h.close,
-	}).WithContext(ctx)
+		TLS:           c.connState(),
+	}).WithContext(lc)
 	var body *fastBody
 	if h.contentLength > 0 {
-		body = &fastBody{c: c, remain: h.contentLength, cancel: cancel}
+		body = &fastBody{c: c, remain: h.contentLength, lc: lc}
 		r.Body = body
 		// A body is read under its own limits (body_timeout,
 		// read_timeout): the idle wait's deadline must not apply.
 		_ = c.raw.SetReadDeadline(time.Time{})
 	}
-	c.begin(cancel, body == nil)
+	c.begin(lc, body == nil)
 	c.lastPOST = h.method == "POST"
 	w := &c.resp
 	w.reset(r, body, h.close)
 
 	ok := c.runHandler(w, r)
 	c.stopWatch()
-	cancel(nil) // as net/http does once the handler returns
+	lc.cancel(nil) // as net/http does once the handler returns
 	if !ok {
 		// A panic (http.ErrAbortHandler: a response cut on purpose): what
 		// was committed goes out, then the connection closes.
@@ -557,9 +613,9 @@ var errClientGone = errors.New("proxy: client closed the connection")
 
 // begin records a request's cancel function and, when it has no body to
 // read, arms the watch (armWatch).
-func (c *fastConn) begin(cancel context.CancelCauseFunc, watch bool) {
+func (c *fastConn) begin(lc *laneCtx, watch bool) {
 	c.wmu.Lock()
-	c.wcancel = cancel
+	c.wcancel = lc
 	if watch {
 		c.wstate = watchArmed
 	}
@@ -621,7 +677,7 @@ func (c *fastConn) watch() {
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			c.peerGone = true
-			c.wcancel(errClientGone)
+			c.wcancel.cancel(errClientGone)
 		}
 	}
 	c.wstate = watchDone
@@ -662,8 +718,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // buffer first, then the connection. Reads hold mu, so a drain after the
 // handler waits for a read the transport has in flight.
 type fastBody struct {
-	c      *fastConn
-	cancel context.CancelCauseFunc
+	c  *fastConn
+	lc *laneCtx // the request's: a failed read cancels it
 
 	mu     sync.Mutex
 	remain int64
@@ -709,7 +765,7 @@ func (b *fastBody) readLocked(p []byte) (int, error) {
 		// As net/http: a failed read of the connection cancels the
 		// request.
 		b.err = err
-		b.cancel(err)
+		b.lc.cancel(err)
 		return n, err
 	}
 	if b.remain == 0 {
@@ -819,10 +875,22 @@ func (l *fastLane) closeIdle() bool {
 	for c := range l.conns {
 		st := c.state.Load()
 		if st == stateIdle || st == stateNew && c.since < now-5 {
-			_ = c.raw.Close()
+			c.abort()
 		}
 	}
 	return len(l.conns) == 0
+}
+
+// abort closes the connection's socket for shutdown; its goroutine, if
+// any, then ends it. Over TLS the socket is closed under crypto/tls, which
+// would otherwise send close_notify first and wait up to 5 s for a client
+// that does not read, under l.mu.
+func (c *fastConn) abort() {
+	if c.tc != nil {
+		_ = c.tc.NetConn().Close()
+		return
+	}
+	_ = c.raw.Close()
 }
 
 // closeAll closes every connection and cancels the requests in flight.
@@ -830,10 +898,10 @@ func (l *fastLane) closeAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {
-		_ = c.raw.Close()
+		c.abort()
 		c.wmu.Lock()
 		if c.wcancel != nil {
-			c.wcancel(http.ErrServerClosed)
+			c.wcancel.cancel(http.ErrServerClosed)
 		}
 		c.wmu.Unlock()
 	}

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -338,35 +340,86 @@ func TestFastResponseMatchesStd(t *testing.T) {
 // upstream's context done), on either engine: the fast lane's watch starts
 // after watchDelay, net/http's background read at once.
 func TestClientGoneCancelsRequest(t *testing.T) {
-	canceled := make(chan struct{})
-	up := newBackend(t, "up", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-			close(canceled)
-		case <-time.After(10 * time.Second):
-		}
-	})
-	e := newEnv(t, `
+	// With a route timeout the upstream client watches a derived context;
+	// without, the lane's request context holds its connection (laneCtx).
+	for _, route := range []string{"{name: r, service: s, timeout: 30s}", "{name: r, service: s}"} {
+		t.Run(route, func(t *testing.T) {
+			canceled := make(chan struct{})
+			up := newBackend(t, "up", func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+					close(canceled)
+				case <-time.After(10 * time.Second):
+				}
+			})
+			e := newEnv(t, `
 pools: {p: {endpoints: [{{UP}}]}}
 services: {s: {pools: [p]}}
-routes: [{name: r, service: s, timeout: 30s}]
+routes: [`+route+`]
 `, map[string]string{"UP": up.addr})
-	c, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
+			c, err := net.Dial("tcp", e.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+			waitFor(t, "the request upstream", func() bool { return up.hits.Load() == 1 })
+			time.Sleep(2 * watchDelay)
+			c.Close()
+			select {
+			case <-canceled:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream request was not canceled after the client left")
+			}
+			waitFor(t, "499 counted", func() bool {
+				return e.metric("meridian_http_requests_total", map[string]string{"code": "499"}) == 1
+			})
+		})
 	}
-	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, "the request upstream", func() bool { return up.hits.Load() == 1 })
-	time.Sleep(2 * watchDelay)
-	c.Close()
-	select {
-	case <-canceled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the upstream request was not canceled after the client left")
+}
+
+// TestLaneCtxHook: the hooked connection is expired when the context
+// ends, at once when it already has; a second connection is refused the
+// hook; unhook reports whether the context ended first.
+func TestLaneCtxHook(t *testing.T) {
+	pipe := func() *h1Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return &h1Conn{nc: a}
 	}
-	waitFor(t, "499 counted", func() bool {
-		return e.metric("meridian_http_requests_total", map[string]string{"code": "499"}) == 1
-	})
+	expired := func(pc *h1Conn) bool {
+		_, err := pc.nc.Read(make([]byte, 1))
+		return errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	lc := newLaneCtx(context.Background())
+	if laneCtxOf(lc) != lc || laneCtxOf(context.WithValue(lc, struct{}{}, 1)) != lc {
+		t.Fatal("laneCtxOf misses the lane's context under a value")
+	}
+	tctx, cancel := context.WithTimeout(lc, time.Hour)
+	defer cancel()
+	if laneCtxOf(tctx) != nil {
+		t.Fatal("laneCtxOf found the lane's context under a timeout")
+	}
+	if newLaneCtx(tctx).hooks {
+		t.Fatal("a lane context under a parent that can end takes hooks")
+	}
+	p1, p2 := pipe(), pipe()
+	if !lc.hook(p1) || lc.hook(p2) {
+		t.Fatal("want the first hook taken, the second refused")
+	}
+	if !lc.unhook(p2) || lc.conn != p1 {
+		t.Fatal("unhook of another connection took the hook")
+	}
+	lc.cancel(errClientGone)
+	if !expired(p1) || context.Cause(lc) != errClientGone {
+		t.Fatal("cancel did not expire the hooked connection")
+	}
+	if lc.unhook(p1) {
+		t.Fatal("unhook after the end reports the hook stopped")
+	}
+	p3 := pipe()
+	if !lc.hook(p3) || !expired(p3) {
+		t.Fatal("a hook set after the end did not expire its connection at once")
+	}
 }
 
 // TestParkedConnections: a keep-alive connection idle past parkAfter

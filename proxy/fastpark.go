@@ -21,6 +21,8 @@ import (
 // epoll set (one-shot, by file descriptor), its goroutine ends and its
 // per-request state is dropped; when the client sends something, the
 // parker starts a new goroutine that carries on where the old one stopped.
+// A TLS connection parks only when crypto/tls itself waits for the
+// socket (fasttls.go), so readiness of the socket is all it can need.
 // Connections busy with back-to-back requests never come here, so the
 // request path pays nothing for it; a connection that was parked pays a
 // goroutine start and a stack that grows again.
@@ -123,7 +125,7 @@ func (p *parker) park(c *fastConn) bool {
 func (c *fastConn) trim() {
 	c.putBuf()
 	c.resp.putOut()
-	c.hdr, c.head = nil, fastHead{}
+	c.hdr, c.head, c.tlsSt = nil, fastHead{}, nil
 	c.resp = fastResponse{c: c}
 	if c.wtimer != nil {
 		c.wtimer.Stop()
@@ -179,6 +181,12 @@ func (p *parker) expire(now time.Time) {
 // holds p.mu.
 func (p *parker) forget(c *fastConn) {
 	parkedConns.Add(-1)
+	if c.tc != nil {
+		// Closing a TLS connection sends close_notify, which may wait up
+		// to 5 s for a client that does not read: not under p.mu.
+		go p.lane.drop(c, true)
+		return
+	}
 	p.lane.drop(c, true)
 }
 

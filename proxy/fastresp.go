@@ -405,7 +405,7 @@ func (c *fastConn) write(p []byte) error {
 		c.werr = err
 		c.wmu.Lock()
 		if c.wcancel != nil {
-			c.wcancel(err)
+			c.wcancel.cancel(err)
 		}
 		c.wmu.Unlock()
 	}

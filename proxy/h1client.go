@@ -396,6 +396,8 @@ type h1Conn struct {
 	peek1   func(uintptr) bool // pc.peek, bound once
 	expire1 func()             // pc.expireNow, bound once
 	alive   bool               // peek's finding
+	keys    []string           // writeHead's header keys, reused
+	clb     clBody             // the body readHead frames, reused
 	closed  atomic.Bool        // close ran: the breaker counted it out
 }
 
@@ -452,14 +454,20 @@ func (pc *h1Conn) peek(fd uintptr) bool {
 // response body owns the connection; on error the connection is closed.
 func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	stop := context.AfterFunc(ctx, pc.expire1)
+	b := &h1Body{pc: pc}
+	if lc := laneCtxOf(ctx); lc != nil && lc.hook(pc) {
+		b.lc = lc
+	} else {
+		b.stop = context.AfterFunc(ctx, pc.expire1)
+	}
 	res, err := pc.exchange(req)
 	if err != nil {
-		stop()
+		b.unhook()
 		pc.close()
 		return nil, err
 	}
-	b := &h1Body{pc: pc, rc: res.Body, stop: stop, reuse: !res.Close && !req.Close && res.StatusCode != http.StatusSwitchingProtocols}
+	b.rc = res.Body
+	b.reuse = !res.Close && !req.Close && res.StatusCode != http.StatusSwitchingProtocols
 	if res.Body == http.NoBody {
 		b.finish(true)
 		return res, nil
@@ -472,7 +480,11 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 // informational responses to the request's trace.
 func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 	start := pc.cw.n
-	if err := req.Write(pc.bw); err == nil {
+	done, err := pc.writeHead(req)
+	if !done {
+		err = req.Write(pc.bw)
+	}
+	if err == nil {
 		err = pc.bw.Flush()
 		if err != nil {
 			return nil, pc.writeErr(err, start)
@@ -489,6 +501,10 @@ func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 	}
 	trace := httptrace.ContextClientTrace(req.Context())
 	for {
+		if res, ok := pc.readHead(req); ok {
+			pc.lr.N = math.MaxInt64
+			return res, nil
+		}
 		res, err := http.ReadResponse(pc.br, req)
 		if err != nil {
 			if pc.lr.N <= 0 {
@@ -524,7 +540,8 @@ func (pc *h1Conn) writeErr(err error, start int64) error {
 type h1Body struct {
 	pc    *h1Conn
 	rc    io.ReadCloser
-	stop  func() bool
+	lc    *laneCtx    // the request's, pc hooked to it; or
+	stop  func() bool // the context.AfterFunc's stop
 	reuse bool
 	mu    sync.Mutex // Close may race a Read of another goroutine
 	done  bool
@@ -566,7 +583,7 @@ func (b *h1Body) Close() error {
 // b exclusively).
 func (b *h1Body) finish(reuse bool) {
 	b.done = true
-	if !b.stop() {
+	if !b.unhook() {
 		// The context ended: the connection's deadline has expired.
 		reuse = false
 	}
@@ -575,4 +592,13 @@ func (b *h1Body) finish(reuse bool) {
 		return
 	}
 	b.pc.close()
+}
+
+// unhook stops the context's watch on the connection; false means the
+// context ended first, and the connection's deadline has expired.
+func (b *h1Body) unhook() bool {
+	if b.lc != nil {
+		return b.lc.unhook(b.pc)
+	}
+	return b.stop()
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
@@ -71,13 +72,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		},
 		ErrorLog: log.New(&zapWriter{s.log.Named("http")}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if sc, ok := c.(*serverConn); ok {
+			if sc, ok := unbatch(c).(*serverConn); ok {
 				return context.WithValue(ctx, connKey{}, sc)
 			}
 			return ctx
 		},
 		ConnState: func(c net.Conn, st http.ConnState) {
-			if sc, ok := c.(*serverConn); ok && st == http.StateIdle {
+			if sc, ok := unbatch(c).(*serverConn); ok && st == http.StateIdle {
 				sc.nextRequest()
 			}
 			ll.trackState(c, st)
@@ -94,7 +95,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // and net/http serving those it hands over. Shutdown is serveUntil's: stop
 // accepting, let requests finish for up to Grace on both, then close.
 func (s *Server) serveFast(ctx context.Context, srv *http.Server, ll *connCap, d drainer) error {
-	lane := newFastLane(s.h, s.s, s.log, ll, srv, ll.Addr())
+	return serveLane(ctx, newFastLane(s.h, s.s, s.log, ll, srv, ll.Addr()), srv, ll, d, s.Grace, s.log, "HTTP")
+}
+
+// serveLane runs lane's accept loop on ll and srv on what the lane hands
+// over until ctx is done, then shuts both down as serveUntil does.
+func serveLane(ctx context.Context, lane *fastLane, srv *http.Server, ll *connCap, d drainer, grace time.Duration, logger *zap.Logger, what string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- lane.acceptLoop() }()
 	go func() { errc <- srv.Serve(lane.handoff) }()
@@ -105,13 +111,13 @@ func (s *Server) serveFast(ctx context.Context, srv *http.Server, ll *connCap, d
 			err = nil
 		}
 		if err == nil {
-			err = errors.New("proxy: HTTP server stopped")
+			err = fmt.Errorf("proxy: %s server stopped", what)
 		}
 	case <-ctx.Done():
 	}
 	lane.closing.Store(true)
 	_ = ll.Close()
-	gctx, cancel := context.WithTimeout(context.Background(), s.Grace)
+	gctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var wg sync.WaitGroup
 	if d != nil {
@@ -119,11 +125,11 @@ func (s *Server) serveFast(ctx context.Context, srv *http.Server, ll *connCap, d
 	}
 	wg.Go(func() {
 		if lane.shutdown(gctx) != nil {
-			s.log.Warn("HTTP shutdown grace period over; closing remaining connections")
+			logger.Warn(what + " shutdown grace period over; closing remaining connections")
 		}
 	})
 	if serr := srv.Shutdown(gctx); serr != nil {
-		s.log.Warn("HTTP shutdown grace period over; closing remaining connections", zap.Error(serr))
+		logger.Warn(what+" shutdown grace period over; closing remaining connections", zap.Error(serr))
 		_ = srv.Close()
 	}
 	wg.Wait()

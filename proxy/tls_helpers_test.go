@@ -89,6 +89,7 @@ func newTLSEnvOn(t *testing.T, ln, pln net.Listener, y string, vars map[string]s
 	e := &tlsEnv{t: t, reg: prometheus.NewRegistry(), roots: roots}
 	e.eng = health.New(health.Options{Registerer: e.reg})
 	cfg := e.compile(y, vars)
+	cfg.Config.HTTP.Engine = testEngine(cfg.Config.HTTP.Engine)
 	e.h = NewHandler(Options{Registerer: e.reg, Settings: cfg.Config.HTTP})
 	e.h.Install(e.h.Compile(cfg))
 	ts, err := NewTLSServer(e.h, cfg.Config, zap.NewNop(), e.reg)

@@ -316,7 +316,10 @@ func (s *TLSServer) Run(ctx context.Context) error {
 
 // Serve accepts TLS connections on ln until ctx is done, then shuts down
 // like Server.Serve: stop accepting, let in-flight requests finish for up to
-// Grace, close WebSockets with a going-away frame, return nil.
+// Grace, close WebSockets with a going-away frame, return nil. With
+// http.engine fast the fast lane does the handshakes and serves HTTP/1.1,
+// parking idle connections, and net/http serves h2 and what the lane hands
+// over (fasttls.go); with std net/http serves every connection.
 func (s *TLSServer) Serve(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.port.Store(int32(a.Port))
@@ -351,5 +354,29 @@ func (s *TLSServer) Serve(ctx context.Context, ln net.Listener) error {
 	if s.ph != nil {
 		d = s.ph
 	}
+	if s.settings.Engine == config.HTTPEngineFast {
+		// The fast lane does the handshakes and serves HTTP/1.1
+		// (fasttls.go); srv serves h2 and what the lane hands over.
+		lane := newFastLane(s.h, s.settings, s.log, cl, srv, cl.Addr())
+		// A copy, as ServeTLS makes: srv.Serve configures HTTP/2 on
+		// srv.TLSConfig while the lane's handshakes read theirs.
+		lane.tlsConf = srv.TLSConfig.Clone()
+		lane.tlsWait = tlsHandshakeTimeout(srv)
+		lane.errLog = srv.ErrorLog
+		lane.connCtx = srv.ConnContext
+		return serveLane(ctx, lane, srv, cl, d, s.Grace, s.log, "HTTPS")
+	}
 	return serveUntil(ctx, srv, func() error { return srv.ServeTLS(cl, "", "") }, d, s.Grace, s.log, "HTTPS")
+}
+
+// tlsHandshakeTimeout is net/http's bound on a TLS handshake: the smallest
+// of srv's positive read header, read and write timeouts.
+func tlsHandshakeTimeout(srv *http.Server) time.Duration {
+	var d time.Duration
+	for _, v := range []time.Duration{srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	return d
 }
