@@ -39,13 +39,21 @@ import (
 // Signed answers (DO in a signed zone), zone transfers, TCP, explain and
 // answers that met more than one steered record are never kept.
 
-// Bounds of one table's answer cache: entries (query keys) and the bytes
-// of their packed answers. Reaching either starts the cache over, empty;
-// 16384 entries hold every name and type of a large zone, and the common
-// case (a few hundred names) never gets near.
+// Bounds of one table's answer cache: entries (query keys) and bytes
+// (packed answers, keys and a fixed overhead per entry and answer),
+// shared evenly by its shards. A shard that reaches either starts over,
+// empty; the others keep theirs. 16384 entries hold every name and type of
+// a large zone, and the common case (a few hundred names) never gets near.
+// A key is kept the second time it is asked (admission): names asked
+// once, a flood of random subdomains or of case spellings (0x20), cost a
+// hash and a small set entry, and do not push out the names asked again
+// and again.
 const (
 	answerCacheEntries = 16384
 	answerCacheBytes   = 16 << 20
+	entryOverhead      = 256  // an entry and its map slot, beside the key
+	answerOverhead     = 160  // a cachedAnswer, beside its packed bytes
+	seenPerShard       = 1024 // keys asked once, remembered per shard
 	// maxVariants bounds the decisions one entry keeps: the rotations of
 	// the pools clients are steered to (a rotation of two addresses in
 	// eight regions, of sixteen in one); decisions beyond it are answered
@@ -87,16 +95,17 @@ func (p *steerPlan) variant() (v variantKey, ok bool) {
 
 // answerCache is one table's cache.
 type answerCache struct {
-	table   *routing.Table
-	seed    maphash.Seed
-	entries atomic.Int64
-	bytes   atomic.Int64
-	shards  [cacheShards]cacheShard
+	table  *routing.Table
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
 }
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]*cacheEntry
+	mu      sync.RWMutex
+	m       map[string]*cacheEntry
+	seen    map[uint64]struct{} // hashes of keys asked once, not kept yet
+	entries int                 // len(m), guarded by mu
+	bytes   int64               // what m holds, counted as the bounds say; mu
 }
 
 // cacheEntry is what one query key gets: its zone and serial, the steered
@@ -107,6 +116,7 @@ type cacheEntry struct {
 	serial   uint32
 	steered  *zone.Steered
 	service  *routing.Service // steered's, in the cache's table
+	bytes    int64            // counted in the shard's bytes; the shard's mu
 	variants [maxVariants]atomic.Pointer[cachedAnswer]
 }
 
@@ -133,6 +143,7 @@ func newAnswerCache(t *routing.Table) *answerCache {
 	c := &answerCache{table: t, seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].m = map[string]*cacheEntry{}
+		c.shards[i].seen = map[uint64]struct{}{}
 	}
 	return c
 }
@@ -173,14 +184,15 @@ func cacheKey(buf []byte, q *wireQuery, ecsOn bool) []byte {
 	return append(k, f)
 }
 
-func (c *answerCache) shard(key []byte) *cacheShard {
-	return &c.shards[maphash.Bytes(c.seed, key)%cacheShards]
+func (c *answerCache) shard(key []byte) (*cacheShard, uint64) {
+	h := maphash.Bytes(c.seed, key)
+	return &c.shards[h%cacheShards], h
 }
 
 // get returns key's entry, nil when there is none or its zone's serial
 // moved since.
 func (c *answerCache) get(key []byte) *cacheEntry {
-	sh := c.shard(key)
+	sh, _ := c.shard(key)
 	sh.mu.RLock()
 	e := sh.m[string(key)]
 	sh.mu.RUnlock()
@@ -205,33 +217,56 @@ func (e *cacheEntry) lookup(v variantKey) *cachedAnswer {
 }
 
 // put keeps a for key, in the entry for (z, serial, steered), making it or
-// replacing one built under another serial. When the cache is full it is
-// started over.
+// replacing one built under another serial; a key asked for the first
+// time is only remembered (admission), and a full shard starts over.
 func (s *Server) cachePut(c *answerCache, key []byte, z *zone.Zone, serial uint32, steered *zone.Steered, a *cachedAnswer) {
-	if c.entries.Load() >= answerCacheEntries || c.bytes.Load()+int64(len(a.wire)) > answerCacheBytes {
-		s.cache.CompareAndSwap(c, newAnswerCache(c.table))
-		return
-	}
-	sh := c.shard(key)
+	const (
+		shardEntries = answerCacheEntries / cacheShards
+		shardBytes   = answerCacheBytes / cacheShards
+	)
+	sh, h := c.shard(key)
+	cost := int64(len(a.wire)) + answerOverhead
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	e := sh.m[string(key)]
 	if e == nil || e.serial != serial || e.zone != z || e.steered != steered {
 		if e == nil {
-			c.entries.Add(1)
+			if _, again := sh.seen[h]; !again {
+				if len(sh.seen) >= seenPerShard {
+					clear(sh.seen)
+				}
+				sh.seen[h] = struct{}{}
+				return
+			}
+			delete(sh.seen, h)
+		} else {
+			sh.entries--
+			sh.bytes -= e.bytes
 		}
-		e = &cacheEntry{zone: z, serial: serial, steered: steered}
+		e = &cacheEntry{zone: z, serial: serial, steered: steered, bytes: entryOverhead + int64(len(key))}
+		if sh.entries >= shardEntries || sh.bytes+e.bytes+cost > shardBytes {
+			clear(sh.m)
+			sh.entries, sh.bytes = 0, 0
+		}
 		if steered != nil {
 			e.service = c.table.Services[steered.Service]
 		}
 		sh.m[string(key)] = e
+		sh.entries++
+		sh.bytes += e.bytes
 	}
-	sh.mu.Unlock()
 	for i := range e.variants {
-		if e.variants[i].CompareAndSwap(nil, a) {
-			c.bytes.Add(int64(len(a.wire)))
+		cur := e.variants[i].Load()
+		if cur == nil {
+			if sh.bytes+cost > shardBytes {
+				return
+			}
+			e.variants[i].Store(a)
+			e.bytes += cost
+			sh.bytes += cost
 			return
 		}
-		if e.variants[i].Load().variant == a.variant {
+		if cur.variant == a.variant {
 			return // another worker kept it first
 		}
 	}

@@ -325,10 +325,16 @@ func (s *Server) serve(w io.Writer, r *mdns.Msg, c client) {
 		s.TableChanged(t) // a table nobody announced: give it serials now
 	}
 	miss := c.miss
+	rrlDone := miss != nil && miss.rrlDone
+	if miss != nil && miss.cache.table != t {
+		// A reload between the fast path and here: its decision and its
+		// cache are the old table's. Decide again; keep nothing.
+		miss = nil
+	}
 	if miss != nil {
 		c.plan = miss.plan
 	}
-	if s.rrl != nil && !c.tcp && !r.Response && (miss == nil || !miss.rrlDone) {
+	if s.rrl != nil && !c.tcp && !r.Response && !rrlDone {
 		switch s.rrl.account(c.addr, start) {
 		case rrlDrop:
 			s.met.rrl.WithLabelValues("drop").Inc()

@@ -68,7 +68,10 @@ func (s *Server) udpMmsgWorker(conn *net.UDPConn) error {
 				in[i].hdr.Flags = 0
 			}
 			r, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&in[0])), uintptr(len(in)), unix.MSG_DONTWAIT, 0, 0)
-			if e == unix.EAGAIN || e == unix.EINTR {
+			for e == unix.EINTR {
+				r, _, e = syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&in[0])), uintptr(len(in)), unix.MSG_DONTWAIT, 0, 0)
+			}
+			if e == unix.EAGAIN {
 				return false
 			}
 			if e == 0 {
@@ -107,7 +110,10 @@ func (s *Server) udpMmsgWorker(conn *net.UDPConn) error {
 			var m int
 			err := rc.Write(func(fd uintptr) bool {
 				r, _, e := syscall.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&out[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
-				if e == unix.EAGAIN || e == unix.EINTR {
+				for e == unix.EINTR {
+					r, _, e = syscall.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&out[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
+				}
+				if e == unix.EAGAIN {
 					return false
 				}
 				if e != 0 {

@@ -48,7 +48,7 @@ const (
 // no bits beyond it, scope 0) besides cookies and padding, with nothing
 // after it. It reports false for anything else, which takes the decoder's
 // path (miekg's Unpack) as before: the fast path never has to reproduce
-// an error answer. FuzzParseQuery holds it to miekg's decoding.
+// an error answer. FuzzFastPath holds it to miekg's decoding.
 func parseQuery(b []byte, q *wireQuery) bool {
 	if len(b) < 12+5 || b[2]&0xF8 != 0 { // QR=0, opcode 0
 		return false

@@ -53,16 +53,20 @@
 //
 // TCP checks connect with quick ACKs off (as HAProxy does), so a
 // connect-only check resets the connection before the server's kernel
-// completes the handshake (the server never accepts it) and a check that
-// sends rides the handshake's last ACK on its first bytes. A worker keeps
+// completes the handshake (the server never accepts it); checks that read
+// an answer keep quick ACKs, so a server writing in two segments without
+// TCP_NODELAY does not wait out a delayed ACK. A worker keeps
 // the socket of a connect-only check for its next one: connect(AF_UNSPEC)
 // resets the connection and frees the port (spareSocket). An http check
 // to an IP:port keeps its connection for the next probe of its target (as
-// Envoy does by default; NetProber.FreshConnections turns that off): only
-// a clean success keeps it, a peek drops it if the server closed it or
-// sent anything unasked, and a kept connection that fails before a
-// response is retried once at once on a fresh one, so a stale connection
-// never reports a target down (keptConn). https checks and http checks to
+// Envoy does by default; the check's reuse_connection: false or
+// NetProber.FreshConnections turns that off): only a clean success keeps
+// it, a peek drops it if the server closed it or sent anything unasked, a
+// kept connection that fails (or stays silent for half the time left)
+// before a response is retried once at once on a fresh one, so a stale
+// connection does not report a target down, and every fifth probe takes a
+// fresh connection, so a server that accepts none cannot look healthy on
+// an old one (keptConn). https checks and http checks to
 // a host name dial afresh each time. HTTP probes read at most 64 KiB of a
 // body; redirects are not followed (Expect decides). A dns check with no
 // qname queries ".". An https target reloads its CA and client certificate

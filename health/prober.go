@@ -239,7 +239,10 @@ func probeTCP(r *probeRun, addr string, c *config.Check) error {
 	connectOnly := c.Send == "" && c.Receive == ""
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		// A check that waits for a banner needs the handshake completed.
-		f, err := dialProbe(r, ap, connectOnly, connectOnly || c.Send != "")
+		// Quick ACKs off only when nothing is read: a server that
+		// writes in two segments without TCP_NODELAY would otherwise wait
+		// out the prober's delayed ACK (40 ms) before its second one.
+		f, err := dialProbe(r, ap, connectOnly, connectOnly)
 		if err != nil || connectOnly {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
-	"unsafe"
 )
 
 // dialProbe opens a probe's TCP connection to an IP:port. It is what
@@ -33,8 +32,10 @@ import (
 // kernel then never completes the handshake for a connect-only check (no
 // accepted socket, no wake-up of the server's accept loop), and on
 // loopback that work was a sixth of the prober's CPU: it runs in the
-// connecting process's context. Callers set it only when they send at once
-// or not at all: a check that waits for a banner needs the handshake done.
+// connecting process's context. Callers set it only for connect-only
+// checks: a check that reads an answer would delay its own ACKs too, and a
+// server writing in two segments without TCP_NODELAY (Nagle) would wait
+// out the delayed ACK, 40 ms, before its second.
 //
 // With connectOnly, the connection is closed as soon as it is made and the
 // result is nil, nil.
@@ -183,15 +184,4 @@ func (s *spareSocket) close() {
 		syscall.Close(s.fd)
 		s.ok = false
 	}
-}
-
-// disconnect ends fd's connection with a reset and leaves the socket
-// ready to connect again: connect(2) with an AF_UNSPEC address.
-func disconnect(fd int) error {
-	sa := syscall.RawSockaddr{Family: syscall.AF_UNSPEC}
-	_, _, errno := syscall.Syscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }

@@ -35,6 +35,11 @@ func readSimpleHead(br *bufio.Reader, isHead bool) (h simpleHead, ok bool, err e
 	}
 	lines := buf[:end+2]
 	line, lines := cutLine(lines)
+	for _, c := range line {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return h, false, nil // a bare LF or CR hides a line: net/http judges
+		}
+	}
 	var http10 bool
 	switch {
 	case len(line) < 12 || (len(line) > 12 && line[12] != ' '):

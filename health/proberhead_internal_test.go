@@ -31,6 +31,8 @@ func TestReadSimpleHead(t *testing.T) {
 		{name: "space before colon", head: "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"},
 		{name: "control byte", head: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\x00b\r\n\r\nok"},
 		{name: "bare LF", head: "HTTP/1.1 200 OK\nContent-Length: 2\n\nok"},
+		{name: "bare LF in the status line", head: "HTTP/1.1 200 OK\nContent-Length: 0\r\nContent-Length: 7\r\n\r\n1234567"},
+		{name: "bare CR in the status line", head: "HTTP/1.1 200 OK\rTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nok"},
 		{name: "HTTP/2", head: "HTTP/2 200\r\nContent-Length: 2\r\n\r\nok"},
 		{name: "bad status", head: "HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok"},
 		{name: "status run-on", head: "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok"},

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -49,7 +50,15 @@ func (p *NetProber) probePlainHTTP(r *probeRun, ap netip.AddrPort, t Target) err
 	if keep {
 		kc = t.cache.takeConn()
 	}
+	if kc != nil && kc.uses >= keptProbes {
+		// Now and then a fresh connection, so a server that no longer
+		// accepts any (out of descriptors, a stuck accept loop) cannot
+		// look healthy on the one it accepted long ago.
+		kc.close()
+		kc = nil
+	}
 	for {
+		var early time.Time // the reused connection's own deadline
 		if kc != nil {
 			// The deadline first: the peek fails on the last probe's.
 			if err := r.watch(kc.f); err != nil {
@@ -60,11 +69,17 @@ func (p *NetProber) probePlainHTTP(r *probeRun, ap netip.AddrPort, t Target) err
 				r.unwatch()
 				kc.close()
 				kc = nil
+			} else if !r.deadline.IsZero() {
+				// Half the time left: a connection a middlebox dropped
+				// without a word (a NAT's idle timeout) answers nothing,
+				// and the rest of the time goes to a fresh one.
+				early = time.Now().Add(time.Until(r.deadline) / 2)
+				kc.f.SetDeadline(early)
 			}
 		}
 		reused := kc != nil
 		if !reused {
-			f, err := dialProbe(r, ap, false, true)
+			f, err := dialProbe(r, ap, false, false)
 			if err != nil {
 				return fail(err)
 			}
@@ -72,14 +87,16 @@ func (p *NetProber) probePlainHTTP(r *probeRun, ap netip.AddrPort, t Target) err
 		}
 		ex := exchange(r, kc.f, pr, c)
 		r.unwatch()
+		silent := errors.Is(ex.err, os.ErrDeadlineExceeded) && !early.IsZero() && time.Now().Before(r.deadline)
 		if reused && (ex.status == 0 || ex.status == http.StatusRequestTimeout) &&
-			r.done() == nil && !errors.Is(ex.err, os.ErrDeadlineExceeded) {
+			r.done() == nil && (silent || !errors.Is(ex.err, os.ErrDeadlineExceeded)) {
 			// The kept connection failed before a response to this
 			// request: the server closed it as the request went out
-			// (idle timeout, restart), or what came was left over from
-			// before (bytes sent unasked, an idle connection's 408).
-			// That says nothing of its health: the probe goes again, at
-			// once and within its deadline, on a fresh connection.
+			// (idle timeout, restart), what came was left over from
+			// before (bytes sent unasked, an idle connection's 408), or
+			// nothing came back in half the time. That says nothing of
+			// the server's health: the probe goes again, at once and
+			// within its deadline, on a fresh connection.
 			kc.close()
 			kc = nil
 			continue
@@ -98,6 +115,7 @@ func (p *NetProber) probePlainHTTP(r *probeRun, ap netip.AddrPort, t Target) err
 		// Only a clean success keeps the connection, so a failure is
 		// always confirmed on a fresh one.
 		if keep && err == nil && ex.reusable {
+			kc.uses++
 			t.cache.putConn(kc)
 		} else {
 			kc.close()

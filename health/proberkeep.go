@@ -12,7 +12,7 @@ import (
 // prober's context, reset), and the checked server pays an accept and a
 // close for each. Envoy's HTTP health checker keeps its connection by
 // default; so does this one, with the rules a kept connection needs so
-// that it never changes a probe's verdict:
+// that it does not change a probe's verdict:
 //
 //   - a connection is kept only after a clean success: a failed probe (any
 //     error, an unexpected status, a missing body string), a response that
@@ -23,19 +23,29 @@ import (
 //   - before a kept connection carries a probe, a non-blocking peek drops
 //     it if the server closed it meanwhile or sent anything unasked (an
 //     idle timeout's 408, say);
-//   - if a kept connection fails before a response to the probe's request
-//     (nothing came: the server closed it as the request went out; or what
-//     came is no response, or a 408: left over from before), the probe
-//     goes again at once on a fresh connection, within the same deadline,
-//     so a stale connection never reports a target down. A timeout is not
-//     retried: the deadline is spent.
+//   - a probe on a kept connection has half the time left to get its
+//     response; if it fails before one (nothing came: the server closed
+//     it as the request went out, or a middlebox dropped it silently; or
+//     what came is no response, or a 408: left over from before), the
+//     probe goes again at once on a fresh connection with the rest of its
+//     deadline, so a stale connection does not report a target down;
+//   - every keptProbes-th probe takes a fresh connection, so a server that
+//     accepts no new connection (out of descriptors, a stuck accept loop)
+//     is found out within that many intervals, and cannot look healthy on
+//     the one it accepted long ago.
 //
-// At most one connection per target is kept; it is closed when the target
+// At most one connection per target is kept (one descriptor per http
+// IP:port target, as many as Envoy keeps); it is closed when the target
 // goes away or Run returns. https probes and http probes to a host name go
 // through net/http, which does not keep them (DisableKeepAlives).
+// keptProbes is how many probes a kept connection carries before a fresh
+// one is dialled (see keptConn).
+const keptProbes = 5
+
 type keptConn struct {
-	f  *os.File
-	rc syscall.RawConn
+	f    *os.File
+	rc   syscall.RawConn
+	uses int // probes it has carried
 	// peek's results, fields so that the bound method value is made once
 	// per connection rather than a closure per probe.
 	peekFn   func(fd uintptr) bool

@@ -284,7 +284,7 @@ func TestKeptConnectionMisbehavingServer(t *testing.T) {
 			wants: []string{"malformed HTTP response", "malformed HTTP response"}, conns: 2,
 		},
 		{
-			name: "stalls on the second request",
+			name: "kept connection goes silent",
 			respond: func(c net.Conn, n, i int) bool {
 				if i == 2 {
 					time.Sleep(time.Second) // past the probe's timeout
@@ -293,8 +293,24 @@ func TestKeptConnectionMisbehavingServer(t *testing.T) {
 				c.Write([]byte(okResponse))
 				return true
 			},
-			// The stall is a timeout, not retried; the next probe dials.
-			wants: []string{"", "context deadline exceeded", ""}, conns: 2,
+			// As if a middlebox dropped each connection after its first
+			// exchange without a word: after half the time each later
+			// probe goes to a fresh connection, and succeeds.
+			wants: []string{"", "", ""}, conns: 3,
+		},
+		{
+			name: "server stalls after its first answer",
+			respond: func(c net.Conn, n, i int) bool {
+				if n > 1 || i > 1 {
+					time.Sleep(time.Second) // past the probe's timeout
+					return false
+				}
+				c.Write([]byte(okResponse))
+				return true
+			},
+			// Silent on the kept connection and on the fresh one: a
+			// timeout; the next probe dials again and times out too.
+			wants: []string{"", "context deadline exceeded", "context deadline exceeded"}, conns: 3,
 		},
 	}
 	for _, tc := range tests {
@@ -386,15 +402,21 @@ func TestEngineClosesKeptConnections(t *testing.T) {
 				cancel()
 				<-done
 			}()
+			before := opened.Load()
 			e.Sync(spec(addr))
 			m := e.Member("web", addr)
-			before := opened.Load()
+			var probes int
 			poll("ten probes", func() bool {
 				s, _ := e.Status("web", addr)
-				return s.Probe != nil && s.Probe.Probes >= 10
+				if s.Probe != nil {
+					probes = int(s.Probe.Probes)
+				}
+				return probes >= 10
 			})
-			if !m.Available() || opened.Load()-before != 1 {
-				t.Fatalf("after 10 probes: available %v, %d connections", m.Available(), opened.Load()-before)
+			// One connection per keptProbes probes (one more may be on
+			// its way as the count is read).
+			if n := int(opened.Load() - before); !m.Available() || n < probes/keptProbes || n > probes/keptProbes+1 {
+				t.Fatalf("after %d probes: available %v, %d connections", probes, m.Available(), n)
 			}
 			if end == "removal" {
 				e.Sync(nil)
@@ -406,4 +428,20 @@ func TestEngineClosesKeptConnections(t *testing.T) {
 			poll("the kept connection to close", func() bool { return open.Load() == 0 })
 		})
 	}
+}
+
+// TestKeptConnectionServerStopsAccepting: a server that accepts no new
+// connection (here its listener is closed) does not stay up on the one it
+// accepted before: every keptProbes-th probe dials.
+func TestKeptConnectionServerStopsAccepting(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	var p NetProber
+	tgt := keepTarget(t, srv.Listener.Addr().String(), config.Check{})
+	probeOnce(t, &p, tgt, time.Second, "")
+	srv.Listener.Close()
+	for range keptProbes - 1 {
+		probeOnce(t, &p, tgt, time.Second, "") // the kept connection
+	}
+	probeOnce(t, &p, tgt, time.Second, "connection refused")
 }

@@ -212,7 +212,7 @@ func (e *Engine) work(rs *runState, w *worker) {
 		w.busy = t.start
 		t.run.spare = &w.spare
 		e.mu.Unlock()
-		e.probe(ctx, t)
+		e.probe(ctx, rs, t)
 		e.mu.Lock()
 	}
 }
@@ -255,7 +255,7 @@ func (t *target) abortLocked() {
 
 // probe runs one probe of t, started by startLocked (ctx is nil for the
 // NetProber), and applies its result; finish queues the next one.
-func (e *Engine) probe(ctx context.Context, t *target) {
+func (e *Engine) probe(ctx context.Context, rs *runState, t *target) {
 	var err error
 	var aborted, timedOut bool
 	if ctx == nil {
@@ -264,8 +264,10 @@ func (e *Engine) probe(ctx context.Context, t *target) {
 		timedOut = !time.Now().Before(t.run.deadline)
 	} else {
 		err = e.prober.Probe(ctx, t.spec)
-		aborted = ctx.Err() == context.Canceled
-		timedOut = ctx.Err() == context.DeadlineExceeded
+		// Run's own context ending (cancelled, or past a deadline of its
+		// own) aborts the probe; only the probe's deadline is a timeout.
+		aborted = ctx.Err() == context.Canceled || rs.ctx.Err() != nil
+		timedOut = !aborted && ctx.Err() == context.DeadlineExceeded
 		e.mu.Lock()
 		cancel := t.cancel
 		t.cancel = nil

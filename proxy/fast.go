@@ -357,15 +357,7 @@ func (c *fastConn) fill() error {
 	}
 	if c.rc == nil {
 		c.getBuf()
-		n, err := c.raw.Read((*c.buf)[c.w:])
-		c.w += n
-		if n > 0 {
-			return nil
-		}
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return err
+		return c.readMore()
 	}
 	c.rn, c.rerr, c.parked = 0, nil, false
 	err := c.rc.Read(c.readFn)
@@ -471,6 +463,20 @@ func (c *fastConn) getBuf() {
 	if c.buf == nil {
 		c.buf = fastBufs.Get().(*[]byte)
 	}
+}
+
+// readMore reads once into the buffer after what it holds; a read that
+// brings nothing and no error counts as io.ErrNoProgress.
+func (c *fastConn) readMore() error {
+	n, err := c.raw.Read((*c.buf)[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
 }
 
 func (c *fastConn) putBuf() {

@@ -141,15 +141,7 @@ func recordLooksLikeHTTP(hdr [5]byte) bool {
 func (c *fastConn) fillTLS() error {
 	if c.r < c.w {
 		// A head in pieces: the rest, under read_header_timeout.
-		n, err := c.raw.Read((*c.buf)[c.w:])
-		c.w += n
-		if n > 0 {
-			return nil
-		}
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return err
+		return c.readMore()
 	}
 	c.putBuf()
 	if c.markIdle() {

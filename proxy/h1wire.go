@@ -146,7 +146,7 @@ func (pc *h1Conn) readHead(req *http.Request) (res *http.Response, ok bool) {
 		line := rest[:i]
 		rest = rest[i+2:]
 		k, v, found := strings.Cut(line, ":")
-		if !found || !fastHeaderKey(k) || !fastHeaderValue(v) {
+		if !found || !fastHeaderKey(k) || !validValue(v) {
 			return nil, false
 		}
 		k = http.CanonicalHeaderKey(k)
@@ -172,7 +172,7 @@ func (pc *h1Conn) readHead(req *http.Request) (res *http.Response, ok bool) {
 	if len(cl) != 1 {
 		return nil, false // none (read to close) or repeated
 	}
-	n, ok := fastContentLength(cl[0])
+	n, ok := parseDigits(cl[0])
 	if !ok {
 		return nil, false
 	}
@@ -233,33 +233,6 @@ func fastStatusLine(buf []byte) bool {
 // fastHeaderKey reports whether k is a non-empty token.
 func fastHeaderKey(k string) bool {
 	return k != "" && httpguts.ValidHeaderFieldName(k)
-}
-
-// fastHeaderValue reports whether v has no control byte but tab, so no
-// folding, bare CR or LF, or NUL for net/http to judge.
-func fastHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// fastContentLength parses a Content-Length of 1 to 18 digits.
-func fastContentLength(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // clBody is a Content-Length framed response body read from the

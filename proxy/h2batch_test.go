@@ -5,8 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,5 +258,49 @@ func TestBatchConnCloseFlushes(t *testing.T) {
 	b.Close()
 	if p := <-got; !bytes.Equal(p, want) {
 		t.Fatalf("%d bytes read, want %d", len(p), len(want))
+	}
+}
+
+// TestH2cManyStreamsBatched: many concurrent streams on one h2c
+// connection, through the lane's handover and batchConn, each get their
+// own whole answer, large ones (past batchMax) included.
+func TestH2cManyStreamsBatched(t *testing.T) {
+	up := newBackend(t, "up", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Write(bytes.Repeat([]byte(r.URL.Query().Get("c")), n))
+	})
+	e := newEnv(t, `
+pools: {p: {endpoints: [{{UP}}]}}
+services: {s: {pools: [p]}}
+routes: [{name: r, service: s}]
+`, map[string]string{"UP": up.addr})
+	tr := h2cTransport()
+	tr.MaxConnsPerHost = 1 // one connection: the streams share it
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := string(rune('a' + i%26))
+			n := 1 + i*i*40 // up to about 160 KiB
+			res, err := c.Get(e.url + "/?c=" + ch + "&n=" + strconv.Itoa(n))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer res.Body.Close()
+			b, err := io.ReadAll(res.Body)
+			if err != nil || res.ProtoMajor != 2 || string(b) != strings.Repeat(ch, n) {
+				errs <- fmt.Errorf("stream %d: %s, %d bytes, %v", i, res.Proto, len(b), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
