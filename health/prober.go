@@ -44,6 +44,7 @@ type NetProber struct {
 
 	plainOnce sync.Once
 	plain     *http.Client
+	bufs      sync.Pool // of *bufio.Reader, 4 KiB: http probes' responses
 }
 
 // Probe runs t's check once; ctx carries the timeout.

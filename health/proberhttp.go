@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -85,7 +84,7 @@ func (p *NetProber) probePlainHTTP(r *probeRun, ap netip.AddrPort, t Target) err
 			}
 			kc = newKeptConn(f)
 		}
-		ex := exchange(r, kc.f, pr, c)
+		ex := p.exchange(r, kc.f, pr, c)
 		r.unwatch()
 		silent := errors.Is(ex.err, os.ErrDeadlineExceeded) && !early.IsZero() && time.Now().Before(r.deadline)
 		if reused && (ex.status == 0 || ex.status == http.StatusRequestTimeout) &&
@@ -138,7 +137,7 @@ type exchanged struct {
 // reusable only if the response was read completely and nothing more came
 // with it, and the server did not ask to close (Connection: close, an
 // HTTP/1.0 answer, a body delimited by the close).
-func exchange(r *probeRun, conn io.ReadWriter, pr *plainRequest, c *config.Check) (ex exchanged) {
+func (p *NetProber) exchange(r *probeRun, conn io.ReadWriter, pr *plainRequest, c *config.Check) (ex exchanged) {
 	if _, err := conn.Write(pr.raw); err != nil {
 		ex.err = err
 		return ex
@@ -146,11 +145,14 @@ func exchange(r *probeRun, conn io.ReadWriter, pr *plainRequest, c *config.Check
 	r.waiting() // the answer takes the server a moment
 	const headCap = maxProbeBody + 4096
 	lr := &io.LimitedReader{R: conn, N: headCap}
-	br := bufPool.Get().(*bufio.Reader)
+	br, _ := p.bufs.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(nil, 4096)
+	}
 	br.Reset(lr)
 	defer func() {
 		br.Reset(nil)
-		bufPool.Put(br)
+		p.bufs.Put(br)
 	}()
 	sh, simple, err := readSimpleHead(br, pr.req.Method == http.MethodHead)
 	if err != nil {
@@ -215,8 +217,6 @@ func exchange(r *probeRun, conn io.ReadWriter, pr *plainRequest, c *config.Check
 		resp.StatusCode != http.StatusSwitchingProtocols && br.Buffered() == 0
 	return ex
 }
-
-var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 // plainRequest is an http probe's request, as bytes, with what reading the
 // response and wording errors need.

@@ -103,10 +103,6 @@ func limitsOf(cfg *config.Config, pool string) poolLimits {
 	return l
 }
 
-// limitsOff, set by benchmarks before a Compile, builds pools without
-// breakers, to measure what the breakers cost.
-var limitsOff atomic.Bool
-
 // breaker is one pool's circuit breakers. The request counts are atomics
 // (the request path's whole cost is an add and a compare at the pick and
 // an add at the end); connections are counted under mu, which is taken
@@ -572,7 +568,7 @@ func (c *countedConn) CloseWrite() error {
 // breakerFor returns the pool's breaker, the one earlier tables used when
 // there is one. Caller holds stateMu.
 func (h *Handler) breakerFor(pool string) *breaker {
-	if limitsOff.Load() {
+	if h.limitsOff {
 		return nil
 	}
 	if h.breakers == nil {

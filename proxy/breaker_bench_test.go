@@ -10,7 +10,7 @@ import (
 
 // BenchmarkProxyLimits is BenchmarkProxy's meridian case with the pool's
 // circuit breakers at their defaults and with no breakers at all
-// (limitsOff), on the same backend and client, so the difference is what
+// (Handler.limitsOff), on the same backend and client, so the difference is what
 // the breakers cost a request: an add and a compare at the pick, an add at
 // the end, and nothing per reused connection.
 func BenchmarkProxyLimits(b *testing.B) {
@@ -25,9 +25,11 @@ services: {web: {pools: [backend]}}
 routes: [{name: www, match: {path_prefix: /}, service: web}]
 `
 	for _, off := range []bool{false, true} {
-		limitsOff.Store(off)
-		e := newEnv(b, conf, map[string]string{"UP": u.Host})
-		limitsOff.Store(false)
+		var opts []envOpt
+		if off {
+			opts = append(opts, withoutLimits())
+		}
+		e := newEnv(b, conf, map[string]string{"UP": u.Host}, opts...)
 		b.Cleanup(e.shutdown)
 		name := "default-limits"
 		if off {

@@ -416,17 +416,15 @@ routes: [{name: r, service: s, timeout: 2s}]
 	}
 }
 
-// TestBreakerLimitsOff: with limitsOff (the benchmark's baseline) pools
+// TestBreakerLimitsOff: with Handler.limitsOff (the benchmark's baseline) pools
 // have no breaker, and requests pass.
 func TestBreakerLimitsOff(t *testing.T) {
-	limitsOff.Store(true)
-	defer limitsOff.Store(false)
 	b := newBackend(t, "b", nil)
 	e := newEnv(t, `
 pools: {p: {endpoints: [{{B}}], limits: {max_requests: 1}}}
 services: {s: {pools: [p]}}
 routes: [{name: r, service: s}]
-`, map[string]string{"B": b.addr})
+`, map[string]string{"B": b.addr}, withoutLimits())
 	if e.breaker("p") != nil {
 		t.Fatal("a breaker with limitsOff")
 	}

@@ -77,6 +77,8 @@ type fastLane struct {
 	connCtx func(context.Context, net.Conn) context.Context
 
 	h2bufs sync.Pool // batchConn buffers of the h2c connections handed over
+	bufs   sync.Pool // of *[]byte of fastBufSize: heads read, responses written
+	date   atomic.Pointer[dateStamp]
 
 	closing atomic.Bool
 	mu      sync.Mutex
@@ -93,6 +95,7 @@ func newFastLane(h http.Handler, s config.HTTP, logger *zap.Logger, ll *connCap,
 		conns:   map[*fastConn]struct{}{},
 	}
 	l.h2bufs.New = func() any { b := make([]byte, 0, 16<<10); return &b }
+	l.bufs.New = func() any { b := make([]byte, fastBufSize); return &b }
 	var err error
 	if l.parker, err = newParker(l); err != nil {
 		l.log.Warn("fast lane: no epoll set for idle connections; they keep a goroutine", zap.Error(err))
@@ -192,8 +195,6 @@ type fastConn struct {
 // Buffers: one size for reading heads and writing responses; a
 // connection holds one of each only while a request is in progress.
 const fastBufSize = 4 << 10
-
-var fastBufs = sync.Pool{New: func() any { b := make([]byte, fastBufSize); return &b }}
 
 // watchDelay is how long a request runs before the lane starts watching
 // its connection for the client going away (see fastLane).
@@ -461,7 +462,7 @@ func (c *fastConn) waitUntil() time.Time {
 
 func (c *fastConn) getBuf() {
 	if c.buf == nil {
-		c.buf = fastBufs.Get().(*[]byte)
+		c.buf = c.lane.bufs.Get().(*[]byte)
 	}
 }
 
@@ -481,7 +482,7 @@ func (c *fastConn) readMore() error {
 
 func (c *fastConn) putBuf() {
 	if c.buf != nil && c.r == c.w {
-		fastBufs.Put(c.buf)
+		c.lane.bufs.Put(c.buf)
 		c.buf = nil
 		c.r, c.w = 0, 0
 	}

@@ -473,13 +473,13 @@ routes: [{name: r, service: s}]
 	// Both park within parkAfter (plus slack) of their last request.
 	parked := func(want int64) bool {
 		deadline := time.Now().Add(parkAfter + 300*time.Millisecond)
-		for parkedConns.Load() != want && time.Now().Before(deadline) {
+		for e.srv.parkedConns() != want && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		return parkedConns.Load() == want
+		return e.srv.parkedConns() == want
 	}
 	if !parked(2) {
-		t.Fatalf("%d connections parked after %v idle, want 2", parkedConns.Load(), parkAfter)
+		t.Fatalf("%d connections parked after %v idle, want 2", e.srv.parkedConns(), parkAfter)
 	}
 	if err := get(c1, br1); err != nil {
 		t.Fatalf("request on a parked connection: %v", err)

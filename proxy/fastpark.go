@@ -44,10 +44,9 @@ type parker struct {
 	conns  map[int32]*fastConn
 	closed bool
 	done   chan struct{}
-}
 
-// parkedConns counts the connections parked, in every lane (tests read it).
-var parkedConns atomic.Int64
+	parked atomic.Int64 // connections parked now (the tests read it)
+}
 
 // parkAfter is how long a connection idles in Go's poller, with its
 // goroutine, before it is parked.
@@ -116,7 +115,7 @@ func (p *parker) park(c *fastConn) bool {
 	}
 	c.epollReg = true
 	p.conns[fd] = c
-	parkedConns.Add(1)
+	p.parked.Add(1)
 	return true
 }
 
@@ -154,7 +153,7 @@ func (p *parker) run() {
 			delete(p.conns, fd)
 			p.mu.Unlock()
 			if c != nil {
-				parkedConns.Add(-1)
+				p.parked.Add(-1)
 				go p.lane.loop(c)
 			}
 		}
@@ -180,7 +179,7 @@ func (p *parker) expire(now time.Time) {
 // forget closes a parked connection and drops it from the lane. Caller
 // holds p.mu.
 func (p *parker) forget(c *fastConn) {
-	parkedConns.Add(-1)
+	p.parked.Add(-1)
 	if c.tc != nil {
 		// Closing a TLS connection sends close_notify, which may wait up
 		// to 5 s for a client that does not read: not under p.mu.

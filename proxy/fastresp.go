@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -81,7 +80,7 @@ func (w *fastResponse) reset(r *http.Request, body *fastBody, wantsClose bool) {
 
 func (w *fastResponse) getOut() {
 	if w.out == nil {
-		w.outp = fastBufs.Get().(*[]byte)
+		w.outp = w.c.lane.bufs.Get().(*[]byte)
 		w.out = (*w.outp)[:0]
 	}
 }
@@ -90,7 +89,7 @@ func (w *fastResponse) getOut() {
 func (w *fastResponse) putOut() {
 	if w.outp != nil && cap(w.out) == fastBufSize {
 		// Not a buffer append grew: the pool's own.
-		fastBufs.Put(w.outp)
+		w.c.lane.bufs.Put(w.outp)
 	}
 	w.out, w.outp = nil, nil
 }
@@ -325,7 +324,7 @@ func (w *fastResponse) commit() {
 	}
 	if !w.hasDate {
 		b = append(b, "Date: "...)
-		b = appendDate(b)
+		b = w.c.lane.appendDate(b)
 		b = append(b, "\r\n"...)
 	}
 	if extraCL != "" {
@@ -560,17 +559,15 @@ type dateStamp struct {
 	b   []byte
 }
 
-var lastDate atomic.Pointer[dateStamp]
-
 // appendDate appends the current time in http.TimeFormat, formatted once
-// a second.
-func appendDate(b []byte) []byte {
+// a second per lane.
+func (l *fastLane) appendDate(b []byte) []byte {
 	now := time.Now()
 	sec := now.Unix()
-	d := lastDate.Load()
+	d := l.date.Load()
 	if d == nil || d.sec != sec {
 		d = &dateStamp{sec: sec, b: now.UTC().AppendFormat(nil, http.TimeFormat)}
-		lastDate.Store(d)
+		l.date.Store(d)
 	}
 	return append(b, d.b...)
 }

@@ -43,6 +43,7 @@ type tlsLane struct {
 	addr  string
 	roots *x509.CertPool
 	be    *backend
+	ts    *TLSServer
 	stop  func() // shuts the server down and waits for Serve to return
 }
 
@@ -85,7 +86,7 @@ func newTLSLane(t *testing.T, engine config.HTTPEngine, httpSettings string) *tl
 		})
 	}
 	t.Cleanup(stop)
-	return &tlsLane{t: t, addr: ln.Addr().String(), roots: roots, be: be, stop: stop}
+	return &tlsLane{t: t, addr: ln.Addr().String(), roots: roots, be: be, ts: ts, stop: stop}
 }
 
 // dial makes a TLS connection offering protos, through hold (which can
@@ -315,7 +316,7 @@ func TestTLSLaneParking(t *testing.T) {
 	}
 	parked := func(want int64) {
 		t.Helper()
-		waitFor(t, fmt.Sprintf("%d parked connections", want), func() bool { return parkedConns.Load() == want })
+		waitFor(t, fmt.Sprintf("%d parked connections", want), func() bool { return e.ts.parkedConns() == want })
 	}
 	parked(4)
 
@@ -354,7 +355,7 @@ func TestTLSLaneParking(t *testing.T) {
 			t.Fatalf("parked connection %d after shutdown: %v", i, err)
 		}
 	}
-	if n := parkedConns.Load(); n != 0 {
+	if n := e.ts.parkedConns(); n != 0 {
 		t.Errorf("%d connections parked after shutdown", n)
 	}
 }
@@ -414,7 +415,7 @@ func TestTLSLaneMaxConns(t *testing.T) {
 			io.WriteString(idle, getReq)
 			readResponses(t, idle, br, 1)
 			if engine == config.HTTPEngineFast {
-				waitFor(t, "the idle connection parked", func() bool { return parkedConns.Load() == 1 })
+				waitFor(t, "the idle connection parked", func() bool { return e.ts.parkedConns() == 1 })
 			}
 			// next takes the second slot; the first idle connection is
 			// reclaimed for a third before next sends a request, so next

@@ -71,6 +71,9 @@ type Handler struct {
 	tel    *telemetry.Telemetry
 
 	fwd atomic.Pointer[RegionForwarder] // on_all_down: forward (forwardregion.go); nil: none
+	// limitsOff, set by benchmarks and tests before the first Compile,
+	// builds pools without breakers, to measure what the breakers cost.
+	limitsOff bool
 }
 
 // NewHandler builds the proxy handler.

@@ -101,8 +101,11 @@ type env struct {
 	url  string
 	stop context.CancelFunc
 	done chan error
+	srv  *Server
 	cfg  config.HTTP
-	log  *zap.Logger
+	// noLimits: pools without circuit breakers (withoutLimits).
+	noLimits bool
+	log      *zap.Logger
 	// stdio receives the access log's stdout and stderr destinations;
 	// io.Discard unless withStdio.
 	stdio io.Writer
@@ -113,6 +116,9 @@ type envOpt func(*env)
 func withLogger(l *zap.Logger) envOpt      { return func(e *env) { e.log = l } }
 func withStdio(w io.Writer) envOpt         { return func(e *env) { e.stdio = w } }
 func withHTTP(f func(*config.HTTP)) envOpt { return func(e *env) { f(&e.cfg) } }
+
+// withoutLimits builds pools without circuit breakers (Handler.limitsOff).
+func withoutLimits() envOpt { return func(e *env) { e.noLimits = true } }
 
 // newEnv compiles y (with {{name}} replaced by vars) and serves it.
 func newEnv(t testing.TB, y string, vars map[string]string, opts ...envOpt) *env {
@@ -126,6 +132,7 @@ func newEnv(t testing.TB, y string, vars map[string]string, opts ...envOpt) *env
 		o(e)
 	}
 	e.h = NewHandler(Options{Logger: e.log, Registerer: e.reg, Settings: e.cfg, Stdout: e.stdio, Stderr: e.stdio})
+	e.h.limitsOff = e.noLimits
 	e.install(tb)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -134,6 +141,7 @@ func newEnv(t testing.TB, y string, vars map[string]string, opts ...envOpt) *env
 	e.addr = ln.Addr().String()
 	e.url = "http://" + e.addr
 	srv := NewServer(e.h, e.cfg, e.log)
+	e.srv = srv
 	srv.Grace = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel

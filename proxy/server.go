@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,8 @@ type Server struct {
 	// their connections are closed; the caller sets it (shutdown.grace).
 	// Zero closes them at once.
 	Grace time.Duration
+
+	lane atomic.Pointer[fastLane] // the lane Serve runs, once it runs one
 }
 
 // NewServer returns a server for h with the given listener settings
@@ -95,7 +98,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // and net/http serving those it hands over. Shutdown is serveUntil's: stop
 // accepting, let requests finish for up to Grace on both, then close.
 func (s *Server) serveFast(ctx context.Context, srv *http.Server, ll *connCap, d drainer) error {
-	return serveLane(ctx, newFastLane(s.h, s.s, s.log, ll, srv, ll.Addr()), srv, ll, d, s.Grace, s.log, "HTTP")
+	lane := newFastLane(s.h, s.s, s.log, ll, srv, ll.Addr())
+	s.lane.Store(lane)
+	return serveLane(ctx, lane, srv, ll, d, s.Grace, s.log, "HTTP")
+}
+
+// parkedConns is how many connections the listener's fast lane has parked
+// now (the tests read it).
+func (s *Server) parkedConns() int64 { return lanePark(s.lane.Load()) }
+
+func lanePark(l *fastLane) int64 {
+	if l == nil || l.parker == nil {
+		return 0
+	}
+	return l.parker.parked.Load()
 }
 
 // serveLane runs lane's accept loop on ll and srv on what the lane hands

@@ -59,6 +59,8 @@ type TLSServer struct {
 	// Grace bounds the drain on shutdown, as Server.Grace does.
 	Grace time.Duration
 
+	lane atomic.Pointer[fastLane] // the lane Serve runs, once it runs one
+
 	gen  atomic.Pointer[tlsGen]
 	port atomic.Int32
 
@@ -287,6 +289,10 @@ func (s *TLSServer) Status() TLSStatus {
 	return st
 }
 
+// parkedConns is how many connections the listener's fast lane has parked
+// now (the tests read it).
+func (s *TLSServer) parkedConns() int64 { return lanePark(s.lane.Load()) }
+
 // Port is the bound port of the listener, 0 before Serve. The plain
 // listener's HTTPS redirects point at it.
 func (s *TLSServer) Port() int { return int(s.port.Load()) }
@@ -358,6 +364,7 @@ func (s *TLSServer) Serve(ctx context.Context, ln net.Listener) error {
 		// The fast lane does the handshakes and serves HTTP/1.1
 		// (fasttls.go); srv serves h2 and what the lane hands over.
 		lane := newFastLane(s.h, s.settings, s.log, cl, srv, cl.Addr())
+		s.lane.Store(lane)
 		// A copy, as ServeTLS makes: srv.Serve configures HTTP/2 on
 		// srv.TLSConfig while the lane's handshakes read theirs.
 		lane.tlsConf = srv.TLSConfig.Clone()
