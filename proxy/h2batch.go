@@ -41,11 +41,15 @@ import (
 type batchConn struct {
 	net.Conn
 	pool *sync.Pool // of *[]byte with len 0, shared by the listener's connections
-	// passthrough: writes go straight to Conn, as if unwrapped, until
-	// batch is called (under TLS, the wrapper is put in place before the
-	// handshake tells whether the connection will carry HTTP/2).
-	passthrough bool
+	// st is the batching state; nil while passthrough: writes go straight
+	// to Conn, as if unwrapped, until batch is called (under TLS, the
+	// wrapper is put in place before the handshake tells whether the
+	// connection will carry HTTP/2, and most never do: they keep only
+	// these three words).
+	st *batchState
+}
 
+type batchState struct {
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when the writer took or sent bytes, or stopped
 	buf     *[]byte   // pending bytes; nil when none
@@ -65,20 +69,21 @@ var errBatchClosed = errors.New("proxy: write on a closed connection")
 
 func newBatchConn(c net.Conn, pool *sync.Pool) *batchConn {
 	b := &batchConn{Conn: c, pool: pool}
-	b.cond.L = &b.mu
+	b.batch()
 	return b
 }
 
 // newPassthroughConn wraps c for batching that starts only with batch.
 func newPassthroughConn(c net.Conn, pool *sync.Pool) *batchConn {
-	b := newBatchConn(c, pool)
-	b.passthrough = true
-	return b
+	return &batchConn{Conn: c, pool: pool}
 }
 
 // batch starts batching. The caller must be the connection's only user
 // at that moment (between the handshake and the handover).
-func (b *batchConn) batch() { b.passthrough = false }
+func (b *batchConn) batch() {
+	b.st = &batchState{}
+	b.st.cond.L = &b.st.mu
+}
 
 // unbatch returns the connection a batchConn wraps, or c.
 func unbatch(c net.Conn) net.Conn {
@@ -93,24 +98,24 @@ func unbatch(c net.Conn) net.Conn {
 func (b *batchConn) NetConn() net.Conn { return b.Conn }
 
 func (b *batchConn) Write(p []byte) (int, error) {
-	if b.passthrough {
+	if b.st == nil {
 		return b.Conn.Write(p)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.err == nil && b.buf != nil && len(*b.buf)+len(p) > batchMax && len(*b.buf) > 0 {
-		b.cond.Wait()
+	b.st.mu.Lock()
+	defer b.st.mu.Unlock()
+	for b.st.err == nil && b.st.buf != nil && len(*b.st.buf)+len(p) > batchMax && len(*b.st.buf) > 0 {
+		b.st.cond.Wait()
 	}
-	if b.err != nil {
-		return 0, b.err
+	if b.st.err != nil {
+		return 0, b.st.err
 	}
-	if b.buf == nil {
-		b.buf = b.pool.Get().(*[]byte)
-		*b.buf = (*b.buf)[:0]
+	if b.st.buf == nil {
+		b.st.buf = b.pool.Get().(*[]byte)
+		*b.st.buf = (*b.st.buf)[:0]
 	}
-	*b.buf = append(*b.buf, p...)
-	if !b.writing {
-		b.writing = true
+	*b.st.buf = append(*b.st.buf, p...)
+	if !b.st.writing {
+		b.st.writing = true
 		go b.writer()
 	}
 	return len(p), nil
@@ -118,40 +123,40 @@ func (b *batchConn) Write(p []byte) (int, error) {
 
 // writer sends what is pending until nothing is, or a write fails.
 func (b *batchConn) writer() {
-	b.mu.Lock()
-	for b.buf != nil && b.err == nil {
-		buf := b.buf
-		b.buf = nil
-		b.cond.Broadcast() // room for blocked Writes
-		b.mu.Unlock()
+	b.st.mu.Lock()
+	for b.st.buf != nil && b.st.err == nil {
+		buf := b.st.buf
+		b.st.buf = nil
+		b.st.cond.Broadcast() // room for blocked Writes
+		b.st.mu.Unlock()
 		err := b.send(*buf)
 		b.recycle(buf)
-		b.mu.Lock()
-		if err != nil && b.err == nil {
-			b.err = err
+		b.st.mu.Lock()
+		if err != nil && b.st.err == nil {
+			b.st.err = err
 		}
 	}
-	if b.buf != nil { // failed: drop what is left
-		b.recycle(b.buf)
-		b.buf = nil
+	if b.st.buf != nil { // failed: drop what is left
+		b.recycle(b.st.buf)
+		b.st.buf = nil
 	}
-	b.writing = false
-	b.cond.Broadcast()
-	b.mu.Unlock()
+	b.st.writing = false
+	b.st.cond.Broadcast()
+	b.st.mu.Unlock()
 }
 
 // send writes p, giving up when the network takes no byte for
 // batchWriteTimeout, or at the deadline Close set.
 func (b *batchConn) send(p []byte) error {
 	for {
-		b.mu.Lock()
+		b.st.mu.Lock()
 		dl := time.Now().Add(batchWriteTimeout)
-		if !b.closeBy.IsZero() && b.closeBy.Before(dl) {
-			dl = b.closeBy
+		if !b.st.closeBy.IsZero() && b.st.closeBy.Before(dl) {
+			dl = b.st.closeBy
 		}
 		// Under mu, so a Close that shortens the deadline comes after.
 		err := b.Conn.SetWriteDeadline(dl)
-		b.mu.Unlock()
+		b.st.mu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -179,7 +184,7 @@ func (b *batchConn) recycle(buf *[]byte) {
 // SetWriteDeadline passes t on before batching and ignores it after (see
 // batchConn).
 func (b *batchConn) SetWriteDeadline(t time.Time) error {
-	if b.passthrough {
+	if b.st == nil {
 		return b.Conn.SetWriteDeadline(t)
 	}
 	return nil
@@ -193,23 +198,23 @@ func (b *batchConn) SetDeadline(t time.Time) error {
 // Close sends what is pending, for up to batchCloseGrace, then closes
 // the connection.
 func (b *batchConn) Close() error {
-	if b.passthrough {
+	if b.st == nil {
 		return b.Conn.Close()
 	}
-	b.mu.Lock()
-	if b.closeBy.IsZero() {
-		b.closeBy = time.Now().Add(batchCloseGrace)
+	b.st.mu.Lock()
+	if b.st.closeBy.IsZero() {
+		b.st.closeBy = time.Now().Add(batchCloseGrace)
 	}
-	if b.writing {
+	if b.st.writing {
 		// The write in flight may have a later deadline.
-		_ = b.Conn.SetWriteDeadline(b.closeBy)
-		for b.writing {
-			b.cond.Wait()
+		_ = b.Conn.SetWriteDeadline(b.st.closeBy)
+		for b.st.writing {
+			b.st.cond.Wait()
 		}
 	}
-	if b.err == nil {
-		b.err = errBatchClosed
+	if b.st.err == nil {
+		b.st.err = errBatchClosed
 	}
-	b.mu.Unlock()
+	b.st.mu.Unlock()
 	return b.Conn.Close()
 }

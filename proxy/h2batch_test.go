@@ -49,9 +49,9 @@ func (g *gatedConn) Close() error                     { return nil }
 // taken waits until b's writer has taken the pending bytes.
 func taken(t *testing.T, b *batchConn) {
 	waitFor(t, "the writer to take the bytes", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.buf == nil
+		b.st.mu.Lock()
+		defer b.st.mu.Unlock()
+		return b.st.buf == nil
 	})
 }
 
@@ -156,9 +156,9 @@ func TestBatchConnStalledPeer(t *testing.T) {
 		werr <- nil
 	}()
 	waitFor(t, "a Write held by the full buffer", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.writing && b.buf != nil && len(*b.buf)+len(chunk) > batchMax
+		b.st.mu.Lock()
+		defer b.st.mu.Unlock()
+		return b.st.writing && b.st.buf != nil && len(*b.st.buf)+len(chunk) > batchMax
 	})
 	start := time.Now()
 	b.Close()
@@ -182,9 +182,9 @@ func TestBatchConnFailureKeepsNothing(t *testing.T) {
 	a.Write([]byte("SECRET-OF-CONNECTION-A")) // pending when the write fails
 	close(g.gate)
 	waitFor(t, "the writer to stop", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return !a.writing
+		a.st.mu.Lock()
+		defer a.st.mu.Unlock()
+		return !a.st.writing
 	})
 	for range 10 {
 		h := &gatedConn{gate: make(chan struct{})}
