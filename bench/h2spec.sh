@@ -18,15 +18,7 @@ cd "$(dirname "$0")/.."
 
 P_BACKEND=${P_BACKEND:-9520} P_MERIDIAN=${P_MERIDIAN:-9521} P_BARE=${P_BARE:-9522} P_ADMIN=${P_ADMIN:-9523} P_H2C=${P_H2C:-9524} P_BARE_H2C=${P_BARE_H2C:-9525}
 OUT=${OUT:-bench/results/h2spec-$(date +%Y-%m-%d).txt}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$(dirname "$OUT")"
+. bench/lib.sh # WORK, PIDS, cleanup on exit
 
 GOBIN=$WORK/bin go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 go build -o "$WORK/backend" ./bench/backend

@@ -68,15 +68,7 @@ fi
 command -v nginx >/dev/null || PATH=$PATH:/usr/sbin
 command -v haproxy >/dev/null || PATH=$PATH:/usr/sbin
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$(dirname "$OUT")"
+. bench/lib.sh # WORK, PIDS, cleanup on exit
 : >"$OUT"
 RAW="$WORK/raw.txt"
 : >"$RAW"

@@ -44,15 +44,7 @@ for t in nginx haproxy curl; do
 	command -v $t >/dev/null || { echo "idle.sh: $t is needed (see bench/http.sh)" >&2; exit 1; }
 done
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$(dirname "$OUT")"
+. bench/lib.sh # WORK, PIDS, cleanup on exit
 : >"$OUT"
 log() { echo "$@" | tee -a "$OUT"; }
 

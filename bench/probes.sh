@@ -16,15 +16,7 @@ ROUNDS=${ROUNDS:-3}
 WINDOW=${WINDOW:-5}
 OUT=${OUT:-bench/results/probes-$(date +%Y-%m-%d).txt}
 command -v haproxy >/dev/null || PATH=$PATH:/usr/sbin
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$(dirname "$OUT")"
+. bench/lib.sh # WORK, PIDS, cleanup on exit
 : >"$OUT"
 log() { echo "$@" | tee -a "$OUT"; }
 HZ=$(getconf CLK_TCK)

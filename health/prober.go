@@ -179,17 +179,7 @@ func (p *NetProber) probeHTTP(r *probeRun, t Target) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("User-Agent", userAgent)
-	for k, v := range c.Headers {
-		if strings.EqualFold(k, "Host") {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	if c.Host != "" {
-		req.Host = c.Host
-	}
+	setCheckHeaders(req, c)
 	resp, err := cl.Do(req)
 	if err != nil {
 		return err
@@ -395,4 +385,21 @@ func probeDNS(r *probeRun, addr string, c *config.Check) error {
 		return fmt.Errorf("dns %s %s %s: rcode %s, want %s", addr, qname, qtype, mdns.RcodeToString[resp.Rcode], rname)
 	}
 	return nil
+}
+
+// setCheckHeaders gives an http(s) probe's request the check's headers:
+// the User-Agent, the configured headers (a Host among them sets the
+// request's host) and the check's host, which wins.
+func setCheckHeaders(req *http.Request, c *config.Check) {
+	req.Header.Set("User-Agent", userAgent)
+	for k, v := range c.Headers {
+		if strings.EqualFold(k, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	if c.Host != "" {
+		req.Host = c.Host
+	}
 }

@@ -3,6 +3,8 @@ package health
 import (
 	"bufio"
 	"bytes"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // simpleHead is a response head readSimpleHead understood.
@@ -111,19 +113,11 @@ func cutLine(b []byte) (line, rest []byte) {
 func plainHeaderLine(line []byte, colon int) bool {
 	for i, c := range line {
 		switch {
-		case i < colon && !isTokenByte(c):
+		case i < colon && !httpguts.IsTokenRune(rune(c)):
 			return false
 		case c < ' ' && c != '\t', c == 0x7f:
 			return false
 		}
 	}
 	return true
-}
-
-func isTokenByte(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }

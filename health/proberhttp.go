@@ -259,17 +259,7 @@ func buildPlainRequest(t Target, keep bool) (*plainRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", userAgent)
-	for k, v := range c.Headers {
-		if strings.EqualFold(k, "Host") {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	if c.Host != "" {
-		req.Host = c.Host
-	}
+	setCheckHeaders(req, c)
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return nil, &url.Error{Op: opName(c.Method), URL: u, Err: fmt.Errorf("net/http: invalid header field name %q", k)}

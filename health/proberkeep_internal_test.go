@@ -96,10 +96,11 @@ func serveRequests(c net.Conn, br *bufio.Reader, respond func(i int) bool) {
 	}
 }
 
-func TestKeptConnectionIsReused(t *testing.T) {
-	var conns atomic.Int32
-	var closeReq atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// countingServer is an http server that counts the connections it
+// accepts and the requests that ask it to close theirs.
+func countingServer(t *testing.T) (srv *httptest.Server, conns, closeReq *atomic.Int32) {
+	conns, closeReq = new(atomic.Int32), new(atomic.Int32)
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Close {
 			closeReq.Add(1)
 		}
@@ -111,6 +112,11 @@ func TestKeptConnectionIsReused(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
+	return srv, conns, closeReq
+}
+
+func TestKeptConnectionIsReused(t *testing.T) {
+	srv, conns, closeReq := countingServer(t)
 	var p NetProber
 	tgt := keepTarget(t, srv.Listener.Addr().String(), config.Check{})
 	for range 5 {
@@ -145,19 +151,7 @@ func TestFreshConnectionsOption(t *testing.T) {
 		{"reuse_connection: false", false, config.Check{ReuseConnection: &no}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var conns, closeReq atomic.Int32
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.Close {
-					closeReq.Add(1)
-				}
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
-			t.Cleanup(srv.Close)
+			srv, conns, closeReq := countingServer(t)
 			tgt := keepTarget(t, srv.Listener.Addr().String(), tc.check)
 			p := &NetProber{FreshConnections: tc.fresh}
 			for range 3 {

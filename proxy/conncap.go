@@ -146,9 +146,10 @@ func (l *connCap) trackState(c net.Conn, st http.ConnState) {
 	}
 }
 
-// slotOf finds a connection's slot through the wrappers, if any: TLS,
-// the lane's TLS handover, batched writes (batchConn), at most three deep.
-func slotOf(c net.Conn) *capSlot {
+// innerConn looks through a connection's wrappers (TLS, the lane's TLS
+// handover, batched writes: each has NetConn), at most three deep, to the
+// one the listener accepted.
+func innerConn(c net.Conn) net.Conn {
 	for range 3 {
 		t, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -156,7 +157,12 @@ func slotOf(c net.Conn) *capSlot {
 		}
 		c = t.NetConn()
 	}
-	switch c := c.(type) {
+	return c
+}
+
+// slotOf finds a connection's slot through its wrappers, if any.
+func slotOf(c net.Conn) *capSlot {
+	switch c := innerConn(c).(type) {
 	case *serverConn:
 		return c.slot
 	case *cappedConn:

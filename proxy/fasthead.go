@@ -61,7 +61,7 @@ func parseFastHead(b []byte, h *fastHead, hdr http.Header) bool {
 		return false
 	}
 	h.target = rest[:sp]
-	if h.target[0] != '/' || !isToken(h.method) || h.method == "CONNECT" || h.method == "PRI" {
+	if h.target[0] != '/' || !httpguts.ValidHeaderFieldName(h.method) || h.method == "CONNECT" || h.method == "PRI" {
 		return false
 	}
 	u, err := url.ParseRequestURI(h.target)
@@ -90,7 +90,7 @@ func parseFastHead(b []byte, h *fastHead, hdr http.Header) bool {
 		if colon <= 0 {
 			return false
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], strings.Trim(line[colon+1:], " \t")
 		key, ok := canonicalKey(name)
 		if !ok || !validValue(value) {
 			return false
@@ -131,31 +131,6 @@ func parseFastHead(b []byte, h *fastHead, hdr http.Header) bool {
 		}
 	}
 	h.close = httpguts.HeaderValuesContainsToken(hdr["Connection"], "close")
-	return true
-}
-
-// trimOWS trims spaces and tabs from both ends, as net/http's header
-// reader does.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
 	return true
 }
 

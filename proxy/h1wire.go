@@ -146,7 +146,7 @@ func (pc *h1Conn) readHead(req *http.Request) (res *http.Response, ok bool) {
 		line := rest[:i]
 		rest = rest[i+2:]
 		k, v, found := strings.Cut(line, ":")
-		if !found || !fastHeaderKey(k) || !validValue(v) {
+		if !found || !httpguts.ValidHeaderFieldName(k) || !validValue(v) {
 			return nil, false
 		}
 		k = http.CanonicalHeaderKey(k)
@@ -228,11 +228,6 @@ func fastStatusLine(buf []byte) bool {
 		}
 	}
 	return i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n'
-}
-
-// fastHeaderKey reports whether k is a non-empty token.
-func fastHeaderKey(k string) bool {
-	return k != "" && httpguts.ValidHeaderFieldName(k)
 }
 
 // clBody is a Content-Length framed response body read from the

@@ -85,16 +85,8 @@ func (b *batchConn) batch() {
 	b.st.cond.L = &b.st.mu
 }
 
-// unbatch returns the connection a batchConn wraps, or c.
-func unbatch(c net.Conn) net.Conn {
-	if b, ok := c.(*batchConn); ok {
-		return b.Conn
-	}
-	return c
-}
-
-// NetConn returns the wrapped connection, as tls.Conn's does (slotOf and
-// the listener's hooks look through it).
+// NetConn returns the wrapped connection, as tls.Conn's does (innerConn
+// looks through it).
 func (b *batchConn) NetConn() net.Conn { return b.Conn }
 
 func (b *batchConn) Write(p []byte) (int, error) {

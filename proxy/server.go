@@ -75,13 +75,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		},
 		ErrorLog: log.New(&zapWriter{s.log.Named("http")}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if sc, ok := unbatch(c).(*serverConn); ok {
+			if sc, ok := innerConn(c).(*serverConn); ok {
 				return context.WithValue(ctx, connKey{}, sc)
 			}
 			return ctx
 		},
 		ConnState: func(c net.Conn, st http.ConnState) {
-			if sc, ok := unbatch(c).(*serverConn); ok && st == http.StateIdle {
+			if sc, ok := innerConn(c).(*serverConn); ok && st == http.StateIdle {
 				sc.nextRequest()
 			}
 			ll.trackState(c, st)

@@ -100,8 +100,8 @@ func parseAcceptEncoding(vals []string) acceptance {
 // ignored.
 func parseElement(elem string) (name string, q int16, ok bool) {
 	name, params, _ := strings.Cut(elem, ";")
-	name = trimOWS(name)
-	if !isToken(name) {
+	name = strings.Trim(name, " \t")
+	if !httpguts.ValidHeaderFieldName(name) {
 		return "", 0, false
 	}
 	q = 1000
@@ -109,10 +109,10 @@ func parseElement(elem string) (name string, q int16, ok bool) {
 		var p string
 		p, params, _ = strings.Cut(params, ";")
 		k, v, _ := strings.Cut(p, "=")
-		if !strings.EqualFold(trimOWS(k), "q") {
+		if !strings.EqualFold(strings.Trim(k, " \t"), "q") {
 			continue
 		}
-		if q, ok = parseQ(trimOWS(v)); !ok {
+		if q, ok = parseQ(strings.Trim(v, " \t")); !ok {
 			return "", 0, false
 		}
 	}
@@ -178,28 +178,4 @@ func (a *acceptance) choose(offered []codingID) int {
 		return -1
 	}
 	return best
-}
-
-// trimOWS trims optional whitespace (space and tab, RFC 9110 5.6.3).
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // MaxMinSize bounds Spec.MinSize, and so the body a response may hold back
@@ -68,7 +70,7 @@ func New(s Spec) (*Policy, error) {
 		t = strings.ToLower(strings.TrimSpace(t))
 		typ, sub, ok := strings.Cut(t, "/")
 		switch {
-		case !ok || !isToken(typ) || !isToken(sub) || (typ == "*" && sub != "*"):
+		case !ok || !httpguts.ValidHeaderFieldName(typ) || !httpguts.ValidHeaderFieldName(sub) || (typ == "*" && sub != "*"):
 			return nil, fmt.Errorf("compress: bad media type %q (type/subtype, type/* or */*, without parameters)", t)
 		case typ == "*":
 			p.anyType = true
@@ -125,7 +127,7 @@ func noop() error { return nil }
 // one the policy compresses. No Content-Type is not.
 func (p *Policy) typeOK(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
-	mt = trimOWS(mt)
+	mt = strings.Trim(mt, " \t")
 	typ, sub, ok := strings.Cut(mt, "/")
 	if !ok || typ == "" || sub == "" {
 		return false

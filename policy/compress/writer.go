@@ -259,7 +259,7 @@ func hasToken(vals []string, token string) bool {
 			var e string
 			e, v, _ = strings.Cut(v, ",")
 			e, _, _ = strings.Cut(e, "=")
-			if strings.EqualFold(trimOWS(e), token) {
+			if strings.EqualFold(strings.Trim(e, " \t"), token) {
 				return true
 			}
 		}

@@ -93,7 +93,7 @@ func New(s Spec) (*Policy, error) {
 	}
 	for _, m := range methods {
 		m = strings.TrimSpace(m)
-		if !isToken(m) {
+		if !httpguts.ValidHeaderFieldName(m) {
 			return nil, fmt.Errorf("cors: method %q is not a token", m)
 		}
 		if m == "*" {
@@ -107,7 +107,7 @@ func New(s Spec) (*Policy, error) {
 	}
 	for _, h := range s.Headers {
 		h = strings.ToLower(strings.TrimSpace(h))
-		if !isToken(h) {
+		if !httpguts.ValidHeaderFieldName(h) {
 			return nil, fmt.Errorf("cors: header %q is not a token", h)
 		}
 		if h == "*" {
@@ -119,7 +119,7 @@ func New(s Spec) (*Policy, error) {
 	var expose []string
 	for _, h := range s.Expose {
 		h = strings.TrimSpace(h)
-		if !isToken(h) {
+		if !httpguts.ValidHeaderFieldName(h) {
 			return nil, fmt.Errorf("cors: expose header %q is not a token", h)
 		}
 		if h == "*" && s.Credentials {
@@ -254,7 +254,7 @@ func (p *Policy) originAllowed(origin string) bool {
 // the six standard methods in upper case and any other as the script
 // spelled it.
 func (p *Policy) methodAllowed(m string) bool {
-	return isToken(m) && (p.anyMethod || slices.Contains(p.methods, m))
+	return httpguts.ValidHeaderFieldName(m) && (p.anyMethod || slices.Contains(p.methods, m))
 }
 
 // headersAllowed reports whether every name in the Access-Control-Request-
@@ -268,11 +268,11 @@ func (p *Policy) headersAllowed(vals []string) bool {
 		for v != "" {
 			var name string
 			name, v, _ = strings.Cut(v, ",")
-			name = trimOWS(name)
+			name = strings.Trim(name, " \t")
 			if name == "" {
 				continue
 			}
-			if n++; n > maxRequestHeaders || !isToken(name) {
+			if n++; n > maxRequestHeaders || !httpguts.ValidHeaderFieldName(name) {
 				return false
 			}
 			if !p.anyHeader && !containsFold(p.headers, name) {
@@ -291,7 +291,7 @@ func joinRequested(vals []string) string {
 		for v != "" {
 			var name string
 			name, v, _ = strings.Cut(v, ",")
-			if name = trimOWS(name); name == "" {
+			if name = strings.Trim(name, " \t"); name == "" {
 				continue
 			}
 			if b.Len() > 0 {
@@ -331,7 +331,7 @@ func addVary(h http.Header, token string) {
 		for v != "" {
 			var e string
 			e, v, _ = strings.Cut(v, ",")
-			if e = trimOWS(e); e == "*" || strings.EqualFold(e, token) {
+			if e = strings.Trim(e, " \t"); e == "*" || strings.EqualFold(e, token) {
 				return
 			}
 		}
@@ -346,28 +346,4 @@ func containsFold(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// trimOWS trims optional whitespace (space and tab, RFC 9110 5.6.3).
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
-	return true
 }
