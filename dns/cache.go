@@ -148,21 +148,14 @@ func newAnswerCache(t *routing.Table) *answerCache {
 	return c
 }
 
-// cacheFor returns the answer cache of t, making it when the live one is
-// another table's (a reload swapped tables: the old answers go with it).
+// cacheFor returns the answer cache of t, made when t was announced
+// (TableChanged); nil when the live cache is another table's (a query
+// still on the table a reload replaced: it is answered without a cache).
 func (s *Server) cacheFor(t *routing.Table) *answerCache {
-	c := s.cache.Load()
-	if c != nil && c.table == t {
+	if c := s.cache.Load(); c != nil && c.table == t {
 		return c
 	}
-	nc := newAnswerCache(t)
-	if s.cache.CompareAndSwap(c, nc) {
-		return nc
-	}
-	if c = s.cache.Load(); c != nil && c.table == t {
-		return c
-	}
-	return nil // tables are moving under us: answer without a cache
+	return nil
 }
 
 // cacheKey builds q's key into buf: the question name as sent, type,

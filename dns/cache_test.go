@@ -215,6 +215,7 @@ func TestAnswerCacheTableSwap(t *testing.T) {
 func TestAnswerCacheHealth(t *testing.T) {
 	h := newHarness(t, loadConfig(t, "zone.yaml"))
 	d := newDirect(t, h.live, Options{})
+	d.srv.TableChanged(h.live.Load()) // as the app announces a table to its server
 	ask := func(name string) (string, bool) {
 		t.Helper()
 		resp, hit := d.query(aQuery(name).query(t), "127.0.0.1")

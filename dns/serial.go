@@ -38,6 +38,11 @@ func (s *Server) TableChanged(t *routing.Table) {
 		return
 	}
 	s.telTable(t)
+	if c := s.cache.Load(); c == nil || c.table != t {
+		// The new table's answer cache, empty, ready before its first
+		// query; the old table's answers go with it.
+		s.cache.Store(newAnswerCache(t))
+	}
 	s.serialMu.Lock()
 	s.current = t
 	jobs := s.updateLocked(t)
